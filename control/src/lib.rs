@@ -1,0 +1,1 @@
+//! The Kowabunga node daemon: configuration, reconciliation, supervision.

@@ -1,0 +1,1 @@
+//! Loads, attaches, pins and drives the Kowabunga XDP programs.

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * kw_abi.h - the kernel/user ABI of the Kowabunga XDP programs.
+ *
+ * This is the single source of truth for every struct and constant shared
+ * by the BPF programs and userspace. The Rust crate `kowabunga-bindings`
+ * generates its types from this file with bindgen; nothing is mirrored by
+ * hand.
+ *
+ * Conventions
+ *  - Addresses and ports inside keys and values are in network byte order
+ *    (they are compared to and copied into packets as they are).
+ *  - Port ranges of rules and the SNAT range are in host byte order.
+ *  - IPv4 first: IPv6 gets its own maps (ct6, ...) and rule tables, the way
+ *    Cilium splits ct4/ct6, so these structs never need an address family.
+ *
+ * This header must stay includable by both clang -target bpf and bindgen
+ * on the host: only fixed-width types, no kernel headers.
+ */
+#ifndef KW_ABI_H
+#define KW_ABI_H
+
+#include <linux/types.h>
+
+/* ------------------------------------------------------------------ */
+/* Interface roles: one XDP entry point per role.                      */
+/* ------------------------------------------------------------------ */
+enum kw_role {
+	KW_ROLE_PUBLIC = 1,  /* Internet side: public VIPs live here */
+	KW_ROLE_PRIVATE = 2, /* project subnet side */
+	KW_ROLE_PEERING = 3, /* VPC peering links */
+};
+
+/* ------------------------------------------------------------------ */
+/* Configuration (double-buffered: two banks, one active).             */
+/* ------------------------------------------------------------------ */
+#define KW_BANKS 2
+#define KW_MAX_VIPS 16
+#define KW_MAX_PEERINGS 16
+#define KW_MAX_IPSEC 16
+
+enum kw_policy {
+	KW_POLICY_ACCEPT = 0,
+	KW_POLICY_DROP = 1,
+};
+
+/* Rule tables, stored one after another in the kw_rules array of a bank. */
+enum kw_table {
+	KW_TABLE_INGRESS = 0,  /* firewall.ingress: src cidr, proto, dst ports -> host */
+	KW_TABLE_EGRESS = 1,   /* firewall.egress: dst cidr, proto, dst ports -> exception */
+	KW_TABLE_DNAT = 2,     /* dnat: proto, dst ports -> target */
+	KW_TABLE_PEER_IN = 3,  /* peering ingress: src cidr = peer subnet */
+	KW_TABLE_PEER_OUT = 4, /* peering egress: dst cidr = peer subnet */
+	KW_TABLE_COUNT = 5,
+};
+
+/* Rules per table and per bank (the verifier bounds every scan by it). */
+#define KW_MAX_RULES_PER_TABLE 256
+#define KW_RULES_PER_BANK (KW_MAX_RULES_PER_TABLE * KW_TABLE_COUNT)
+
+/* An IPv4 prefix; mask is the netmask in network byte order. */
+struct kw_cidr {
+	__be32 addr;
+	__be32 mask;
+};
+
+/* A VPC peering: a subnet routed without NAT, with its default policy. */
+struct kw_peering {
+	struct kw_cidr subnet;
+	__u8 policy; /* enum kw_policy */
+	__u8 _pad[3];
+};
+
+/*
+ * One firewall / DNAT rule. A packet matches when
+ *   (addr & mask) == (packet address & mask)   (source for INGRESS and
+ *                                               PEER_IN, destination for
+ *                                               EGRESS and PEER_OUT, unused
+ *                                               for DNAT: mask 0)
+ *   && proto == packet protocol (0 matches any protocol)
+ *   && port_lo <= dst port <= port_hi            (TCP and UDP only; ignored
+ *                                                 for other protocols)
+ */
+struct kw_rule {
+	struct kw_cidr cidr;
+	__be32 target; /* DNAT: new destination address; 0 otherwise */
+	__u16 port_lo; /* host order */
+	__u16 port_hi; /* host order */
+	__u8 proto;    /* IPPROTO_*, 0 = any */
+	__u8 _pad[3];
+};
+
+/* Bank-level configuration: everything but the rule tables. */
+struct kw_config {
+	__be32 snat_ip;            /* this zone's public VIP: source of SNAT */
+	struct kw_cidr private_net; /* the project subnet */
+	__u16 port_min;            /* SNAT port range, host order, inclusive */
+	__u16 port_max;
+	__u8 egress_policy;        /* enum kw_policy */
+	__u8 sample_shift;         /* drop events: one in 2^shift per reason and CPU */
+	__u8 n_vips;
+	__u8 n_peerings;
+	__u8 n_ipsec;
+	__u8 _pad[3];
+	__be32 vips[KW_MAX_VIPS];  /* all public VIPs handled here */
+	struct kw_peering peerings[KW_MAX_PEERINGS];
+	struct kw_cidr ipsec[KW_MAX_IPSEC]; /* IPsec remote subnets: passed to XFRM */
+	__u16 rule_start[KW_TABLE_COUNT];  /* first index inside the bank */
+	__u16 rule_count[KW_TABLE_COUNT];
+};
+
+/* kw_active[0]: which bank the programs read; KW_BANK_NONE = not configured. */
+#define KW_BANK_NONE 0xffffffffu
+
+/* ------------------------------------------------------------------ */
+/* Connection tracking: two entries per flow.                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A tuple as seen on the wire. For ICMP echo the identifier stands in for
+ * a port: requests carry it in sport (dport 0), replies in dport (sport 0),
+ * so a reply's tuple is the reverse of its request's.
+ */
+struct kw_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+enum kw_ct_state {
+	KW_CT_NEW = 0,         /* one direction seen (TCP: SYN sent) */
+	KW_CT_ESTABLISHED = 1, /* reply direction seen */
+	KW_CT_CLOSING = 2,     /* FIN or RST seen */
+};
+
+/* kw_ct_value.flags */
+#define KW_CT_F_REPLY 0x01 /* entry keys the reply direction */
+#define KW_CT_F_SNAT 0x02  /* flow source-translated (egress or hairpin) */
+#define KW_CT_F_DNAT 0x04  /* flow destination-translated (dnat rule) */
+
+/*
+ * What to do with a packet whose tuple equals the key: rewrite its tuple to
+ * (nat_saddr, nat_daddr, nat_sport, nat_dport) and forward it. The other
+ * entry of the flow is keyed by the reverse of that rewritten tuple.
+ */
+struct kw_ct_value {
+	__be32 nat_saddr;
+	__be32 nat_daddr;
+	__be16 nat_sport;
+	__be16 nat_dport;
+	__u8 in_role; /* enum kw_role the packet must arrive on */
+	__u8 flags;   /* KW_CT_F_* */
+	__u8 state;   /* enum kw_ct_state */
+	__u8 _pad;
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC) */
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Timeouts (RFC 5382 / RFC 4787), applied by the daemon's sweeper. */
+#define KW_CT_TIMEOUT_TCP_ESTABLISHED_S 7440
+#define KW_CT_TIMEOUT_TCP_TRANSITORY_S 240
+#define KW_CT_TIMEOUT_UDP_S 120
+#define KW_CT_TIMEOUT_ICMP_S 60
+
+/* Default sizes; the loader may override the conntrack size. */
+#define KW_CT_DEFAULT_ENTRIES 262144
+#define KW_SNAT_MAX_PROBES 32
+
+/* ------------------------------------------------------------------ */
+/* Counters: one per-CPU slot per outcome.                             */
+/* ------------------------------------------------------------------ */
+enum kw_stat {
+	/* forwarded */
+	KW_STAT_FWD_REDIRECT = 0,   /* translated and redirected */
+	/* passed to the kernel */
+	KW_STAT_PASS_NOT_IPV4,      /* ARP, IPv6, ...: not ours yet */
+	KW_STAT_PASS_NO_CONFIG,     /* no active bank */
+	KW_STAT_PASS_LOCAL,         /* project subnet, broadcast or multicast */
+	KW_STAT_PASS_NOT_OURS,      /* not addressed to a VIP / routed subnet */
+	KW_STAT_PASS_TO_HOST,       /* firewall.ingress accepted: gateway itself */
+	KW_STAT_PASS_IPSEC,         /* to an IPsec remote subnet: kernel XFRM */
+	KW_STAT_PASS_TTL,           /* TTL <= 1: the kernel answers */
+	KW_STAT_PASS_NO_NEIGH,      /* next hop unresolved: kernel resolves */
+	KW_STAT_PASS_FIB,           /* other fib outcomes (mtu, unreachable) */
+	/* dropped, one reason each */
+	KW_STAT_DROP_MALFORMED,     /* truncated or invalid L2/L3 */
+	KW_STAT_DROP_MALFORMED_L4,  /* truncated L4 header */
+	KW_STAT_DROP_IP_OPTIONS,    /* IPv4 options on a translated path */
+	KW_STAT_DROP_FRAGMENT,      /* IPv4 fragment on a translated path */
+	KW_STAT_DROP_SPOOFED,       /* private side, source outside the subnet */
+	KW_STAT_DROP_TO_PRIVATE,    /* public side, aimed straight at a private subnet */
+	KW_STAT_DROP_INGRESS_DENIED,/* new inbound flow to a VIP, no rule */
+	KW_STAT_DROP_EGRESS_DENIED, /* egress_policy / egress rules */
+	KW_STAT_DROP_PEERING_DENIED,/* VPC peering policy / rules */
+	KW_STAT_DROP_TCP_NOT_SYN,   /* new TCP flow without a bare SYN */
+	KW_STAT_DROP_UNSUPPORTED,   /* protocol or ICMP type that cannot be translated */
+	KW_STAT_DROP_ICMP_UNMATCHED,/* ICMP error about no tracked flow */
+	KW_STAT_DROP_NO_PORT,       /* SNAT port range exhausted */
+	KW_STAT_DROP_CT_COLLISION,  /* reply tuple already taken */
+	KW_STAT_DROP_CT_FULL,       /* conntrack insert failed */
+	KW_STAT_COUNT,
+};
+
+/* Per-CPU counter slot. */
+struct kw_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* A sampled drop, sent to the kw_events ring buffer. */
+struct kw_drop_event {
+	__u64 ts_ns;
+	__u32 ifindex;
+	__u8 reason; /* enum kw_stat */
+	__u8 proto;
+	__u16 _pad;
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+};
+
+#define KW_EVENTS_BYTES (256 * 1024)
+
+#endif /* KW_ABI_H */

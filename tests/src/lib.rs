@@ -1,0 +1,1 @@
+//! Test support for Kowabunga: the reference model, packet fixtures and labs.
