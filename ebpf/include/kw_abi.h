@@ -109,8 +109,12 @@ struct kw_config {
 	__u16 rule_count[KW_TABLE_COUNT];
 };
 
-/* kw_active[0]: which bank the programs read; KW_BANK_NONE = not configured. */
-#define KW_BANK_NONE 0xffffffffu
+/*
+ * kw_active[0] holds the bank the programs read, plus one: a fresh map
+ * reads 0, KW_ACTIVE_NONE, and the programs pass everything until the
+ * daemon has written a bank and flipped this word.
+ */
+#define KW_ACTIVE_NONE 0
 
 /* ------------------------------------------------------------------ */
 /* Connection tracking: two entries per flow.                          */
