@@ -1,1 +1,204 @@
-fn main() {}
+//! `cargo xtask`: the project's developer commands.
+//!
+//! * `deps`  — check and install the Debian packages the project needs
+//! * `test`  — deps, build everything, run every test
+//! * `lab`   — deps, build, run the Kawaii namespace lab demo
+//! * `bench` — deps, run the benchmarks
+//! * `ci`    — what `.ci/run` does: privileged tests, fmt check, clippy
+
+mod deps;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Developer commands of Kowabunga-rs.
+#[derive(Parser)]
+#[command(name = "cargo xtask", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check the Debian packages the project needs; install the missing ones (root).
+    Deps,
+    /// deps, `cargo build --workspace --all-targets`, `cargo test --workspace [ARGS]`.
+    Test {
+        /// Passed to `cargo test --workspace` (e.g. `-- --nocapture`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// deps, build kowabungad and the lab (release), run the Kawaii namespace lab.
+    Lab {
+        /// Passed to `kowabunga-lab`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// deps, `cargo bench -p kowabunga-benches [ARGS]`.
+    Bench {
+        /// Passed to `cargo bench`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Privileged tests (KOWABUNGA_REQUIRE_PRIVILEGED=1), `cargo fmt --check`, clippy -D warnings.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Deps => deps::ensure().map(|()| ExitCode::SUCCESS),
+        Cmd::Test { args } => test(&args),
+        Cmd::Lab { args } => lab(&args),
+        Cmd::Bench { args } => bench(&args),
+        Cmd::Ci => ci(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of xtask/).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `cargo` as invoked by the user (cargo sets `$CARGO` for the programs it runs).
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root()).env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+/// Runs `cmd`, echoing it; `Ok(code)` is its exit code.
+fn run(mut cmd: Command) -> Result<ExitCode> {
+    let shown = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("xtask: $ {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if status.success() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("xtask: `{shown}` failed: {status}");
+    Ok(status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .map_or(ExitCode::FAILURE, ExitCode::from))
+}
+
+/// Runs `cmd`; an error when it fails.
+fn run_ok(cmd: Command) -> Result<()> {
+    if run(cmd)? == ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        bail!("stopping: a step failed")
+    }
+}
+
+fn require_privileged() -> bool {
+    std::env::var("KOWABUNGA_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1")
+}
+
+fn test(args: &[OsString]) -> Result<ExitCode> {
+    if !deps::is_root() {
+        if require_privileged() {
+            bail!("KOWABUNGA_REQUIRE_PRIVILEGED=1 but not root: privileged tests need root (CAP_BPF + CAP_NET_ADMIN)");
+        }
+        println!("xtask: note: not root, the privileged tests (XDP, namespace labs) will skip");
+    }
+    deps::ensure()?;
+    let mut build = cargo();
+    build.args(["build", "--workspace", "--all-targets"]);
+    let code = run(build)?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    let mut t = cargo();
+    t.args(["test", "--workspace"]).args(args);
+    run(t)
+}
+
+fn lab(args: &[OsString]) -> Result<ExitCode> {
+    deps::ensure()?;
+    if !deps::is_root() {
+        bail!("the lab creates network namespaces and attaches XDP programs: run it as root");
+    }
+    let mut daemon = cargo();
+    daemon.args(["build", "--release", "-p", "kowabunga-control", "--bins"]);
+    run_ok(daemon)?;
+    let mut lab = cargo();
+    lab.args(["build", "--release", "-p", "kowabunga-tests", "--bins"]);
+    run_ok(lab)?;
+    let mut cmd = Command::new(target_dir().join("release").join("kowabunga-lab"));
+    cmd.args(args).env("RUST_BACKTRACE", "1");
+    run(cmd)
+}
+
+/// `$CARGO_TARGET_DIR` or `<root>/target`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+fn bench(args: &[OsString]) -> Result<ExitCode> {
+    deps::ensure()?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "kowabunga-benches"]).args(args);
+    run(cmd)
+}
+
+fn ci() -> Result<ExitCode> {
+    if !deps::is_root() {
+        bail!("`cargo xtask ci` runs the privileged tests: run it as root");
+    }
+    let code = {
+        // Same as `KOWABUNGA_REQUIRE_PRIVILEGED=1 cargo xtask test`.
+        std::env::set_var("KOWABUNGA_REQUIRE_PRIVILEGED", "1");
+        test(&[])?
+    };
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    lint()
+}
+
+/// `cargo fmt --all -- --check` then clippy with warnings denied.
+fn lint() -> Result<ExitCode> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    let code = run(fmt)?;
+    if code != ExitCode::SUCCESS {
+        eprintln!("xtask: formatting differs: run `cargo fmt --all`");
+        return Ok(code);
+    }
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)
+}

@@ -1,0 +1,177 @@
+//! `cargo xtask deps`: the Debian packages the project needs, installed with apt-get.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// One Debian package and why the project needs it.
+struct Package {
+    name: &'static str,
+    why: &'static str,
+    required: bool,
+}
+
+const PACKAGES: &[Package] = &[
+    Package {
+        name: "clang-19",
+        why: "compiles ebpf/*.c (dataplane/build.rs)",
+        required: true,
+    },
+    Package {
+        name: "libclang1-19",
+        why: "bindgen (kowabunga-bindings)",
+        required: true,
+    },
+    Package {
+        name: "libbpf-dev",
+        why: "BPF helper headers for ebpf/",
+        required: true,
+    },
+    Package {
+        name: "linux-libc-dev",
+        why: "kernel UAPI headers for ebpf/",
+        required: true,
+    },
+    Package {
+        name: "iproute2",
+        why: "ip netns / veth in the lab and tests",
+        required: true,
+    },
+    Package {
+        name: "iputils-ping",
+        why: "ping through the lab gateway",
+        required: true,
+    },
+    Package {
+        name: "ethtool",
+        why: "turns off veth checksum offload in the lab",
+        required: true,
+    },
+    Package {
+        name: "bpftool",
+        why: "inspecting pinned maps",
+        required: false,
+    },
+    Package {
+        name: "netcat-openbsd",
+        why: "manual poking at the lab",
+        required: false,
+    },
+    Package {
+        name: "iperf3",
+        why: "throughput comparisons",
+        required: false,
+    },
+    Package {
+        name: "tcpdump",
+        why: "debugging the lab",
+        required: false,
+    },
+];
+
+/// True when dpkg says the package is installed.
+fn installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).trim() == "install ok installed"
+        })
+        .unwrap_or(false)
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc_geteuid() == 0 }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn apt_get(args: &[&str]) -> Result<()> {
+    println!("xtask: apt-get {}", args.join(" "));
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get (is this Debian?)")?;
+    if !status.success() {
+        bail!("apt-get {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Checks the Debian packages and installs the missing ones.
+///
+/// `apt-get update` runs once, only when something is missing. Missing optional
+/// packages that fail to install are reported, not fatal.
+pub fn ensure() -> Result<()> {
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        bail!("dpkg-query not found: `cargo xtask deps` supports Debian 12 (bookworm) and derivatives");
+    }
+    let missing: Vec<&Package> = PACKAGES.iter().filter(|p| !installed(p.name)).collect();
+    if missing.is_empty() {
+        println!("xtask: Debian packages present: {}", names(PACKAGES.iter()));
+        return Ok(());
+    }
+    let (required, optional): (Vec<&Package>, Vec<&Package>) =
+        missing.iter().partition(|p| p.required);
+    if !is_root() {
+        if required.is_empty() {
+            println!(
+                "xtask: optional packages missing (install as root to get them): {}",
+                names(optional.iter().copied())
+            );
+            return Ok(());
+        }
+        bail!(
+            "missing Debian packages {}: run `cargo xtask deps` as root (or `sudo apt-get install {}`)",
+            names(required.iter().copied()),
+            names(missing.iter().copied())
+        );
+    }
+    for p in &missing {
+        println!(
+            "xtask: will install {} ({}){}",
+            p.name,
+            p.why,
+            if p.required { "" } else { ", optional" }
+        );
+    }
+    apt_get(&["update", "-q"])?;
+    if !required.is_empty() {
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(required.iter().map(|p| p.name));
+        apt_get(&args)?;
+    }
+    if !optional.is_empty() {
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(optional.iter().map(|p| p.name));
+        if let Err(e) = apt_get(&args) {
+            println!("xtask: warning: optional packages not installed: {e:#}");
+        }
+    }
+    let still: Vec<&Package> = required
+        .iter()
+        .copied()
+        .filter(|p| !installed(p.name))
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after apt-get: {}", names(still.into_iter()));
+    }
+    Ok(())
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a Package>) -> String {
+    it.map(|p| p.name).collect::<Vec<_>>().join(" ")
+}
