@@ -1,23 +1,421 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
-/* kawaii.c - SKELETON, being written: entry points and maps only. */
+/*
+ * kawaii.c - the Kawaii project gateway in XDP: SNAT egress to the zone's
+ * public VIP, DNAT ingress, a stateful deny-by-default firewall, VPC peering
+ * without NAT, IPsec subnets handed to the kernel, ICMP error translation.
+ *
+ * One entry point per interface role; the role is a constant, so each is
+ * specialised by the compiler. Semantics: ../shared design, section 3, and
+ * ebpf/README.md. The reference model in tests/src/model mirrors this file.
+ */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "kw_maps.h"
+#include "kw_parse.h"
+#include "kw_csum.h"
+#include "kw_counters.h"
+#include "kw_ct.h"
+#include "kw_rules.h"
+#include "kw_nat.h"
+#include "kw_fwd.h"
 
-static __always_inline int kawaii(struct xdp_md *ctx, int role)
+/* Everything a decision needs besides the packet. */
+struct kw_env {
+	const struct kw_config *cfg;
+	__u32 bank;
+};
+
+/* Translate (possibly to the same tuple) and forward a packet. */
+static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pkt *p,
+						const struct kw_nat *n)
 {
-	__u32 k = 0;
-	__u32 *a = bpf_map_lookup_elem(&kw_active, &k);
-	if (!a)
-		return XDP_PASS;
-	return XDP_PASS;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct bpf_fib_lookup fib;
+	long rc = kw_fib(ctx, p, n->saddr, n->daddr, &fib);
+
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		kw_rewrite(p, data_end, n);
+		return kw_fwd_commit(p, data_end, &fib);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		/* the kernel resolves the neighbour and forwards it translated */
+		kw_rewrite(p, data_end, n);
+		return kw_pass(p, KW_STAT_PASS_NO_NEIGH);
+	}
+	return kw_pass(p, KW_STAT_PASS_FIB);
+}
+
+/* A packet of a tracked flow. */
+static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
+					  struct kw_ct_value *v)
+{
+	struct kw_nat n = {
+		.saddr = v->nat_saddr,
+		.daddr = v->nat_daddr,
+		.sport = v->nat_sport,
+		.dport = v->nat_dport,
+	};
+
+	kw_ct_touch(v, p);
+	if (kw_ttl_expiring(p))
+		return kw_pass(p, KW_STAT_PASS_TTL);
+	return kw_translate_forward(ctx, p, &n);
+}
+
+/*
+ * Create both entries of a flow whose original packet p is rewritten to n;
+ * the reply entry is keyed by the reverse of n and rewritten to the reverse
+ * of the original tuple. With snat, n.sport (the translated source port or
+ * echo id) is allocated here. Then forward p.
+ */
+static __always_inline int kw_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
+				       const struct kw_env *env, struct kw_nat *n, __u8 in_role,
+				       __u8 reply_role, __u8 flags, int snat)
+{
+	__u8 shift = env->cfg->sample_shift;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct kw_ct_key rk;
+	struct kw_ct_value ov, rv;
+	int rc;
+
+	if (p->kind == KW_L4_TCP &&
+	    (p->tcp_flags & (KW_TCP_SYN | KW_TCP_ACK | KW_TCP_RST | KW_TCP_FIN)) != KW_TCP_SYN)
+		return kw_drop(ctx, p, KW_STAT_DROP_TCP_NOT_SYN, shift);
+	if (kw_ttl_expiring(p))
+		return kw_pass(p, KW_STAT_PASS_TTL);
+
+	kw_ct_fill(&rv, p->key.daddr, p->key.saddr, p->key.dport, p->key.sport, reply_role,
+		   flags | KW_CT_F_REPLY, now);
+	kw_ct_reverse(&rk, n->saddr, n->daddr, n->sport, n->dport, p->key.proto);
+	if (snat) {
+		rc = kw_snat_reserve(env->cfg, &p->key, p->key.sport, &rk, &rv);
+		if (rc == KW_CT_EXISTS)
+			return kw_drop(ctx, p, KW_STAT_DROP_NO_PORT, shift);
+		n->sport = rk.dport;
+	} else {
+		rc = kw_ct_insert_reply(&rk, &rv);
+		if (rc == KW_CT_EXISTS)
+			return kw_drop(ctx, p, KW_STAT_DROP_CT_COLLISION, shift);
+	}
+	if (rc != KW_CT_OK)
+		return kw_drop(ctx, p, KW_STAT_DROP_CT_FULL, shift);
+
+	kw_ct_fill(&ov, n->saddr, n->daddr, n->sport, n->dport, in_role, flags, now);
+	ov.packets = 1;
+	ov.bytes = p->len;
+	if (kw_ct_insert_orig(&p->key, &ov, &rk) != KW_CT_OK)
+		return kw_drop(ctx, p, KW_STAT_DROP_CT_COLLISION, shift);
+	return kw_translate_forward(ctx, p, n);
+}
+
+/*
+ * An ICMP error: find the flow of the embedded packet (which travelled in
+ * the opposite direction), translate the outer header and the embedded one.
+ */
+static __always_inline int kw_icmp_error(struct xdp_md *ctx, struct kw_pkt *p,
+					 const struct kw_env *env, __u8 role)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 shift = env->cfg->sample_shift;
+	__u8 *icmp = p->l4;
+	struct iphdr *in = (void *)(icmp + KW_ICMP_LEN);
+	__u8 *il4 = (void *)(in + 1);
+	__u16 avail = bpf_ntohs(p->ip->tot_len) - sizeof(struct iphdr);
+	__u16 *icmp_sum, *l4sum = 0, *idp = 0;
+	struct kw_ct_key k;
+	struct kw_ct_value *v;
+	struct kw_nat n;
+	struct bpf_fib_lookup fib;
+	__be16 isport = 0, idport = 0;
+	__u8 itype = 0;
+	long rc;
+
+	if ((void *)(il4 + 8) > data_end || avail < KW_ICMP_LEN + sizeof(struct iphdr) + 8)
+		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED_L4, shift);
+	if (in->version != 4 || in->ihl != 5)
+		return kw_drop(ctx, p, KW_STAT_DROP_UNSUPPORTED, shift);
+	if (in->protocol == IPPROTO_TCP || in->protocol == IPPROTO_UDP) {
+		isport = *(__be16 *)il4;
+		idport = *(__be16 *)(il4 + 2);
+	} else if (in->protocol == IPPROTO_ICMP) {
+		itype = il4[0];
+		if (itype == KW_ICMP_ECHO)
+			isport = *(__be16 *)(il4 + 4);
+		else if (itype == KW_ICMP_ECHOREPLY)
+			idport = *(__be16 *)(il4 + 4);
+		else
+			return kw_drop(ctx, p, KW_STAT_DROP_UNSUPPORTED, shift);
+	} else {
+		return kw_drop(ctx, p, KW_STAT_DROP_UNSUPPORTED, shift);
+	}
+
+	kw_ct_reverse(&k, in->saddr, in->daddr, isport, idport, in->protocol);
+	v = bpf_map_lookup_elem(&kw_ct4, &k);
+	if (!v || v->in_role != role || p->ip->daddr != in->saddr)
+		return kw_drop(ctx, p, KW_STAT_DROP_ICMP_UNMATCHED, shift);
+	if (kw_ttl_expiring(p))
+		return kw_pass(p, KW_STAT_PASS_TTL);
+
+	/* outer: to the flow's original endpoint; from the VIP if the peer sent it */
+	n.daddr = v->nat_daddr;
+	n.saddr = p->ip->saddr == k.saddr ? v->nat_saddr : p->ip->saddr;
+	rc = kw_fib(ctx, p, n.saddr, n.daddr, &fib);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return kw_pass(p, KW_STAT_PASS_FIB);
+
+	/* re-check every byte we write, relative to data_end */
+	if ((void *)(il4 + 8) > data_end)
+		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED_L4, shift);
+	icmp_sum = (__u16 *)(icmp + 2);
+	if (in->protocol == IPPROTO_UDP) {
+		if (*(__u16 *)(il4 + 6))
+			l4sum = (__u16 *)(il4 + 6);
+	} else if (in->protocol == IPPROTO_TCP) {
+		if ((void *)(il4 + 18) <= data_end &&
+		    avail >= KW_ICMP_LEN + sizeof(struct iphdr) + 18)
+			l4sum = (__u16 *)(il4 + 16);
+	}
+
+	/* embedded packet: reverse of the flow's rewritten tuple */
+	kw_icmp_addr(icmp_sum, (__u16 *)&in->check, l4sum, &in->saddr, v->nat_daddr);
+	kw_icmp_addr(icmp_sum, (__u16 *)&in->check, l4sum, &in->daddr, v->nat_saddr);
+	if (in->protocol == IPPROTO_ICMP) {
+		idp = (__u16 *)(il4 + 4);
+		kw_icmp_field2(icmp_sum, (__u16 *)(il4 + 2), idp,
+			       itype == KW_ICMP_ECHO ? v->nat_dport : v->nat_sport);
+	} else {
+		kw_icmp_field2(icmp_sum, l4sum, (__u16 *)il4, v->nat_dport);
+		kw_icmp_field2(icmp_sum, l4sum, (__u16 *)(il4 + 2), v->nat_sport);
+		if (in->protocol == IPPROTO_UDP && l4sum && *l4sum == 0) {
+			*l4sum = 0xffff;
+			kw_csum_replace2(icmp_sum, 0, 0xffff);
+		}
+	}
+
+	/* outer header (the ICMP checksum does not cover it) */
+	{
+		struct iphdr *ip = p->ip;
+
+		if ((void *)(ip + 1) > data_end)
+			return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED, shift);
+		if (ip->saddr != n.saddr) {
+			kw_csum_replace4(&ip->check, ip->saddr, n.saddr);
+			ip->saddr = n.saddr;
+		}
+		if (ip->daddr != n.daddr) {
+			kw_csum_replace4(&ip->check, ip->daddr, n.daddr);
+			ip->daddr = n.daddr;
+		}
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return kw_pass(p, KW_STAT_PASS_NO_NEIGH);
+	return kw_fwd_commit(p, data_end, &fib);
+}
+
+/* New flow arriving on the public side, addressed to a VIP. */
+static __always_inline int kw_new_inbound(struct xdp_md *ctx, struct kw_pkt *p,
+					  const struct kw_env *env)
+{
+	__be32 target = 0;
+
+	if ((p->kind == KW_L4_TCP || p->kind == KW_L4_UDP) &&
+	    kw_rule_match(env->cfg, env->bank, KW_TABLE_DNAT, p->key.saddr, p, &target)) {
+		struct kw_nat n = {
+			.saddr = p->key.saddr,
+			.daddr = target,
+			.sport = p->key.sport,
+			.dport = p->key.dport,
+		};
+		return kw_new_flow(ctx, p, env, &n, KW_ROLE_PUBLIC, KW_ROLE_PRIVATE, KW_CT_F_DNAT, 0);
+	}
+	if (kw_rule_match(env->cfg, env->bank, KW_TABLE_INGRESS, p->key.saddr, p, 0))
+		return kw_pass(p, KW_STAT_PASS_TO_HOST);
+	return kw_drop(ctx, p, KW_STAT_DROP_INGRESS_DENIED, env->cfg->sample_shift);
+}
+
+/* New flow from the project subnet (to a VIP, a peering, or the Internet). */
+static __always_inline int kw_new_outbound(struct xdp_md *ctx, struct kw_pkt *p,
+					   const struct kw_env *env)
+{
+	const struct kw_config *cfg = env->cfg;
+	__be32 daddr = p->key.daddr;
+	__be32 target = 0;
+	int peer;
+
+	if (kw_is_vip(cfg, daddr)) {
+		/* hairpin: a dnat port of our own VIP, from inside */
+		if ((p->kind == KW_L4_TCP || p->kind == KW_L4_UDP) &&
+		    kw_rule_match(cfg, env->bank, KW_TABLE_DNAT, p->key.saddr, p, &target)) {
+			struct kw_nat n = {
+				.saddr = cfg->snat_ip,
+				.daddr = target,
+				.sport = p->key.sport,
+				.dport = p->key.dport,
+			};
+			return kw_new_flow(ctx, p, env, &n, KW_ROLE_PRIVATE, KW_ROLE_PRIVATE,
+					   KW_CT_F_SNAT | KW_CT_F_DNAT, 1);
+		}
+		return kw_pass(p, KW_STAT_PASS_TO_HOST);
+	}
+	if (!kw_trackable(p->kind) || p->kind == KW_L4_ECHO_REPLY)
+		return kw_drop(ctx, p, KW_STAT_DROP_UNSUPPORTED, cfg->sample_shift);
+
+	peer = kw_peering_of(cfg, daddr);
+	if (peer >= 0) {
+		struct kw_nat n = {
+			.saddr = p->key.saddr,
+			.daddr = daddr,
+			.sport = p->key.sport,
+			.dport = p->key.dport,
+		};
+		__u8 policy = KW_POLICY_DROP;
+
+		if (peer < KW_MAX_PEERINGS)
+			policy = cfg->peerings[peer].policy;
+		if (policy != KW_POLICY_ACCEPT &&
+		    !kw_rule_match(cfg, env->bank, KW_TABLE_PEER_OUT, daddr, p, 0))
+			return kw_drop(ctx, p, KW_STAT_DROP_PEERING_DENIED, cfg->sample_shift);
+		return kw_new_flow(ctx, p, env, &n, KW_ROLE_PRIVATE, KW_ROLE_PEERING, 0, 0);
+	}
+
+	/* Internet: egress_policy, with the egress rules as its exceptions */
+	if ((cfg->egress_policy == KW_POLICY_ACCEPT) ==
+	    kw_rule_match(cfg, env->bank, KW_TABLE_EGRESS, daddr, p, 0))
+		return kw_drop(ctx, p, KW_STAT_DROP_EGRESS_DENIED, cfg->sample_shift);
+	{
+		struct kw_nat n = {
+			.saddr = cfg->snat_ip,
+			.daddr = daddr,
+			.sport = p->key.sport,
+			.dport = p->key.dport,
+		};
+		return kw_new_flow(ctx, p, env, &n, KW_ROLE_PRIVATE, KW_ROLE_PUBLIC, KW_CT_F_SNAT, 1);
+	}
+}
+
+/* New flow from a peered subnet into the project subnet. */
+static __always_inline int kw_new_peer_inbound(struct xdp_md *ctx, struct kw_pkt *p,
+					       const struct kw_env *env, int peer)
+{
+	const struct kw_config *cfg = env->cfg;
+	struct kw_nat n = {
+		.saddr = p->key.saddr,
+		.daddr = p->key.daddr,
+		.sport = p->key.sport,
+		.dport = p->key.dport,
+	};
+	__u8 policy = KW_POLICY_DROP;
+
+	if (!kw_trackable(p->kind) || p->kind == KW_L4_ECHO_REPLY)
+		return kw_drop(ctx, p, KW_STAT_DROP_UNSUPPORTED, cfg->sample_shift);
+	if (peer >= 0 && peer < KW_MAX_PEERINGS)
+		policy = cfg->peerings[peer].policy;
+	if (policy != KW_POLICY_ACCEPT &&
+	    !kw_rule_match(cfg, env->bank, KW_TABLE_PEER_IN, p->key.saddr, p, 0))
+		return kw_drop(ctx, p, KW_STAT_DROP_PEERING_DENIED, cfg->sample_shift);
+	return kw_new_flow(ctx, p, env, &n, KW_ROLE_PEERING, KW_ROLE_PRIVATE, 0, 0);
+}
+
+static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct kw_pkt p = { .len = data_end - data };
+	struct kw_env env;
+	struct kw_ct_value *v;
+	__u32 zero = 0, *active;
+	__u16 tot_len;
+	int peer = -1;
+
+	p.eth = data;
+	active = bpf_map_lookup_elem(&kw_active, &zero);
+	if (!active || *active == KW_ACTIVE_NONE || *active > KW_BANKS)
+		return kw_pass(&p, KW_STAT_PASS_NO_CONFIG);
+	env.bank = *active - 1;
+	env.cfg = bpf_map_lookup_elem(&kw_config, &env.bank);
+	if (!env.cfg)
+		return kw_pass(&p, KW_STAT_PASS_NO_CONFIG);
+
+	if ((void *)(p.eth + 1) > data_end)
+		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED, env.cfg->sample_shift);
+	if (p.eth->h_proto != bpf_htons(ETH_P_IP))
+		return kw_pass(&p, KW_STAT_PASS_NOT_IPV4);
+	p.ip = (void *)(p.eth + 1);
+	if ((void *)(p.ip + 1) > data_end)
+		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED, env.cfg->sample_shift);
+	tot_len = bpf_ntohs(p.ip->tot_len);
+	if (p.ip->version != 4 || p.ip->ihl < 5 || tot_len < p.ip->ihl * 4 ||
+	    (void *)p.ip + tot_len > data_end)
+		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED, env.cfg->sample_shift);
+	p.key.saddr = p.ip->saddr;
+	p.key.daddr = p.ip->daddr;
+	p.key.proto = p.ip->protocol;
+
+	/* classify by address: what is not ours goes to the kernel untouched */
+	if (kw_is_mcast_bcast(p.key.daddr))
+		return kw_pass(&p, KW_STAT_PASS_LOCAL);
+	if (role == KW_ROLE_PUBLIC) {
+		if (!kw_is_vip(env.cfg, p.key.daddr)) {
+			if (kw_in_cidr(p.key.daddr, &env.cfg->private_net) ||
+			    kw_peering_of(env.cfg, p.key.daddr) >= 0)
+				return kw_drop(ctx, &p, KW_STAT_DROP_TO_PRIVATE,
+					       env.cfg->sample_shift);
+			return kw_pass(&p, KW_STAT_PASS_NOT_OURS);
+		}
+	} else if (role == KW_ROLE_PRIVATE) {
+		if (kw_in_cidr(p.key.daddr, &env.cfg->private_net))
+			return kw_pass(&p, KW_STAT_PASS_LOCAL);
+		if (!kw_in_cidr(p.key.saddr, &env.cfg->private_net))
+			return kw_drop(ctx, &p, KW_STAT_DROP_SPOOFED, env.cfg->sample_shift);
+		if (kw_is_ipsec(env.cfg, p.key.daddr))
+			return kw_pass(&p, KW_STAT_PASS_IPSEC);
+	} else {
+		if (!kw_in_cidr(p.key.daddr, &env.cfg->private_net))
+			return kw_pass(&p, KW_STAT_PASS_NOT_OURS);
+		peer = kw_peering_of(env.cfg, p.key.saddr);
+		if (peer < 0)
+			return kw_drop(ctx, &p, KW_STAT_DROP_SPOOFED, env.cfg->sample_shift);
+	}
+
+	/* a translated path from here on */
+	if (p.ip->ihl != 5)
+		return kw_drop(ctx, &p, KW_STAT_DROP_IP_OPTIONS, env.cfg->sample_shift);
+	if (p.ip->frag_off & bpf_htons(KW_IP_MF | KW_IP_OFFSET))
+		return kw_drop(ctx, &p, KW_STAT_DROP_FRAGMENT, env.cfg->sample_shift);
+	if (kw_parse_l4(&p, data_end) < 0)
+		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED_L4, env.cfg->sample_shift);
+
+	if (kw_trackable(p.kind)) {
+		v = bpf_map_lookup_elem(&kw_ct4, &p.key);
+		if (v && v->in_role == role)
+			return kw_established(ctx, &p, v);
+	} else if (p.kind == KW_L4_ICMP_ERROR) {
+		return kw_icmp_error(ctx, &p, &env, role);
+	}
+
+	if (role == KW_ROLE_PUBLIC)
+		return kw_new_inbound(ctx, &p, &env);
+	if (role == KW_ROLE_PRIVATE)
+		return kw_new_outbound(ctx, &p, &env);
+	return kw_new_peer_inbound(ctx, &p, &env, peer);
 }
 
 SEC("xdp")
-int kawaii_public(struct xdp_md *ctx) { return kawaii(ctx, KW_ROLE_PUBLIC); }
+int kawaii_public(struct xdp_md *ctx)
+{
+	return kawaii(ctx, KW_ROLE_PUBLIC);
+}
+
 SEC("xdp")
-int kawaii_private(struct xdp_md *ctx) { return kawaii(ctx, KW_ROLE_PRIVATE); }
+int kawaii_private(struct xdp_md *ctx)
+{
+	return kawaii(ctx, KW_ROLE_PRIVATE);
+}
+
 SEC("xdp")
-int kawaii_peering(struct xdp_md *ctx) { return kawaii(ctx, KW_ROLE_PEERING); }
+int kawaii_peering(struct xdp_md *ctx)
+{
+	return kawaii(ctx, KW_ROLE_PEERING);
+}
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

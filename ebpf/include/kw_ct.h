@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * kw_ct.h - connection tracking over the shared LRU hash kw_ct4.
+ * A flow is two entries, original and reply direction, created with
+ * BPF_NOEXIST (the reply first: it is what reserves a translated tuple) and
+ * rolled back when the second insert fails. Expiry is the daemon's job.
+ */
+#ifndef KW_CT_H
+#define KW_CT_H
+
+#include "kw_maps.h"
+#include "kw_parse.h"
+
+/* Refresh last_seen at most once a second: fewer writes to shared lines. */
+#define KW_CT_REFRESH_NS 1000000000ull
+
+static __always_inline void kw_ct_reverse(struct kw_ct_key *out, __be32 saddr, __be32 daddr,
+					  __be16 sport, __be16 dport, __u8 proto)
+{
+	out->saddr = daddr;
+	out->daddr = saddr;
+	out->sport = dport;
+	out->dport = sport;
+	out->proto = proto;
+	out->_pad[0] = 0;
+	out->_pad[1] = 0;
+	out->_pad[2] = 0;
+}
+
+/* Key of the other entry of the flow that v belongs to. */
+static __always_inline void kw_ct_peer_key(struct kw_ct_key *out, const struct kw_ct_value *v,
+					   __u8 proto)
+{
+	kw_ct_reverse(out, v->nat_saddr, v->nat_daddr, v->nat_sport, v->nat_dport, proto);
+}
+
+static __always_inline void kw_ct_set_state(const struct kw_ct_value *v, __u8 proto, __u8 state)
+{
+	struct kw_ct_key pk;
+	struct kw_ct_value *pv;
+
+	kw_ct_peer_key(&pk, v, proto);
+	pv = bpf_map_lookup_elem(&kw_ct4, &pk);
+	if (pv)
+		pv->state = state;
+}
+
+/* Book-keeping for a packet of a tracked flow: counters, time, state. */
+static __always_inline void kw_ct_touch(struct kw_ct_value *v, const struct kw_pkt *p)
+{
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u8 state = v->state;
+
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, p->len);
+	if (now - v->last_seen_ns > KW_CT_REFRESH_NS)
+		v->last_seen_ns = now;
+
+	if (p->kind == KW_L4_TCP && (p->tcp_flags & (KW_TCP_FIN | KW_TCP_RST))) {
+		if (state != KW_CT_CLOSING) {
+			v->state = KW_CT_CLOSING;
+			kw_ct_set_state(v, p->key.proto, KW_CT_CLOSING);
+		}
+	} else if (state == KW_CT_NEW && (v->flags & KW_CT_F_REPLY)) {
+		v->state = KW_CT_ESTABLISHED;
+		kw_ct_set_state(v, p->key.proto, KW_CT_ESTABLISHED);
+	}
+}
+
+/* Result of kw_ct_create. */
+enum kw_ct_create_rc {
+	KW_CT_OK = 0,
+	KW_CT_EXISTS = 1, /* the reply tuple is taken */
+	KW_CT_RACE = 2,   /* the original tuple appeared meanwhile */
+	KW_CT_ERROR = 3,  /* insert failed for another reason */
+};
+
+static __always_inline void kw_ct_fill(struct kw_ct_value *v, __be32 ns, __be32 nd, __be16 nsp,
+				       __be16 ndp, __u8 role, __u8 flags, __u64 now)
+{
+	v->nat_saddr = ns;
+	v->nat_daddr = nd;
+	v->nat_sport = nsp;
+	v->nat_dport = ndp;
+	v->in_role = role;
+	v->flags = flags;
+	v->state = KW_CT_NEW;
+	v->_pad = 0;
+	v->last_seen_ns = now;
+	v->packets = 0;
+	v->bytes = 0;
+}
+
+/* Insert only the reply entry (used to reserve a port while probing). */
+static __always_inline int kw_ct_insert_reply(const struct kw_ct_key *rk,
+					      const struct kw_ct_value *rv)
+{
+	long rc = bpf_map_update_elem(&kw_ct4, rk, rv, BPF_NOEXIST);
+
+	if (rc == 0)
+		return KW_CT_OK;
+	return rc == -17 /* EEXIST */ ? KW_CT_EXISTS : KW_CT_ERROR;
+}
+
+/* Insert the original entry once the reply entry is in; undo on failure. */
+static __always_inline int kw_ct_insert_orig(const struct kw_ct_key *ok,
+					     const struct kw_ct_value *ov,
+					     const struct kw_ct_key *rk)
+{
+	if (bpf_map_update_elem(&kw_ct4, ok, ov, BPF_NOEXIST) == 0)
+		return KW_CT_OK;
+	bpf_map_delete_elem(&kw_ct4, rk);
+	return KW_CT_RACE;
+}
+
+#endif /* KW_CT_H */
