@@ -1,1 +1,2 @@
 //! Test support for Kowabunga: the reference model, packet fixtures and labs.
+pub mod lab;

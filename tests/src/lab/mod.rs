@@ -1,0 +1,103 @@
+//! Network-namespace labs: real traffic through a Kawaii gateway run by `kowabungad`.
+//!
+//! One job per module:
+//! * [`netns`]: namespaces and veth pairs, deleted on drop (also while panicking);
+//! * [`topology`]: the Kawaii lab (`priv` host, `gw` node, `inet` host) and its config;
+//! * [`daemon`]: `kowabungad` started inside the gateway namespace, killed on drop;
+//! * [`traffic`]: bounded servers, clients and pings run inside namespaces;
+//! * [`agent`]: the small TCP/UDP servers and clients behind `kowabunga-lab-agent`;
+//! * [`counters`]: the dataplane's outcome counters, read from the pinned `kw_stats`.
+//!
+//! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call [`privileged`]
+//! first: it skips with a message when not root, unless `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+//!
+//! ```no_run
+//! use kowabunga_tests::lab::{topology::KawaiiLab, traffic::Agent};
+//! # fn main() -> anyhow::Result<()> {
+//! let agent = Agent::new(env!("CARGO_BIN_EXE_kowabunga-lab-agent"));
+//! let mut lab = KawaiiLab::new()?;
+//! lab.start_daemon(&kowabunga_tests::lab::find_kowabungad()?)?;
+//! let server = agent.tcp_echo_server(&lab.inet, 7000, 20)?;
+//! let out = agent.tcp_client(&lab.private, "203.0.113.1:7000")?;
+//! assert!(out.stdout.contains("peer=203.0.113.10:"));
+//! # drop(server); Ok(()) }
+//! ```
+
+pub mod agent;
+pub mod counters;
+pub mod daemon;
+pub mod netns;
+pub mod topology;
+pub mod traffic;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+/// The environment variable that turns a privileged-test skip into a failure (CI sets it).
+pub const REQUIRE_PRIVILEGED: &str = "KOWABUNGA_REQUIRE_PRIVILEGED";
+
+/// True when running as root (effective uid 0).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether a privileged test may run: true as root. Otherwise prints why `test` is
+/// skipped and returns false, or panics when `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+pub fn privileged(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    let why = "needs root (CAP_NET_ADMIN + CAP_BPF) to create namespaces and attach XDP";
+    if std::env::var(REQUIRE_PRIVILEGED).is_ok_and(|v| v == "1") {
+        panic!("{test}: {why}, and {REQUIRE_PRIVILEGED}=1 forbids skipping");
+    }
+    eprintln!("skipping {test}: {why} (set {REQUIRE_PRIVILEGED}=1 to make this a failure)");
+    false
+}
+
+/// `target/<profile>/` of the running executable: its own directory, or the parent
+/// of `deps/` for test executables.
+pub fn profile_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// The `kowabungad` binary: `$KOWABUNGAD` if set, else next to this executable in
+/// `target/<profile>/`.
+pub fn find_kowabungad() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KOWABUNGAD") {
+        return Ok(path.into());
+    }
+    let dir = profile_dir()?;
+    let path = dir.join("kowabungad");
+    if !path.is_file() {
+        bail!(
+            "{} not found: run `cargo build -p kowabunga-control` first{} \
+             (`cargo xtask test` builds every binary before testing)",
+            path.display(),
+            if dir.ends_with("release") {
+                " --release"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(path)
+}
+
+/// The `kowabunga-lab-agent` binary next to this executable in `target/<profile>/`.
+pub fn find_agent() -> Result<PathBuf> {
+    let path = profile_dir()?.join("kowabunga-lab-agent");
+    if !path.is_file() {
+        bail!(
+            "{} not found: run `cargo build -p kowabunga-tests --bins`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
