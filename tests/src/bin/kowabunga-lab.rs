@@ -1,0 +1,325 @@
+//! `kowabunga-lab`: the Kawaii namespace lab demo (`cargo xtask lab`).
+//!
+//! Builds three namespaces (private host, Kawaii gateway, Internet host), runs
+//! `kowabungad` in the gateway and shows, section by section, SNAT of TCP, UDP and
+//! ping to the VIP, DNAT of VIP:8080 to the private host, the default drop of other
+//! VIP ports, and the dataplane counters. Exits non-zero if any expectation fails.
+//!
+//! Options: `--kowabungad PATH` (default: next to this binary, or `$KOWABUNGAD`),
+//! `--hold SECONDS` (keep the lab up that long at the end for poking around),
+//! `--cleanup` (delete namespaces and pins left by a killed lab, then exit).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kowabunga_tests::lab::agent::EXIT_TIMEOUT;
+use kowabunga_tests::lab::topology::{
+    KawaiiLab, BPFFS, DNAT_PORT, GW_PRIV_ADDR, GW_PUB_ADDR, INET_ADDR, PRIVATE_SUBNET, PRIV_ADDR,
+    VIP,
+};
+use kowabunga_tests::lab::traffic::{ping, Agent, Finished};
+use kowabunga_tests::lab::{find_agent, find_kowabungad, is_root};
+
+/// Set by SIGINT/SIGTERM: stop between sections and clean up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+struct Options {
+    kowabungad: Option<PathBuf>,
+    hold: u64,
+    cleanup: bool,
+}
+
+fn parse_args() -> Result<Options> {
+    let mut opts = Options {
+        kowabungad: None,
+        hold: 0,
+        cleanup: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kowabungad" => {
+                opts.kowabungad = Some(args.next().context("--kowabungad needs a path")?.into())
+            }
+            "--hold" => {
+                opts.hold = args
+                    .next()
+                    .context("--hold needs seconds")?
+                    .parse()
+                    .context("--hold")?
+            }
+            "--cleanup" => opts.cleanup = true,
+            "-h" | "--help" => {
+                println!("usage: kowabunga-lab [--kowabungad PATH] [--hold SECONDS] [--cleanup]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    Ok(opts)
+}
+
+/// Counts expectations met and failed.
+#[derive(Default)]
+struct Report {
+    passed: usize,
+    failed: Vec<String>,
+}
+
+impl Report {
+    fn check(&mut self, what: &str, ok: bool, detail: &str) {
+        if ok {
+            self.passed += 1;
+            println!("  ok    {what}");
+        } else {
+            println!("  FAIL  {what}\n{detail}");
+            self.failed.push(what.to_owned());
+        }
+    }
+}
+
+fn section(title: &str) -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    println!("\n== {title}");
+    Ok(())
+}
+
+fn show(out: &Finished) {
+    println!("  client: {out}");
+}
+
+fn main() -> ExitCode {
+    let result = parse_args().and_then(|opts| {
+        if !is_root() {
+            bail!("the lab creates network namespaces and attaches XDP programs: run it as root");
+        }
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        for signal in [Signal::SIGINT, Signal::SIGTERM] {
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+            unsafe { sigaction(signal, &action) }.context("installing the signal handler")?;
+        }
+        if opts.cleanup {
+            return cleanup_stale().map(|()| true);
+        }
+        run(&opts)
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("kowabunga-lab: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: &Options) -> Result<bool> {
+    let bin = match &opts.kowabungad {
+        Some(path) => path.clone(),
+        None => find_kowabungad()?,
+    };
+    let agent = Agent::new(find_agent()?);
+    let mut report = Report::default();
+
+    section("Topology")?;
+    let mut lab = KawaiiLab::new()?;
+    let (p, g, i) = (
+        lab.private.name().to_owned(),
+        lab.gw.name().to_owned(),
+        lab.inet.name().to_owned(),
+    );
+    println!("  {p:<12} eth0 {PRIV_ADDR}/25, default via {GW_PRIV_ADDR}   (private host, TCP server :{DNAT_PORT})");
+    println!("  {g:<12} kw-gw-priv {GW_PRIV_ADDR}/25, kw-gw-pub {GW_PUB_ADDR}/24 + VIP {VIP}/32   (Kawaii node)");
+    println!("  {i:<12} eth0 {INET_ADDR}/24, no route to {PRIVATE_SUBNET}   (Internet host)");
+    println!(
+        "  config {}  pins {}",
+        lab.config_path().display(),
+        lab.pin_dir().display()
+    );
+
+    section("Starting kowabungad in the gateway namespace")?;
+    let started = Instant::now();
+    let daemon = lab.start_daemon(&bin)?;
+    println!(
+        "  ready after {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        bin.display()
+    );
+    for line in daemon.log().lines() {
+        println!("  | {line}");
+    }
+
+    let tcp = agent.tcp_echo_server(&lab.inet, 7000, 60)?;
+    let udp = agent.udp_echo_server(&lab.inet, 7001, 60)?;
+    let private = agent.tcp_echo_server(&lab.private, DNAT_PORT, 60)?;
+
+    section(&format!(
+        "TCP {PRIV_ADDR} -> {INET_ADDR}:7000 (SNAT: inet must see {VIP})"
+    ))?;
+    let out = agent.tcp_client(&lab.private, &format!("{INET_ADDR}:7000"))?;
+    show(&out);
+    let seen = out.field("peer=").unwrap_or("-").to_owned();
+    println!("  inet saw the connection from {seen}");
+    report.check(
+        &format!("TCP egress is SNATed to {VIP}"),
+        out.success() && seen.starts_with(&format!("{VIP}:")),
+        &tcp.output(),
+    );
+
+    section(&format!("UDP {PRIV_ADDR} -> {INET_ADDR}:7001 (SNAT)"))?;
+    let out = agent.udp_client(&lab.private, &format!("{INET_ADDR}:7001"))?;
+    show(&out);
+    let seen = out.field("peer=").unwrap_or("-").to_owned();
+    println!("  inet saw the datagram from {seen}");
+    report.check(
+        &format!("UDP egress is SNATed to {VIP}"),
+        out.success() && seen.starts_with(&format!("{VIP}:")),
+        &udp.output(),
+    );
+
+    section(&format!(
+        "ping {PRIV_ADDR} -> {INET_ADDR} (ICMP echo, identifier as port)"
+    ))?;
+    let out = ping(&lab.private, INET_ADDR)?;
+    for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        println!("  | {line}");
+    }
+    report.check("ICMP echo through the NAT", out.success(), &out.to_string());
+
+    section(&format!(
+        "TCP {INET_ADDR} -> VIP {VIP}:{DNAT_PORT} (DNAT to {PRIV_ADDR})"
+    ))?;
+    let out = agent.tcp_client(&lab.inet, &format!("{VIP}:{DNAT_PORT}"))?;
+    show(&out);
+    let seen = out.field("peer=").unwrap_or("-").to_owned();
+    println!("  the private host saw the connection from {seen}");
+    report.check(
+        &format!("DNAT {VIP}:{DNAT_PORT} -> {PRIV_ADDR}:{DNAT_PORT}"),
+        out.success() && seen.starts_with(&format!("{INET_ADDR}:")),
+        &private.output(),
+    );
+
+    section(&format!(
+        "TCP SYN {INET_ADDR} -> VIP {VIP}:9999 (no rule: dropped, no answer)"
+    ))?;
+    let before = lab.counters().ok();
+    let out = agent.tcp_client_timeout(
+        &lab.inet,
+        &format!("{VIP}:9999"),
+        Duration::from_millis(1500),
+    )?;
+    show(&out);
+    report.check(
+        "VIP:9999 gets no answer (timeout, not RST)",
+        out.code == Some(EXIT_TIMEOUT),
+        "",
+    );
+    if let (Some(before), Ok(after)) = (before, lab.counters()) {
+        let dropped = after.since(&before).packets("drop_ingress_denied");
+        report.check(
+            &format!("drop_ingress_denied counted it (+{dropped})"),
+            dropped >= 1,
+            "",
+        );
+    }
+
+    section(&format!(
+        "Dataplane counters ({}/kw_stats, summed over CPUs)",
+        lab.pin_dir().display()
+    ))?;
+    match lab.counters() {
+        Ok(counters) => {
+            print!("{counters}");
+            report.check(
+                "packets were redirected by XDP",
+                counters.packets("fwd_redirect") > 0,
+                "",
+            );
+        }
+        Err(e) => report.check("reading the counters", false, &format!("  {e:#}")),
+    }
+
+    if opts.hold > 0 {
+        section(&format!(
+            "Holding the lab for {} s (ip netns exec {p} bash ...)",
+            opts.hold
+        ))?;
+        let until = Instant::now() + Duration::from_secs(opts.hold);
+        while Instant::now() < until && !INTERRUPTED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    section("kowabungad log")?;
+    if let Some(daemon) = lab.daemon() {
+        for line in daemon
+            .log()
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            println!("  | {line}");
+        }
+    }
+    drop((tcp, udp, private));
+    println!(
+        "\n== Cleanup: stopping kowabungad, deleting {p} {g} {i}, removing {}",
+        lab.pin_dir().display()
+    );
+    drop(lab);
+
+    println!(
+        "\n{} checks passed, {} failed",
+        report.passed,
+        report.failed.len()
+    );
+    for f in &report.failed {
+        println!("  failed: {f}");
+    }
+    Ok(report.failed.is_empty())
+}
+
+/// Deletes namespaces `kwl*-{priv,gw,inet}` and pin directories `/sys/fs/bpf/kwl*`
+/// left behind by labs that were killed before they could clean up.
+fn cleanup_stale() -> Result<()> {
+    let is_lab = |name: &str| {
+        name.starts_with("kwl") && ["-priv", "-gw", "-inet"].iter().any(|s| name.ends_with(s))
+    };
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        for name in entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+        {
+            if is_lab(&name) {
+                println!("deleting netns {name}");
+                kowabunga_tests::lab::netns::ip(&["netns", "del", &name])?;
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(BPFFS) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("kwl") {
+                println!("removing {}", entry.path().display());
+                std::fs::remove_dir_all(entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
