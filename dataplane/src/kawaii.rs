@@ -1,0 +1,381 @@
+//! Loading the Kawaii object: maps (pinned or not) and its three programs.
+
+use std::{
+    collections::HashMap,
+    fs, io, mem,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{Map, MapInfo, MapType},
+    programs::{ProgramError, Xdp},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use kowabunga_bindings::{
+    kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_stat, kw_table, KW_BANKS,
+    KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE,
+};
+
+use crate::{attach::Attachment, bpffs, Role};
+
+/// The compiled `ebpf/kawaii.c`, embedded at build time.
+pub static KAWAII_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kawaii.o"));
+
+/// Array `u32` 0 -> active bank + 1 (0: not configured, pass everything).
+pub const MAP_ACTIVE: &str = "kw_active";
+/// Array bank -> `kw_config`.
+pub const MAP_CONFIG: &str = "kw_config";
+/// Array of `kw_rule`, `RULES_PER_BANK` per bank.
+pub const MAP_RULES: &str = "kw_rules";
+/// LRU hash `kw_ct_key` -> `kw_ct_value`, two entries per flow.
+pub const MAP_CT4: &str = "kw_ct4";
+/// Per-CPU array `kw_stat` -> `kw_counter`.
+pub const MAP_STATS: &str = "kw_stats";
+/// Ring buffer of `kw_drop_event` records.
+pub const MAP_EVENTS: &str = "kw_events";
+/// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
+pub const MAP_NAMES: [&str; 6] = [
+    MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_CT4, MAP_STATS, MAP_EVENTS,
+];
+
+/// Rules per bank in `kw_rules` (`KW_RULES_PER_BANK` in `kw_abi.h`).
+pub const RULES_PER_BANK: u32 = KW_MAX_RULES_PER_TABLE * kw_table::KW_TABLE_COUNT;
+
+/// How to load Kawaii.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// bpffs directory of the pinned maps and links (e.g.
+    /// [`bpffs::DEFAULT_PIN_DIR`]). Maps found there are reused, so conntrack
+    /// and configuration survive a daemon restart; missing ones are created
+    /// and pinned. `None` pins nothing: every load gets fresh, private maps.
+    pub pin_dir: Option<PathBuf>,
+    /// Size of the conntrack map (`KW_CT_DEFAULT_ENTRIES` when `None`).
+    pub ct_entries: Option<u32>,
+}
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pin directory could not be created.
+    #[error("cannot create the pin directory {path}")]
+    CreatePinDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The pin directory is not on a bpffs.
+    #[error("pin directory {0} is not on a bpffs (mount one: mount -t bpf bpf /sys/fs/bpf)")]
+    NotBpffs(PathBuf),
+    /// Checking the pin directory failed.
+    #[error(transparent)]
+    Bpffs(#[from] bpffs::Error),
+    /// A pinned map has another definition than the one this build expects.
+    #[error(
+        "pinned map {map} at {path} does not match this build ({detail}); remove the pin \
+         (rm {path}) to recreate it, which loses its contents"
+    )]
+    PinnedMapMismatch {
+        /// The map name.
+        map: &'static str,
+        /// Its pin.
+        path: PathBuf,
+        /// What differs.
+        detail: String,
+    },
+    /// A pinned map could not be inspected.
+    #[error(
+        "cannot open the pinned map {map} at {path}; remove the pin (rm {path}) if it is stale"
+    )]
+    PinnedMapUnreadable {
+        /// The map name.
+        map: &'static str,
+        /// Its pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// `ct_entries` is zero.
+    #[error("ct_entries must be at least 1")]
+    ZeroCtEntries,
+    /// aya could not load the object or create its maps.
+    #[error("cannot load kawaii.o")]
+    Load(#[source] EbpfError),
+    /// A program is missing from the object.
+    #[error("kawaii.o has no program {0}")]
+    MissingProgram(&'static str),
+    /// A program is missing from the object or failed verification.
+    #[error("cannot load program {program}")]
+    Program {
+        /// The program name.
+        program: &'static str,
+        /// Why (the verifier log, for a rejected program).
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// Expected kernel definition of one map.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct MapSpec {
+    pub(crate) name: &'static str,
+    pub(crate) map_type: MapType,
+    pub(crate) key_size: u32,
+    pub(crate) value_size: u32,
+    pub(crate) max_entries: u32,
+}
+
+const fn size<T>() -> u32 {
+    mem::size_of::<T>() as u32
+}
+
+/// The map definitions of `kw_maps.h`, as this build expects them.
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 6] {
+    let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
+        name,
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+    };
+    [
+        spec(MAP_ACTIVE, MapType::Array, size::<u32>(), size::<u32>(), 1),
+        spec(
+            MAP_CONFIG,
+            MapType::Array,
+            size::<u32>(),
+            size::<kw_config>(),
+            KW_BANKS,
+        ),
+        spec(
+            MAP_RULES,
+            MapType::Array,
+            size::<u32>(),
+            size::<kw_rule>(),
+            KW_BANKS * RULES_PER_BANK,
+        ),
+        spec(
+            MAP_CT4,
+            MapType::LruHash,
+            size::<kw_ct_key>(),
+            size::<kw_ct_value>(),
+            ct_entries,
+        ),
+        spec(
+            MAP_STATS,
+            MapType::PerCpuArray,
+            size::<u32>(),
+            size::<kw_counter>(),
+            kw_stat::KW_STAT_COUNT,
+        ),
+        spec(MAP_EVENTS, MapType::RingBuf, 0, 0, KW_EVENTS_BYTES),
+    ]
+}
+
+/// Differences between a live map and its spec, or `None` when they agree.
+pub(crate) fn spec_mismatch(spec: &MapSpec, info: &MapInfo) -> Option<String> {
+    let mut diffs = Vec::new();
+    match info.map_type() {
+        Ok(t) if t == spec.map_type => {}
+        Ok(t) => diffs.push(format!("type {t:?}, expected {:?}", spec.map_type)),
+        Err(_) => diffs.push(format!("unknown type, expected {:?}", spec.map_type)),
+    }
+    let mut cmp = |what: &str, got: u32, want: u32| {
+        if got != want {
+            diffs.push(format!("{what} {got}, expected {want}"));
+        }
+    };
+    cmp("key size", info.key_size(), spec.key_size);
+    cmp("value size", info.value_size(), spec.value_size);
+    cmp("max_entries", info.max_entries(), spec.max_entries);
+    (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
+/// The Kawaii gateway loaded in the kernel: its maps and its three programs.
+///
+/// Dropping it detaches the links that are not pinned and closes the maps;
+/// pinned maps and links stay in the kernel.
+///
+/// ```no_run
+/// use kowabunga_dataplane::{Kawaii, LoadOptions};
+///
+/// let kawaii = Kawaii::load(&LoadOptions {
+///     pin_dir: Some("/sys/fs/bpf/kowabunga".into()),
+///     ct_entries: None,
+/// })?;
+/// # Ok::<(), kowabunga_dataplane::kawaii::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Kawaii {
+    pub(crate) links: HashMap<String, Attachment>,
+    pub(crate) ebpf: Ebpf,
+    pub(crate) pin_dir: Option<PathBuf>,
+}
+
+impl Kawaii {
+    /// Loads `kawaii.o`: creates (or reuses pinned) maps and loads the
+    /// program of every [`Role`] into the kernel. Nothing is attached yet.
+    ///
+    /// With a `pin_dir`, the directory is created if needed and must be on a
+    /// bpffs; each map is pinned at `pin_dir/<map name>`. A pin whose
+    /// definition differs from this build fails with
+    /// [`Error::PinnedMapMismatch`] naming the map.
+    pub fn load(options: &LoadOptions) -> Result<Self, Error> {
+        let ct_entries = options.ct_entries.unwrap_or(KW_CT_DEFAULT_ENTRIES);
+        if ct_entries == 0 {
+            return Err(Error::ZeroCtEntries);
+        }
+        let specs = map_specs(ct_entries);
+        let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(|source| Error::CreatePinDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                if !bpffs::is_bpffs(dir)? {
+                    return Err(Error::NotBpffs(dir.clone()));
+                }
+                let paths: Vec<_> = MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect();
+                for (spec, (_, path)) in specs.iter().zip(&paths) {
+                    check_pinned(spec, path)?;
+                }
+                paths
+            }
+            None => Vec::new(),
+        };
+
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(MAP_CT4, ct_entries);
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(KAWAII_OBJECT).map_err(Error::Load)?;
+
+        for role in Role::ALL {
+            let name = role.program_name();
+            let program: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(Error::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| Error::Program {
+                    program: name,
+                    source,
+                })?;
+            program.load().map_err(|source| Error::Program {
+                program: name,
+                source,
+            })?;
+        }
+        Ok(Self {
+            links: HashMap::new(),
+            ebpf,
+            pin_dir: options.pin_dir.clone(),
+        })
+    }
+
+    /// The pin directory given at load time.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// The loaded XDP program of `role`.
+    pub fn program(&self, role: Role) -> Result<&Xdp, Error> {
+        let name = role.program_name();
+        self.ebpf
+            .program(name)
+            .ok_or(Error::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| Error::Program {
+                program: name,
+                source,
+            })
+    }
+
+    /// The loaded XDP program of `role`, mutably (to attach it).
+    pub fn program_mut(&mut self, role: Role) -> Result<&mut Xdp, Error> {
+        let name = role.program_name();
+        self.ebpf
+            .program_mut(name)
+            .ok_or(Error::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| Error::Program {
+                program: name,
+                source,
+            })
+    }
+
+    /// The underlying aya object, for what this crate does not wrap.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The underlying aya object, mutably.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// A map by name (one of [`MAP_NAMES`]); `None` once taken (the ring buffer).
+    pub(crate) fn map(&self, name: &str) -> Option<&Map> {
+        self.ebpf.map(name)
+    }
+
+    /// A map by name, mutably.
+    pub(crate) fn map_mut(&mut self, name: &str) -> Option<&mut Map> {
+        self.ebpf.map_mut(name)
+    }
+}
+
+/// Fails when `path` pins a map that does not match `spec`; a missing pin is fine.
+fn check_pinned(spec: &MapSpec, path: &Path) -> Result<(), Error> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let info = MapInfo::from_pin(path).map_err(|source| Error::PinnedMapUnreadable {
+        map: spec.name,
+        path: path.to_owned(),
+        source,
+    })?;
+    match spec_mismatch(spec, &info) {
+        None => Ok(()),
+        Some(detail) => Err(Error::PinnedMapMismatch {
+            map: spec.name,
+            path: path.to_owned(),
+            detail,
+        }),
+    }
+}
+
+/// Removes the pinned maps of `pin_dir` (not the links). Missing pins are not
+/// an error. The maps disappear once no program or process uses them.
+pub fn remove_pinned_maps(pin_dir: &Path) -> io::Result<()> {
+    for name in MAP_NAMES {
+        match fs::remove_file(pin_dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_is_embedded() {
+        assert!(KAWAII_OBJECT.starts_with(b"\x7fELF"));
+    }
+
+    #[test]
+    fn specs_follow_the_abi() {
+        let specs = map_specs(7);
+        let names: Vec<_> = specs.iter().map(|s| s.name).collect();
+        assert_eq!(names, MAP_NAMES);
+        assert_eq!(specs[1].value_size, 428);
+        assert_eq!(specs[2].max_entries, 2 * 256 * 5);
+        assert_eq!(specs[3].max_entries, 7);
+    }
+}
