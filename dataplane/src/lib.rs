@@ -1,1 +1,71 @@
 //! Loads, attaches, pins and drives the Kowabunga XDP programs.
+//!
+//! The kernel side is C (`ebpf/`), compiled by this crate's build script and
+//! embedded; this crate is the userspace half of the contract written down in
+//! `ebpf/README.md`: typed access to the maps of `kawaii.o`, attachment of one
+//! program per interface [`Role`], pinning under a bpffs directory so a
+//! daemon restart keeps traffic and conntrack, and `BPF_PROG_TEST_RUN`
+//! helpers for tests and benchmarks.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`kawaii`] | load `kawaii.o`, pinned or private maps |
+//! | [`attach`] | attach / detach a role's program, pinned links |
+//! | [`rules`] | apply a configuration to the inactive bank and flip |
+//! | [`conntrack`] | list and sweep `kw_ct4` |
+//! | [`stats`] | per-CPU counters summed, with names |
+//! | [`events`] | sampled drop events from the ring buffer |
+//! | [`test_run`] | run a program on a packet; the `xdp_pass` baseline |
+//! | [`caps`] | CAP_BPF / CAP_NET_ADMIN check |
+//! | [`bpffs`] | is a path on bpffs; mount one |
+//!
+//! # Example
+//!
+//! ```no_run
+//! use kowabunga_bindings::kw_config;
+//! use kowabunga_dataplane::{caps, rules::Tables, Kawaii, LoadOptions, Role};
+//!
+//! caps::check()?;
+//! let mut kawaii = Kawaii::load(&LoadOptions {
+//!     pin_dir: Some("/sys/fs/bpf/kowabunga".into()),
+//!     ct_entries: None,
+//! })?;
+//! let config = kw_config {
+//!     snat_ip: u32::from_ne_bytes([203, 0, 113, 10]),
+//!     port_min: 1024,
+//!     port_max: 65535,
+//!     ..Default::default()
+//! };
+//! kawaii.apply(&config, &Tables::default())?;
+//! kawaii.attach(Role::Public, "eth0")?;
+//! kawaii.attach(Role::Private, "eth1")?;
+//!
+//! let report = kawaii.sweep(kowabunga_dataplane::conntrack::monotonic_now_ns())?;
+//! for (name, counter) in kawaii.counters()?.iter() {
+//!     println!("{name} {}", counter.packets);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod attach;
+pub mod bpffs;
+pub mod caps;
+pub mod conntrack;
+pub mod events;
+pub mod kawaii;
+pub mod role;
+pub mod rules;
+pub mod stats;
+pub mod test_run;
+
+pub use attach::{Attached, Mode};
+pub use conntrack::{monotonic_now_ns, SweepReport};
+pub use events::{DropEvent, DropEvents};
+pub use kawaii::{Kawaii, LoadOptions};
+pub use role::Role;
+pub use rules::{ActiveConfig, Tables};
+pub use stats::Counters;
+pub use test_run::{Baseline, TestRunOutput, Verdict};
+
+#[cfg(test)]
+mod privileged_tests;

@@ -1,0 +1,456 @@
+//! Tests that load programs into the kernel. They need CAP_BPF and
+//! CAP_NET_ADMIN: without them they print why and pass, unless
+//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`, which makes them fail.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
+use kowabunga_bindings::{kw_config, kw_ct_key, kw_ct_state, kw_ct_value, kw_rule, kw_stat};
+
+use crate::{
+    bpffs, caps,
+    kawaii::{self, map_specs, spec_mismatch, MAP_NAMES},
+    rules::{self, Tables},
+    test_run::XDP_PASS,
+    Baseline, Kawaii, LoadOptions, Mode, Role,
+};
+
+/// Whether the test may run; panics when it must run and cannot.
+fn privileged(test: &str) -> bool {
+    match caps::check() {
+        Ok(()) => true,
+        Err(e) => {
+            if std::env::var("KOWABUNGA_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+                panic!("{test}: KOWABUNGA_REQUIRE_PRIVILEGED=1 but {e}");
+            }
+            eprintln!("skipping {test}: {e}");
+            false
+        }
+    }
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A unique pin directory on bpffs, removed on drop: under /sys/fs/bpf when
+/// that is a bpffs, else on a private bpffs mounted (and unmounted) for it,
+/// so the host's mounts are never changed.
+struct PinDir {
+    dir: PathBuf,
+    mount: Option<PathBuf>,
+}
+
+impl PinDir {
+    fn new() -> Self {
+        let sys = Path::new("/sys/fs/bpf");
+        if bpffs::is_bpffs(sys).unwrap_or(false) {
+            return Self {
+                dir: sys.join(unique("kowabunga-test")),
+                mount: None,
+            };
+        }
+        let mount = std::env::temp_dir().join(unique("kowabunga-bpffs"));
+        fs::create_dir_all(&mount).unwrap();
+        bpffs::mount(&mount).expect("mount a private bpffs");
+        Self {
+            dir: mount.join("kowabunga"),
+            mount: Some(mount),
+        }
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+        if let Some(m) = &self.mount {
+            let _ = bpffs::unmount(m);
+            let _ = fs::remove_dir(m);
+        }
+    }
+}
+
+fn arp_frame() -> Vec<u8> {
+    let arp = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        ArpOperation::REQUEST,
+        &[2, 0, 0, 0, 0, 1],
+        &[10, 0, 0, 1],
+        &[0; 6],
+        &[10, 0, 0, 2],
+    )
+    .unwrap();
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0xff; 6])
+        .arp(arp)
+        .write_to_vec(&mut frame)
+        .unwrap();
+    frame.resize(60, 0);
+    frame
+}
+
+fn sample_config(snat: [u8; 4]) -> (kw_config, Tables) {
+    let mut config = kw_config {
+        snat_ip: u32::from_ne_bytes(snat),
+        port_min: 1024,
+        port_max: 65535,
+        n_vips: 1,
+        ..Default::default()
+    };
+    config.vips[0] = config.snat_ip;
+    let mut tables = Tables::default();
+    tables[0].push(kw_rule {
+        port_lo: 22,
+        port_hi: 22,
+        proto: 6,
+        ..Default::default()
+    });
+    tables[2].push(kw_rule {
+        target: u32::from_ne_bytes([10, 0, 0, 10]),
+        port_lo: 80,
+        port_hi: 80,
+        proto: 6,
+        ..Default::default()
+    });
+    tables[2].push(kw_rule {
+        target: u32::from_ne_bytes([10, 0, 0, 10]),
+        port_lo: 443,
+        port_hi: 443,
+        proto: 6,
+        ..Default::default()
+    });
+    (config, tables)
+}
+
+fn ct_pair(last_seen_ns: u64, port: u16) -> [(kw_ct_key, kw_ct_value); 2] {
+    let client = u32::from_ne_bytes([10, 0, 0, 2]);
+    let server = u32::from_ne_bytes([8, 8, 8, 8]);
+    let vip = u32::from_ne_bytes([203, 0, 113, 10]);
+    let key = kw_ct_key {
+        saddr: client,
+        daddr: server,
+        sport: port.to_be(),
+        dport: 53u16.to_be(),
+        proto: 17,
+        _pad: [0; 3],
+    };
+    let value = kw_ct_value {
+        nat_saddr: vip,
+        nat_daddr: server,
+        nat_sport: port.to_be(),
+        nat_dport: 53u16.to_be(),
+        in_role: Role::Private.into(),
+        state: kw_ct_state::KW_CT_ESTABLISHED as u8,
+        last_seen_ns,
+        ..Default::default()
+    };
+    let reply = crate::conntrack::peer_key(&key, &value);
+    let reply_value = kw_ct_value {
+        nat_saddr: server,
+        nat_daddr: client,
+        nat_sport: 53u16.to_be(),
+        nat_dport: port.to_be(),
+        in_role: Role::Public.into(),
+        ..value
+    };
+    [(key, value), (reply, reply_value)]
+}
+
+#[test]
+fn loads_without_pinning() {
+    if !privileged("loads_without_pinning") {
+        return;
+    }
+    let mut kawaii = Kawaii::load(&LoadOptions::default()).unwrap();
+    assert_eq!(kawaii.pin_dir(), None);
+    for role in Role::ALL {
+        kawaii.program(role).unwrap();
+    }
+    assert_eq!(kawaii.active_bank().unwrap(), None);
+    assert_eq!(kawaii.active_config().unwrap(), None);
+    assert!(kawaii.conntrack_entries().unwrap().is_empty());
+    assert_eq!(kawaii.counters().unwrap().total_packets(), 0);
+    let mut events = kawaii.drop_events().unwrap();
+    assert_eq!(events.poll(), None);
+    assert!(kawaii.drop_events().is_err(), "one reader only");
+    // A second, independent load has its own maps.
+    let other = Kawaii::load(&LoadOptions {
+        pin_dir: None,
+        ct_entries: Some(128),
+    })
+    .unwrap();
+    assert_eq!(other.active_bank().unwrap(), None);
+}
+
+#[test]
+fn applies_and_reads_back_with_bank_flips() {
+    if !privileged("applies_and_reads_back_with_bank_flips") {
+        return;
+    }
+    let mut kawaii = Kawaii::load(&LoadOptions::default()).unwrap();
+    let (a, a_tables) = sample_config([203, 0, 113, 10]);
+    let (mut b, mut b_tables) = sample_config([198, 51, 100, 1]);
+    b.egress_policy = 1;
+    b_tables[4] = vec![
+        kw_rule {
+            port_lo: 1,
+            port_hi: 65535,
+            proto: 6,
+            ..Default::default()
+        };
+        3
+    ];
+
+    assert_eq!(kawaii.apply(&a, &a_tables).unwrap(), 0);
+    let got = kawaii.active_config().unwrap().unwrap();
+    assert_eq!(got.bank, 0);
+    assert_eq!(got.tables, a_tables);
+    assert_eq!(got.config, rules::pack(&a, &a_tables).unwrap().0);
+    assert_eq!(kawaii.active_word().unwrap(), 1);
+
+    assert_eq!(kawaii.apply(&b, &b_tables).unwrap(), 1);
+    let got = kawaii.active_config().unwrap().unwrap();
+    assert_eq!(
+        (got.bank, got.config.snat_ip, got.config.egress_policy),
+        (1, b.snat_ip, 1)
+    );
+    assert_eq!(got.tables, b_tables);
+    assert_eq!(got.config.rule_start, [0, 1, 1, 3, 3]);
+
+    // Invalid: nothing changes.
+    let mut bad = b_tables.clone();
+    bad[0] = vec![kw_rule::default(); 300];
+    assert!(kawaii.apply(&a, &bad).is_err());
+    assert_eq!(kawaii.active_bank().unwrap(), Some(1));
+
+    assert_eq!(kawaii.apply(&a, &a_tables).unwrap(), 0);
+    assert_eq!(kawaii.active_config().unwrap().unwrap().tables, a_tables);
+
+    kawaii.deactivate().unwrap();
+    assert_eq!(kawaii.active_bank().unwrap(), None);
+}
+
+#[test]
+fn every_role_passes_arp() {
+    if !privileged("every_role_passes_arp") {
+        return;
+    }
+    let frame = arp_frame();
+    assert_eq!(frame.len(), 60);
+    let mut kawaii = Kawaii::load(&LoadOptions::default()).unwrap();
+    for configured in [false, true] {
+        if configured {
+            let (c, t) = sample_config([203, 0, 113, 10]);
+            kawaii.apply(&c, &t).unwrap();
+        }
+        for role in Role::ALL {
+            let out = kawaii.run(role, &frame).unwrap();
+            assert_eq!(out.verdict, XDP_PASS, "{role} configured={configured}");
+            assert_eq!(out.data, frame, "{role}");
+            kawaii.run_repeat(role, &frame, 100).unwrap();
+        }
+    }
+    // The counters (if the program counts) only ever say "pass".
+    let counters = kawaii.counters().unwrap();
+    for (name, c) in counters.iter() {
+        if name.starts_with("drop_") {
+            assert_eq!(c.packets, 0, "{name}");
+        }
+    }
+    let _ = counters.packets(kw_stat::KW_STAT_PASS_NOT_IPV4);
+    kawaii.reset_counters().unwrap();
+    assert_eq!(kawaii.counters().unwrap().total_packets(), 0);
+
+    let baseline = Baseline::load().unwrap();
+    assert_eq!(baseline.run(&frame).unwrap().verdict, XDP_PASS);
+    baseline.run_repeat(&frame, 1000).unwrap();
+}
+
+#[test]
+fn sweeps_expired_flows_in_the_kernel() {
+    if !privileged("sweeps_expired_flows_in_the_kernel") {
+        return;
+    }
+    let mut kawaii = Kawaii::load(&LoadOptions {
+        pin_dir: None,
+        ct_entries: Some(1024),
+    })
+    .unwrap();
+    let now = 1_000_000 * 1_000_000_000u64;
+    let old = ct_pair(now - 500 * 1_000_000_000, 40000);
+    let fresh = ct_pair(now - 1_000_000_000, 40001);
+    for (k, v) in old.iter().chain(fresh.iter()) {
+        kawaii.conntrack_insert(k, v).unwrap();
+    }
+    assert_eq!(kawaii.conntrack_entries().unwrap().len(), 4);
+    let report = kawaii.sweep(now).unwrap();
+    assert_eq!(report.scanned, 4);
+    assert_eq!(report.flows_expired, 1);
+    assert_eq!(report.entries_removed, 2);
+    assert_eq!(kawaii.conntrack_get(&old[0].0).unwrap(), None);
+    assert_eq!(kawaii.conntrack_get(&fresh[1].0).unwrap(), Some(fresh[1].1));
+    assert_eq!(kawaii.sweep(now).unwrap().entries_removed, 0);
+}
+
+#[test]
+fn pinned_maps_are_reused_and_checked() {
+    if !privileged("pinned_maps_are_reused_and_checked") {
+        return;
+    }
+    let pins = PinDir::new();
+    let options = LoadOptions {
+        pin_dir: Some(pins.dir.clone()),
+        ct_entries: Some(4096),
+    };
+    let (config, tables) = sample_config([203, 0, 113, 10]);
+    let flow = ct_pair(12345, 40000);
+    {
+        let mut kawaii = Kawaii::load(&options).unwrap();
+        kawaii.apply(&config, &tables).unwrap();
+        kawaii.conntrack_insert(&flow[0].0, &flow[0].1).unwrap();
+    }
+    // The pins exist and match what this build expects (and so the ELF).
+    for spec in map_specs(4096) {
+        let info = aya::maps::MapInfo::from_pin(pins.dir.join(spec.name)).unwrap();
+        assert_eq!(spec_mismatch(&spec, &info), None, "{}", spec.name);
+    }
+    {
+        let kawaii = Kawaii::load(&options).unwrap();
+        let active = kawaii.active_config().unwrap().unwrap();
+        assert_eq!((active.bank, active.tables), (0, tables.clone()));
+        assert_eq!(kawaii.conntrack_get(&flow[0].0).unwrap(), Some(flow[0].1));
+    }
+    // Another conntrack size: refused, naming the map and the fix.
+    let err = Kawaii::load(&LoadOptions {
+        pin_dir: Some(pins.dir.clone()),
+        ct_entries: Some(8192),
+    })
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, kawaii::Error::PinnedMapMismatch { map: "kw_ct4", .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("kw_ct4") && msg.contains("remove the pin"),
+        "{msg}"
+    );
+
+    kawaii::remove_pinned_maps(&pins.dir).unwrap();
+    for name in MAP_NAMES {
+        assert!(!pins.dir.join(name).exists(), "{name}");
+    }
+    let kawaii = Kawaii::load(&options).unwrap();
+    assert_eq!(
+        kawaii.active_bank().unwrap(),
+        None,
+        "fresh maps after removal"
+    );
+}
+
+#[test]
+fn pin_dir_must_be_on_bpffs() {
+    if !privileged("pin_dir_must_be_on_bpffs") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(unique("kowabunga-not-bpffs"));
+    let err = Kawaii::load(&LoadOptions {
+        pin_dir: Some(dir.clone()),
+        ct_entries: None,
+    })
+    .unwrap_err();
+    let _ = fs::remove_dir_all(&dir);
+    assert!(matches!(err, kawaii::Error::NotBpffs(_)), "{err}");
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn has_xdp(ifname: &str) -> bool {
+    ip(&["link", "show", "dev", ifname]).contains("xdp")
+}
+
+#[test]
+fn attaches_pins_reuses_and_detaches_in_a_netns() {
+    if !privileged("attaches_pins_reuses_and_detaches_in_a_netns") {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("skipping attaches_pins_reuses_and_detaches_in_a_netns: no `ip` command");
+        return;
+    }
+    // A thread in a private network namespace: veths die with it.
+    std::thread::spawn(|| {
+        // SAFETY: unshare only changes this thread's namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        ip(&[
+            "link", "add", "kwt0", "type", "veth", "peer", "name", "kwt1",
+        ]);
+        ip(&["link", "set", "kwt0", "up"]);
+        ip(&["link", "set", "kwt1", "up"]);
+
+        let pins = PinDir::new();
+        let options = LoadOptions {
+            pin_dir: Some(pins.dir.clone()),
+            ct_entries: Some(1024),
+        };
+        let link_pin = pins.dir.join("links/kwt0");
+        {
+            let mut kawaii = Kawaii::load(&options).unwrap();
+            let a = kawaii.attach(Role::Public, "kwt0").unwrap();
+            assert!(a.pinned && !a.replaced, "{a:?}");
+            assert_eq!(a.mode, Mode::Driver, "veth has native XDP");
+            assert!(link_pin.exists());
+            let b = kawaii.attach(Role::Private, "kwt0").unwrap();
+            assert!(b.replaced && b.pinned, "{b:?}");
+            assert_eq!(
+                kawaii.attachments().collect::<Vec<_>>(),
+                [("kwt0", Role::Private, Mode::Driver)]
+            );
+            assert!(kawaii.attach(Role::Public, "no-such-if0").is_err());
+        }
+        // The daemon is gone; the pinned link keeps the program attached.
+        assert!(has_xdp("kwt0"));
+        {
+            let mut kawaii = Kawaii::load(&options).unwrap();
+            let c = kawaii.attach(Role::Public, "kwt0").unwrap();
+            assert!(c.replaced && c.pinned, "{c:?}");
+            assert_eq!(c.mode, Mode::Inherited);
+            assert!(kawaii.detach("kwt0").unwrap());
+            assert!(!link_pin.exists());
+            assert!(!has_xdp("kwt0"));
+            assert!(!kawaii.detach("kwt0").unwrap());
+        }
+        // Not pinned: attached while the value lives, detached on drop.
+        {
+            let mut kawaii = Kawaii::load(&LoadOptions::default()).unwrap();
+            let d = kawaii.attach(Role::Peering, "kwt1").unwrap();
+            assert!(!d.pinned && !d.replaced, "{d:?}");
+            assert!(has_xdp("kwt1"));
+        }
+        assert!(!has_xdp("kwt1"));
+    })
+    .join()
+    .unwrap();
+}
