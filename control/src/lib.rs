@@ -2,5 +2,12 @@
 //!
 //! * [`config`]: the YAML file, its validation and its compilation into the
 //!   dataplane's map contents (pure, no kernel access).
+//! * [`engine`]: the [`engine::Dataplane`] trait the daemon drives, and its
+//!   implementation over `kowabunga_dataplane::Kawaii`.
+//! * [`sysctl`]: kernel settings a gateway needs.
+//! * [`daemon`]: `kowabungad`'s command line, startup and main loop.
 
 pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod sysctl;
