@@ -1,2 +1,14 @@
 //! Test support for Kowabunga: the reference model, packet fixtures and labs.
+//!
+//! - [`model`]: the pure-Rust reference model of the Kawaii semantics;
+//! - [`packets`]: test packets built with etherparse;
+//! - [`fixture_net`]: the namespace `BPF_PROG_TEST_RUN` fixtures run in;
+//! - [`world`]: the configuration fixtures, differential test and bench share;
+//! - [`lab`]: network-namespace labs with the real daemon.
+
+pub mod fixture_net;
+pub mod harness;
 pub mod lab;
+pub mod model;
+pub mod packets;
+pub mod world;

@@ -1,0 +1,1684 @@
+//! Katran-style fixtures: packet in -> verdict, counter and exact packet out,
+//! through `BPF_PROG_TEST_RUN` on the real `kawaii.o`. Every step is also
+//! run through the reference model, which must agree byte for byte.
+//!
+//! Expected frames are built from scratch with etherparse (fresh checksums),
+//! so the incremental checksum updates of the program are checked too.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+
+use kowabunga_bindings::{kw_config, kw_rule, kw_stat, kw_table};
+use kowabunga_dataplane::Role;
+use kowabunga_tests::fixture_net::{PER_MAC, PRV_MAC, PUB_MAC, ROUTER_MAC};
+use kowabunga_tests::harness::{privileged, Harness, Step};
+use kowabunga_tests::model::{XDP_DROP, XDP_PASS, XDP_REDIRECT};
+use kowabunga_tests::packets::{
+    frag_needed, frame, ip_packet, port_unreachable, time_exceeded, verify_checksums, Ip, TcpFlags,
+    L4,
+};
+use kowabunga_tests::world::{self, cidr, rule, VIP, VIP2};
+
+const C1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+const C2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+const C2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x11];
+const C1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x10];
+const PEER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 5);
+const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x03, 0x05];
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
+const ANY_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+const PAYLOAD: &[u8] = b"kowabunga";
+
+fn run(name: &str, body: impl FnOnce(&mut Harness)) {
+    run_with(name, world::config(), body);
+}
+
+fn run_with(
+    name: &str,
+    (cfg, tables): (kw_config, Vec<Vec<kw_rule>>),
+    body: impl FnOnce(&mut Harness),
+) {
+    if !privileged(name) {
+        return;
+    }
+    let mut h = Harness::new(cfg, &tables).unwrap();
+    body(&mut h);
+}
+
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
+    frame(
+        ANY_MAC,
+        PRV_MAC,
+        &Ip::new(src, dst),
+        &L4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+        PAYLOAD,
+    )
+}
+
+fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    frame(
+        ANY_MAC,
+        PRV_MAC,
+        &Ip::new(src, dst),
+        &L4::Udp {
+            sport,
+            dport,
+            zero_csum: false,
+        },
+        PAYLOAD,
+    )
+}
+
+/// The frame as forwarded: new addresses/ports, TTL 63, next-hop MACs.
+fn fwd(smac: [u8; 6], dmac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, l4: L4) -> Vec<u8> {
+    frame(smac, dmac, &Ip::new(src, dst).ttl(63), &l4, PAYLOAD)
+}
+
+fn step(h: &mut Harness, role: Role, f: &[u8]) -> Step {
+    h.step(role, f).unwrap()
+}
+
+fn expect(s: &Step, verdict: u32, stat: u32) {
+    assert_eq!(
+        (s.verdict, s.stat),
+        (verdict, stat),
+        "got counter {}",
+        s.stat_name()
+    );
+}
+
+fn expect_fwd(s: &Step, want: &[u8]) {
+    expect(s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+    verify_checksums(&s.data).unwrap();
+    assert_eq!(s.data, want, "forwarded frame differs");
+}
+
+fn sport_of(f: &[u8]) -> u16 {
+    u16::from_be_bytes([f[34], f[35]])
+}
+
+// ---------------------------------------------------------------- L2 / L3
+
+#[test]
+fn unconfigured_program_passes_everything() {
+    if !privileged("unconfigured_program_passes_everything") {
+        return;
+    }
+    let mut h = Harness::unconfigured().unwrap();
+    let s = step(
+        &mut h,
+        Role::Private,
+        &tcp(C1, 40000, SERVER, 80, TcpFlags::SYN),
+    );
+    expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_NO_CONFIG);
+}
+
+#[test]
+fn arp_passes_to_kernel() {
+    run("arp_passes_to_kernel", |h| {
+        let mut arp = Vec::new();
+        etherparse::PacketBuilder::ethernet2(ANY_MAC, [0xff; 6])
+            .arp(
+                etherparse::ArpPacket::new(
+                    etherparse::ArpHardwareId::ETHERNET,
+                    etherparse::EtherType::IPV4,
+                    etherparse::ArpOperation::REQUEST,
+                    &ANY_MAC,
+                    &C1.octets(),
+                    &[0; 6],
+                    &[10, 0, 0, 1],
+                )
+                .unwrap(),
+            )
+            .write(&mut arp)
+            .unwrap();
+        let s = step(h, Role::Private, &arp);
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_IPV4);
+        assert_eq!(s.data, arp);
+    });
+}
+
+#[test]
+fn ipv6_passes_to_kernel() {
+    run("ipv6_passes_to_kernel", |h| {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(ANY_MAC, PUB_MAC)
+            .ipv6(
+                [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
+            .udp(1000, 53)
+            .write(&mut f, PAYLOAD)
+            .unwrap();
+        let s = step(h, Role::Public, &f);
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_IPV4);
+    });
+}
+
+#[test]
+fn truncated_ipv4_header_is_dropped() {
+    run("truncated_ipv4_header_is_dropped", |h| {
+        let f = tcp(C1, 40000, SERVER, 80, TcpFlags::SYN);
+        let s = step(h, Role::Private, &f[..14 + 12]);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_MALFORMED);
+    });
+}
+
+#[test]
+fn bad_ip_version_is_dropped() {
+    run("bad_ip_version_is_dropped", |h| {
+        let mut f = tcp(C1, 40000, SERVER, 80, TcpFlags::SYN);
+        f[14] = 0x65;
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_MALFORMED);
+    });
+}
+
+#[test]
+fn short_ihl_is_dropped() {
+    run("short_ihl_is_dropped", |h| {
+        let mut f = tcp(C1, 40000, SERVER, 80, TcpFlags::SYN);
+        f[14] = 0x44;
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_MALFORMED);
+    });
+}
+
+#[test]
+fn total_length_beyond_frame_is_dropped() {
+    run("total_length_beyond_frame_is_dropped", |h| {
+        let mut f = tcp(C1, 40000, SERVER, 80, TcpFlags::SYN);
+        let tl = u16::from_be_bytes([f[16], f[17]]) + 40;
+        f[16..18].copy_from_slice(&tl.to_be_bytes());
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_MALFORMED);
+    });
+}
+
+#[test]
+fn truncated_tcp_header_is_dropped() {
+    run("truncated_tcp_header_is_dropped", |h| {
+        let f = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::Raw { proto: 6 },
+            &[0u8; 12],
+        );
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_MALFORMED_L4);
+    });
+}
+
+#[test]
+fn ethernet_padding_is_not_read_as_udp() {
+    run("ethernet_padding_is_not_read_as_udp", |h| {
+        // 4 bytes of UDP inside tot_len, padding after: still truncated.
+        let mut f = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::Raw { proto: 17 },
+            &[0u8; 4],
+        );
+        f.extend_from_slice(&[0u8; 20]);
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_MALFORMED_L4);
+    });
+}
+
+#[test]
+fn ip_options_on_translated_path_are_dropped() {
+    run("ip_options_on_translated_path_are_dropped", |h| {
+        let mut ip = Ip::new(C1, SERVER);
+        ip.options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL
+        let f = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &ip,
+            &L4::Tcp {
+                sport: 40000,
+                dport: 80,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_IP_OPTIONS);
+    });
+}
+
+#[test]
+fn first_fragment_is_dropped() {
+    run("first_fragment_is_dropped", |h| {
+        let mut ip = Ip::new(C1, SERVER);
+        ip.df = false;
+        ip.mf = true;
+        let f = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &ip,
+            &L4::Udp {
+                sport: 5353,
+                dport: 53,
+                zero_csum: false,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_FRAGMENT);
+    });
+}
+
+#[test]
+fn non_first_fragment_is_dropped() {
+    run("non_first_fragment_is_dropped", |h| {
+        let mut ip = Ip::new(REMOTE, VIP);
+        ip.df = false;
+        ip.frag_offset = 185;
+        let f = frame(ANY_MAC, PUB_MAC, &ip, &L4::Raw { proto: 17 }, &[0u8; 64]);
+        let s = step(h, Role::Public, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_FRAGMENT);
+    });
+}
+
+#[test]
+fn multicast_and_local_subnet_pass() {
+    run("multicast_and_local_subnet_pass", |h| {
+        let s = step(
+            h,
+            Role::Private,
+            &udp(C1, 5353, Ipv4Addr::new(224, 0, 0, 251), 5353),
+        );
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_LOCAL);
+        let s = step(
+            h,
+            Role::Private,
+            &udp(C1, 5353, Ipv4Addr::new(10, 0, 0, 1), 53),
+        );
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_LOCAL);
+    });
+}
+
+// ---------------------------------------------------------------- SNAT egress
+
+#[test]
+fn tcp_egress_is_source_translated_and_reply_restored() {
+    run("tcp_egress_is_source_translated_and_reply_restored", |h| {
+        let s = step(
+            h,
+            Role::Private,
+            &tcp(C1, 40000, SERVER, 443, TcpFlags::SYN),
+        );
+        let want = fwd(
+            PUB_MAC,
+            ROUTER_MAC,
+            VIP,
+            SERVER,
+            L4::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: TcpFlags::SYN,
+            },
+        );
+        expect_fwd(&s, &want);
+
+        let reply = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(SERVER, VIP),
+            &L4::Tcp {
+                sport: 443,
+                dport: 40000,
+                flags: TcpFlags::SYN_ACK,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Public, &reply);
+        let want = fwd(
+            PRV_MAC,
+            C1_MAC,
+            SERVER,
+            C1,
+            L4::Tcp {
+                sport: 443,
+                dport: 40000,
+                flags: TcpFlags::SYN_ACK,
+            },
+        );
+        expect_fwd(&s, &want);
+
+        // established: data both ways
+        let s = step(
+            h,
+            Role::Private,
+            &tcp(C1, 40000, SERVER, 443, TcpFlags::PSH_ACK),
+        );
+        expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+    });
+}
+
+#[test]
+fn udp_egress_and_reply() {
+    run("udp_egress_and_reply", |h| {
+        let s = step(h, Role::Private, &udp(C2, 5353, SERVER, 53));
+        let want = fwd(
+            PUB_MAC,
+            ROUTER_MAC,
+            VIP,
+            SERVER,
+            L4::Udp {
+                sport: 5353,
+                dport: 53,
+                zero_csum: false,
+            },
+        );
+        expect_fwd(&s, &want);
+        let reply = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(SERVER, VIP),
+            &L4::Udp {
+                sport: 53,
+                dport: 5353,
+                zero_csum: false,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Public, &reply);
+        let want = fwd(
+            PRV_MAC,
+            C2_MAC,
+            SERVER,
+            C2,
+            L4::Udp {
+                sport: 53,
+                dport: 5353,
+                zero_csum: false,
+            },
+        );
+        expect_fwd(&s, &want);
+    });
+}
+
+#[test]
+fn udp_without_checksum_stays_without() {
+    run("udp_without_checksum_stays_without", |h| {
+        let f = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::Udp {
+                sport: 6000,
+                dport: 53,
+                zero_csum: true,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Private, &f);
+        let want = fwd(
+            PUB_MAC,
+            ROUTER_MAC,
+            VIP,
+            SERVER,
+            L4::Udp {
+                sport: 6000,
+                dport: 53,
+                zero_csum: true,
+            },
+        );
+        expect_fwd(&s, &want);
+    });
+}
+
+#[test]
+fn ping_egress_uses_echo_id_as_port() {
+    run("ping_egress_uses_echo_id_as_port", |h| {
+        let req = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::Echo {
+                request: true,
+                id: 4242,
+                seq: 1,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Private, &req);
+        expect_fwd(
+            &s,
+            &fwd(
+                PUB_MAC,
+                ROUTER_MAC,
+                VIP,
+                SERVER,
+                L4::Echo {
+                    request: true,
+                    id: 4242,
+                    seq: 1,
+                },
+            ),
+        );
+        let rep = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(SERVER, VIP),
+            &L4::Echo {
+                request: false,
+                id: 4242,
+                seq: 1,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Public, &rep);
+        expect_fwd(
+            &s,
+            &fwd(
+                PRV_MAC,
+                C1_MAC,
+                SERVER,
+                C1,
+                L4::Echo {
+                    request: false,
+                    id: 4242,
+                    seq: 1,
+                },
+            ),
+        );
+    });
+}
+
+#[test]
+fn port_collision_picks_another_port_and_replies_find_their_host() {
+    run(
+        "port_collision_picks_another_port_and_replies_find_their_host",
+        |h| {
+            let s1 = step(
+                h,
+                Role::Private,
+                &tcp(C1, 40000, SERVER, 443, TcpFlags::SYN),
+            );
+            assert_eq!(sport_of(&s1.data), 40000);
+            let s2 = step(
+                h,
+                Role::Private,
+                &tcp(C2, 40000, SERVER, 443, TcpFlags::SYN),
+            );
+            expect(&s2, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+            let p2 = sport_of(&s2.data);
+            assert_ne!(p2, 40000, "second flow must get another port");
+            assert!(p2 >= 1024);
+            expect_fwd(
+                &s2,
+                &fwd(
+                    PUB_MAC,
+                    ROUTER_MAC,
+                    VIP,
+                    SERVER,
+                    L4::Tcp {
+                        sport: p2,
+                        dport: 443,
+                        flags: TcpFlags::SYN,
+                    },
+                ),
+            );
+            let reply = frame(
+                ANY_MAC,
+                PUB_MAC,
+                &Ip::new(SERVER, VIP),
+                &L4::Tcp {
+                    sport: 443,
+                    dport: p2,
+                    flags: TcpFlags::SYN_ACK,
+                },
+                PAYLOAD,
+            );
+            let s = step(h, Role::Public, &reply);
+            expect_fwd(
+                &s,
+                &fwd(
+                    PRV_MAC,
+                    C2_MAC,
+                    SERVER,
+                    C2,
+                    L4::Tcp {
+                        sport: 443,
+                        dport: 40000,
+                        flags: TcpFlags::SYN_ACK,
+                    },
+                ),
+            );
+        },
+    );
+}
+
+fn small_port_range() -> (kw_config, Vec<Vec<kw_rule>>) {
+    let (mut cfg, tables) = world::config();
+    cfg.port_min = 2000;
+    cfg.port_max = 2001;
+    (cfg, tables)
+}
+
+#[test]
+fn exhausted_port_range_drops_with_counter() {
+    run_with(
+        "exhausted_port_range_drops_with_counter",
+        small_port_range(),
+        |h| {
+            for sport in [3000, 3001] {
+                let s = step(h, Role::Private, &udp(C1, sport, SERVER, 53));
+                expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+                assert!((2000..=2001).contains(&sport_of(&s.data)));
+            }
+            let s = step(h, Role::Private, &udp(C1, 3002, SERVER, 53));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_NO_PORT);
+            // another destination has its own port space
+            let s = step(h, Role::Private, &udp(C1, 3002, REMOTE, 53));
+            expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        },
+    );
+}
+
+#[test]
+fn source_port_outside_range_is_remapped_into_it() {
+    run_with(
+        "source_port_outside_range_is_remapped_into_it",
+        small_port_range(),
+        |h| {
+            let s = step(h, Role::Private, &tcp(C1, 50000, SERVER, 80, TcpFlags::SYN));
+            expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+            assert!((2000..=2001).contains(&sport_of(&s.data)));
+        },
+    );
+}
+
+#[test]
+fn new_tcp_flow_needs_a_bare_syn() {
+    run("new_tcp_flow_needs_a_bare_syn", |h| {
+        let s = step(h, Role::Private, &tcp(C1, 40001, SERVER, 80, TcpFlags::ACK));
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_TCP_NOT_SYN);
+    });
+}
+
+#[test]
+fn egress_exception_to_accept_policy_drops() {
+    run("egress_exception_to_accept_policy_drops", |h| {
+        let s = step(h, Role::Private, &tcp(C1, 40002, SERVER, 25, TcpFlags::SYN));
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_EGRESS_DENIED);
+    });
+}
+
+#[test]
+fn egress_drop_policy_allows_only_its_exceptions() {
+    let (mut cfg, mut tables) = world::config();
+    cfg.egress_policy = 1;
+    tables[kw_table::KW_TABLE_EGRESS as usize] = vec![rule(cidr(SERVER, 32), 17, 53, 53, None)];
+    run_with(
+        "egress_drop_policy_allows_only_its_exceptions",
+        (cfg, tables),
+        |h| {
+            let s = step(h, Role::Private, &udp(C1, 5000, SERVER, 53));
+            expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+            let s = step(h, Role::Private, &udp(C1, 5000, REMOTE, 53));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_EGRESS_DENIED);
+            let s = step(h, Role::Private, &tcp(C1, 5000, SERVER, 80, TcpFlags::SYN));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_EGRESS_DENIED);
+        },
+    );
+}
+
+#[test]
+fn ttl_one_goes_to_kernel_without_state() {
+    run("ttl_one_goes_to_kernel_without_state", |h| {
+        let f = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER).ttl(1),
+            &L4::Udp {
+                sport: 33434,
+                dport: 33435,
+                zero_csum: false,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TTL);
+        assert_eq!(
+            s.data, f,
+            "a packet for the kernel to answer stays untouched"
+        );
+        let reply = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(SERVER, VIP),
+            &L4::Udp {
+                sport: 33435,
+                dport: 33434,
+                zero_csum: false,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Public, &reply);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_INGRESS_DENIED);
+    });
+}
+
+#[test]
+fn spoofed_private_source_is_dropped() {
+    run("spoofed_private_source_is_dropped", |h| {
+        let s = step(
+            h,
+            Role::Private,
+            &tcp(Ipv4Addr::new(10, 9, 9, 9), 40000, SERVER, 80, TcpFlags::SYN),
+        );
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_SPOOFED);
+    });
+}
+
+#[test]
+fn untranslatable_protocol_is_dropped() {
+    run("untranslatable_protocol_is_dropped", |h| {
+        let f = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::Raw { proto: 47 },
+            &[0u8; 24],
+        );
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_UNSUPPORTED);
+        let ts = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::IcmpOther {
+                kind: etherparse::Icmpv4Type::TimestampRequest(
+                    etherparse::icmpv4::TimestampMessage {
+                        id: 1,
+                        seq: 1,
+                        originate_timestamp: 0,
+                        receive_timestamp: 0,
+                        transmit_timestamp: 0,
+                    },
+                ),
+            },
+            &[],
+        );
+        let s = step(h, Role::Private, &ts);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_UNSUPPORTED);
+    });
+}
+
+#[test]
+fn oversized_packet_goes_untranslated_to_kernel() {
+    run("oversized_packet_goes_untranslated_to_kernel", |h| {
+        let f = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::Udp {
+                sport: 7000,
+                dport: 9000,
+                zero_csum: false,
+            },
+            &[7u8; 1600],
+        );
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_FIB);
+        assert_eq!(s.data, f);
+    });
+}
+
+// ---------------------------------------------------------------- DNAT / ingress
+
+#[test]
+fn dnat_tcp_reaches_private_server_and_reply_comes_from_vip() {
+    run(
+        "dnat_tcp_reaches_private_server_and_reply_comes_from_vip",
+        |h| {
+            let syn = frame(
+                ANY_MAC,
+                PUB_MAC,
+                &Ip::new(REMOTE, VIP),
+                &L4::Tcp {
+                    sport: 51000,
+                    dport: 80,
+                    flags: TcpFlags::SYN,
+                },
+                PAYLOAD,
+            );
+            let s = step(h, Role::Public, &syn);
+            expect_fwd(
+                &s,
+                &fwd(
+                    PRV_MAC,
+                    C1_MAC,
+                    REMOTE,
+                    C1,
+                    L4::Tcp {
+                        sport: 51000,
+                        dport: 80,
+                        flags: TcpFlags::SYN,
+                    },
+                ),
+            );
+            let s = step(
+                h,
+                Role::Private,
+                &tcp(C1, 80, REMOTE, 51000, TcpFlags::SYN_ACK),
+            );
+            expect_fwd(
+                &s,
+                &fwd(
+                    PUB_MAC,
+                    ROUTER_MAC,
+                    VIP,
+                    REMOTE,
+                    L4::Tcp {
+                        sport: 80,
+                        dport: 51000,
+                        flags: TcpFlags::SYN_ACK,
+                    },
+                ),
+            );
+        },
+    );
+}
+
+#[test]
+fn dnat_udp_port_range() {
+    run("dnat_udp_port_range", |h| {
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP),
+            &L4::Udp {
+                sport: 40000,
+                dport: 5005,
+                zero_csum: false,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Public, &f);
+        expect_fwd(
+            &s,
+            &fwd(
+                PRV_MAC,
+                C2_MAC,
+                REMOTE,
+                C2,
+                L4::Udp {
+                    sport: 40000,
+                    dport: 5005,
+                    zero_csum: false,
+                },
+            ),
+        );
+    });
+}
+
+#[test]
+fn dnat_protocol_is_honoured() {
+    run("dnat_protocol_is_honoured", |h| {
+        // dnat says tcp 80; udp 80 is not forwarded (upstream ignored the protocol)
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP),
+            &L4::Udp {
+                sport: 40000,
+                dport: 80,
+                zero_csum: false,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Public, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_INGRESS_DENIED);
+    });
+}
+
+#[test]
+fn dnat_needs_a_syn() {
+    run("dnat_needs_a_syn", |h| {
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP),
+            &L4::Tcp {
+                sport: 51000,
+                dport: 443,
+                flags: TcpFlags::ACK,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Public, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_TCP_NOT_SYN);
+    });
+}
+
+#[test]
+fn dnat_to_unresolved_neighbour_is_translated_and_passed() {
+    run(
+        "dnat_to_unresolved_neighbour_is_translated_and_passed",
+        |h| {
+            let f = frame(
+                ANY_MAC,
+                PUB_MAC,
+                &Ip::new(REMOTE, VIP),
+                &L4::Tcp {
+                    sport: 51000,
+                    dport: 8080,
+                    flags: TcpFlags::SYN,
+                },
+                PAYLOAD,
+            );
+            let s = step(h, Role::Public, &f);
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_NO_NEIGH);
+            // translated, TTL and MACs left to the kernel
+            let want = frame(
+                ANY_MAC,
+                PUB_MAC,
+                &Ip::new(REMOTE, Ipv4Addr::new(10, 0, 0, 12)),
+                &L4::Tcp {
+                    sport: 51000,
+                    dport: 8080,
+                    flags: TcpFlags::SYN,
+                },
+                PAYLOAD,
+            );
+            verify_checksums(&s.data).unwrap();
+            assert_eq!(s.data, want);
+        },
+    );
+}
+
+#[test]
+fn firewall_ingress_rule_delivers_to_gateway() {
+    run("firewall_ingress_rule_delivers_to_gateway", |h| {
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP),
+            &L4::Tcp {
+                sport: 51000,
+                dport: 22,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Public, &f);
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+        assert_eq!(s.data, f);
+        // the other zone's VIP is ours too
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP2),
+            &L4::Tcp {
+                sport: 51000,
+                dport: 22,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Public, &f),
+            XDP_PASS,
+            kw_stat::KW_STAT_PASS_TO_HOST,
+        );
+    });
+}
+
+#[test]
+fn ingress_source_cidr_is_checked() {
+    run("ingress_source_cidr_is_checked", |h| {
+        let ping = |src| {
+            frame(
+                ANY_MAC,
+                PUB_MAC,
+                &Ip::new(src, VIP),
+                &L4::Echo {
+                    request: true,
+                    id: 7,
+                    seq: 1,
+                },
+                PAYLOAD,
+            )
+        };
+        expect(
+            &step(h, Role::Public, &ping(Ipv4Addr::new(198, 51, 100, 7))),
+            XDP_PASS,
+            kw_stat::KW_STAT_PASS_TO_HOST,
+        );
+        expect(
+            &step(h, Role::Public, &ping(REMOTE)),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_INGRESS_DENIED,
+        );
+    });
+}
+
+#[test]
+fn closed_port_is_denied() {
+    run("closed_port_is_denied", |h| {
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP),
+            &L4::Tcp {
+                sport: 51000,
+                dport: 9999,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Public, &f),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_INGRESS_DENIED,
+        );
+    });
+}
+
+#[test]
+fn public_side_cannot_address_private_hosts() {
+    run("public_side_cannot_address_private_hosts", |h| {
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, C1),
+            &L4::Tcp {
+                sport: 51000,
+                dport: 22,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Public, &f),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_TO_PRIVATE,
+        );
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, PEER),
+            &L4::Tcp {
+                sport: 51000,
+                dport: 22,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Public, &f),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_TO_PRIVATE,
+        );
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, Ipv4Addr::new(203, 0, 113, 2)),
+            &L4::Tcp {
+                sport: 51000,
+                dport: 22,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Public, &f),
+            XDP_PASS,
+            kw_stat::KW_STAT_PASS_NOT_OURS,
+        );
+    });
+}
+
+#[test]
+fn flow_entry_is_only_valid_on_its_interface_role() {
+    run("flow_entry_is_only_valid_on_its_interface_role", |h| {
+        expect(
+            &step(
+                h,
+                Role::Private,
+                &tcp(C1, 40000, SERVER, 443, TcpFlags::SYN),
+            ),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        // the reply tuple arriving from the private side is not a reply
+        let f = tcp(SERVER, 443, VIP, 40000, TcpFlags::SYN_ACK);
+        expect(
+            &step(h, Role::Private, &f),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_SPOOFED,
+        );
+        // the original tuple arriving from the public side is not ours
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: TcpFlags::ACK,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Public, &f),
+            XDP_PASS,
+            kw_stat::KW_STAT_PASS_NOT_OURS,
+        );
+    });
+}
+
+// ---------------------------------------------------------------- IPsec
+
+#[test]
+fn ipsec_remote_subnet_goes_to_kernel_untranslated() {
+    run("ipsec_remote_subnet_goes_to_kernel_untranslated", |h| {
+        let f = tcp(C1, 40000, Ipv4Addr::new(172, 16, 1, 5), 22, TcpFlags::SYN);
+        let s = step(h, Role::Private, &f);
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_IPSEC);
+        assert_eq!(s.data, f);
+    });
+}
+
+#[test]
+fn ike_and_esp_from_ipsec_peer_reach_gateway() {
+    run("ike_and_esp_from_ipsec_peer_reach_gateway", |h| {
+        let peer = world::IPSEC_PEER;
+        for port in [500, 4500] {
+            let f = frame(
+                ANY_MAC,
+                PUB_MAC,
+                &Ip::new(peer, VIP),
+                &L4::Udp {
+                    sport: port,
+                    dport: port,
+                    zero_csum: false,
+                },
+                PAYLOAD,
+            );
+            expect(
+                &step(h, Role::Public, &f),
+                XDP_PASS,
+                kw_stat::KW_STAT_PASS_TO_HOST,
+            );
+        }
+        let esp = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(peer, VIP),
+            &L4::Raw { proto: 50 },
+            &[1u8; 32],
+        );
+        expect(
+            &step(h, Role::Public, &esp),
+            XDP_PASS,
+            kw_stat::KW_STAT_PASS_TO_HOST,
+        );
+        let esp = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP),
+            &L4::Raw { proto: 50 },
+            &[1u8; 32],
+        );
+        expect(
+            &step(h, Role::Public, &esp),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_INGRESS_DENIED,
+        );
+    });
+}
+
+// ---------------------------------------------------------------- VPC peering
+
+#[test]
+fn peering_egress_is_routed_without_nat() {
+    run("peering_egress_is_routed_without_nat", |h| {
+        let s = step(h, Role::Private, &tcp(C1, 40000, PEER, 5432, TcpFlags::SYN));
+        expect_fwd(
+            &s,
+            &fwd(
+                PER_MAC,
+                PEER_MAC,
+                C1,
+                PEER,
+                L4::Tcp {
+                    sport: 40000,
+                    dport: 5432,
+                    flags: TcpFlags::SYN,
+                },
+            ),
+        );
+        let back = frame(
+            ANY_MAC,
+            PER_MAC,
+            &Ip::new(PEER, C1),
+            &L4::Tcp {
+                sport: 5432,
+                dport: 40000,
+                flags: TcpFlags::SYN_ACK,
+            },
+            PAYLOAD,
+        );
+        let s = step(h, Role::Peering, &back);
+        expect_fwd(
+            &s,
+            &fwd(
+                PRV_MAC,
+                C1_MAC,
+                PEER,
+                C1,
+                L4::Tcp {
+                    sport: 5432,
+                    dport: 40000,
+                    flags: TcpFlags::SYN_ACK,
+                },
+            ),
+        );
+    });
+}
+
+#[test]
+fn peering_egress_policy_drop_without_rule() {
+    run("peering_egress_policy_drop_without_rule", |h| {
+        expect(
+            &step(h, Role::Private, &udp(C1, 4000, PEER, 123)),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_PEERING_DENIED,
+        );
+        expect(
+            &step(h, Role::Private, &udp(C1, 4000, PEER, 53)),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+    });
+}
+
+#[test]
+fn peering_ingress_rules() {
+    run("peering_ingress_rules", |h| {
+        let f = |dport| {
+            frame(
+                ANY_MAC,
+                PER_MAC,
+                &Ip::new(PEER, C1),
+                &L4::Tcp {
+                    sport: 50000,
+                    dport,
+                    flags: TcpFlags::SYN,
+                },
+                PAYLOAD,
+            )
+        };
+        let s = step(h, Role::Peering, &f(22));
+        expect_fwd(
+            &s,
+            &fwd(
+                PRV_MAC,
+                C1_MAC,
+                PEER,
+                C1,
+                L4::Tcp {
+                    sport: 50000,
+                    dport: 22,
+                    flags: TcpFlags::SYN,
+                },
+            ),
+        );
+        expect(
+            &step(h, Role::Peering, &f(80)),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_PEERING_DENIED,
+        );
+        // and the reply to the allowed one goes back untranslated
+        let s = step(
+            h,
+            Role::Private,
+            &tcp(C1, 22, PEER, 50000, TcpFlags::SYN_ACK),
+        );
+        expect_fwd(
+            &s,
+            &fwd(
+                PER_MAC,
+                PEER_MAC,
+                C1,
+                PEER,
+                L4::Tcp {
+                    sport: 22,
+                    dport: 50000,
+                    flags: TcpFlags::SYN_ACK,
+                },
+            ),
+        );
+    });
+}
+
+#[test]
+fn peering_policy_accept_allows_everything() {
+    let (mut cfg, tables) = world::config();
+    cfg.peerings[0].policy = 0;
+    run_with(
+        "peering_policy_accept_allows_everything",
+        (cfg, tables),
+        |h| {
+            let f = frame(
+                ANY_MAC,
+                PER_MAC,
+                &Ip::new(PEER, C1),
+                &L4::Udp {
+                    sport: 50000,
+                    dport: 9999,
+                    zero_csum: false,
+                },
+                PAYLOAD,
+            );
+            expect(
+                &step(h, Role::Peering, &f),
+                XDP_REDIRECT,
+                kw_stat::KW_STAT_FWD_REDIRECT,
+            );
+        },
+    );
+}
+
+#[test]
+fn peering_interface_rejects_foreign_sources() {
+    run("peering_interface_rejects_foreign_sources", |h| {
+        let f = frame(
+            ANY_MAC,
+            PER_MAC,
+            &Ip::new(REMOTE, C1),
+            &L4::Tcp {
+                sport: 50000,
+                dport: 22,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Peering, &f),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_SPOOFED,
+        );
+        let f = frame(
+            ANY_MAC,
+            PER_MAC,
+            &Ip::new(PEER, SERVER),
+            &L4::Tcp {
+                sport: 50000,
+                dport: 22,
+                flags: TcpFlags::SYN,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Peering, &f),
+            XDP_PASS,
+            kw_stat::KW_STAT_PASS_NOT_OURS,
+        );
+    });
+}
+
+// ---------------------------------------------------------------- ICMP errors
+
+#[test]
+fn frag_needed_for_snat_flow_is_translated_for_pmtu() {
+    run("frag_needed_for_snat_flow_is_translated_for_pmtu", |h| {
+        let out = step(
+            h,
+            Role::Private,
+            &tcp(C1, 40000, SERVER, 443, TcpFlags::SYN),
+        );
+        expect(&out, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        // a router on the way quotes the translated packet
+        let router = Ipv4Addr::new(192, 0, 2, 1);
+        let quoted = ip_packet(&out.data);
+        let err = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(router, VIP),
+            &L4::IcmpError {
+                kind: frag_needed(1400),
+                quoted,
+            },
+            &[],
+        );
+        let s = step(h, Role::Public, &err);
+        // what the client sees: its own packet quoted, from the router
+        let orig = tcp(C1, 40000, SERVER, 443, TcpFlags::SYN);
+        let mut orig_quoted = ip_packet(&orig);
+        orig_quoted[8] = 63; // the quoted packet had been forwarded once
+        let ck = kowabunga_tests::model::csum::replace2(
+            u16::from_be_bytes([orig_quoted[10], orig_quoted[11]]),
+            u16::from_be_bytes([64, 6]),
+            u16::from_be_bytes([63, 6]),
+        );
+        orig_quoted[10..12].copy_from_slice(&ck.to_be_bytes());
+        let want = frame(
+            PRV_MAC,
+            C1_MAC,
+            &Ip::new(router, C1).ttl(63),
+            &L4::IcmpError {
+                kind: frag_needed(1400),
+                quoted: orig_quoted,
+            },
+            &[],
+        );
+        expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        assert_eq!(s.data, want);
+    });
+}
+
+#[test]
+fn time_exceeded_for_snat_udp_is_translated() {
+    run("time_exceeded_for_snat_udp_is_translated", |h| {
+        let out = step(h, Role::Private, &udp(C2, 33434, SERVER, 33435));
+        let router = Ipv4Addr::new(192, 0, 2, 1);
+        let err = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(router, VIP),
+            &L4::IcmpError {
+                kind: time_exceeded(),
+                quoted: ip_packet(&out.data)[..28].to_vec(),
+            },
+            &[],
+        );
+        let s = step(h, Role::Public, &err);
+        expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        verify_checksums(&s.data).unwrap();
+        let inner = &s.data[14 + 20 + 8..];
+        assert_eq!(&inner[12..16], &C2.octets(), "quoted source restored");
+        assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), 33434);
+        assert_eq!(
+            kowabunga_tests::model::csum::checksum(&inner[..20]),
+            0,
+            "quoted IPv4 checksum valid"
+        );
+    });
+}
+
+#[test]
+fn port_unreachable_from_dnat_target_leaves_as_vip() {
+    run("port_unreachable_from_dnat_target_leaves_as_vip", |h| {
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP),
+            &L4::Udp {
+                sport: 40000,
+                dport: 5001,
+                zero_csum: false,
+            },
+            PAYLOAD,
+        );
+        let inbound = step(h, Role::Public, &f);
+        expect(&inbound, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        let err = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C2, REMOTE),
+            &L4::IcmpError {
+                kind: port_unreachable(),
+                quoted: ip_packet(&inbound.data),
+            },
+            &[],
+        );
+        let s = step(h, Role::Private, &err);
+        expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        verify_checksums(&s.data).unwrap();
+        assert_eq!(&s.data[26..30], &VIP.octets(), "outer source is the VIP");
+        let inner = &s.data[14 + 20 + 8..];
+        assert_eq!(
+            &inner[16..20],
+            &VIP.octets(),
+            "quoted destination is the VIP"
+        );
+    });
+}
+
+#[test]
+fn icmp_error_about_an_echo_through_nat() {
+    run("icmp_error_about_an_echo_through_nat", |h| {
+        let req = frame(
+            ANY_MAC,
+            PRV_MAC,
+            &Ip::new(C1, SERVER),
+            &L4::Echo {
+                request: true,
+                id: 999,
+                seq: 3,
+            },
+            PAYLOAD,
+        );
+        let out = step(h, Role::Private, &req);
+        let router = Ipv4Addr::new(192, 0, 2, 1);
+        let err = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(router, VIP),
+            &L4::IcmpError {
+                kind: time_exceeded(),
+                quoted: ip_packet(&out.data),
+            },
+            &[],
+        );
+        let s = step(h, Role::Public, &err);
+        expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        verify_checksums(&s.data).unwrap();
+    });
+}
+
+#[test]
+fn icmp_error_about_unknown_flow_is_dropped() {
+    run("icmp_error_about_unknown_flow_is_dropped", |h| {
+        let ghost = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(VIP, SERVER),
+            &L4::Udp {
+                sport: 1111,
+                dport: 53,
+                zero_csum: false,
+            },
+            PAYLOAD,
+        );
+        let err = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(SERVER, VIP),
+            &L4::IcmpError {
+                kind: port_unreachable(),
+                quoted: ip_packet(&ghost),
+            },
+            &[],
+        );
+        expect(
+            &step(h, Role::Public, &err),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_ICMP_UNMATCHED,
+        );
+    });
+}
+
+#[test]
+fn truncated_icmp_error_is_dropped() {
+    run("truncated_icmp_error_is_dropped", |h| {
+        let err = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(SERVER, VIP),
+            &L4::IcmpError {
+                kind: port_unreachable(),
+                quoted: vec![0x45, 0, 0, 20],
+            },
+            &[],
+        );
+        expect(
+            &step(h, Role::Public, &err),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_MALFORMED_L4,
+        );
+    });
+}
+
+// ---------------------------------------------------------------- hairpin, reload
+
+#[test]
+fn hairpin_to_own_vip_is_full_nat() {
+    run("hairpin_to_own_vip_is_full_nat", |h| {
+        let s = step(h, Role::Private, &tcp(C2, 45000, VIP, 443, TcpFlags::SYN));
+        expect_fwd(
+            &s,
+            &fwd(
+                PRV_MAC,
+                C1_MAC,
+                VIP,
+                C1,
+                L4::Tcp {
+                    sport: 45000,
+                    dport: 443,
+                    flags: TcpFlags::SYN,
+                },
+            ),
+        );
+        let s = step(
+            h,
+            Role::Private,
+            &tcp(C1, 443, VIP, 45000, TcpFlags::SYN_ACK),
+        );
+        expect_fwd(
+            &s,
+            &fwd(
+                PRV_MAC,
+                C2_MAC,
+                VIP,
+                C2,
+                L4::Tcp {
+                    sport: 443,
+                    dport: 45000,
+                    flags: TcpFlags::SYN_ACK,
+                },
+            ),
+        );
+        // a non-dnat port of the VIP from inside is the gateway's
+        expect(
+            &step(h, Role::Private, &tcp(C2, 45000, VIP, 22, TcpFlags::SYN)),
+            XDP_PASS,
+            kw_stat::KW_STAT_PASS_TO_HOST,
+        );
+    });
+}
+
+#[test]
+fn reload_keeps_established_flows() {
+    run("reload_keeps_established_flows", |h| {
+        expect(
+            &step(
+                h,
+                Role::Private,
+                &tcp(C1, 40000, SERVER, 443, TcpFlags::SYN),
+            ),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        // new config: egress drop-all; the established flow continues both ways
+        let (mut cfg, mut tables) = world::config();
+        cfg.egress_policy = 1;
+        tables[kw_table::KW_TABLE_EGRESS as usize].clear();
+        h.apply(cfg, &tables).unwrap();
+        expect(
+            &step(
+                h,
+                Role::Private,
+                &tcp(C1, 40000, SERVER, 443, TcpFlags::PSH_ACK),
+            ),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        let reply = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(SERVER, VIP),
+            &L4::Tcp {
+                sport: 443,
+                dport: 40000,
+                flags: TcpFlags::PSH_ACK,
+            },
+            PAYLOAD,
+        );
+        expect(
+            &step(h, Role::Public, &reply),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        expect(
+            &step(
+                h,
+                Role::Private,
+                &tcp(C1, 40001, SERVER, 443, TcpFlags::SYN),
+            ),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_EGRESS_DENIED,
+        );
+    });
+}
+
+#[test]
+fn conntrack_state_follows_the_flow() {
+    run("conntrack_state_follows_the_flow", |h| {
+        use kowabunga_bindings::{kw_ct_key, kw_ct_state};
+        step(
+            h,
+            Role::Private,
+            &tcp(C1, 40000, SERVER, 443, TcpFlags::SYN),
+        );
+        let key = kw_ct_key {
+            saddr: world::be(C1),
+            daddr: world::be(SERVER),
+            sport: 40000u16.to_be(),
+            dport: 443u16.to_be(),
+            proto: 6,
+            ..Default::default()
+        };
+        let state = |h: &Harness| h.kawaii.conntrack_get(&key).unwrap().unwrap().state;
+        assert_eq!(u32::from(state(h)), kw_ct_state::KW_CT_NEW);
+        let reply = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(SERVER, VIP),
+            &L4::Tcp {
+                sport: 443,
+                dport: 40000,
+                flags: TcpFlags::SYN_ACK,
+            },
+            PAYLOAD,
+        );
+        step(h, Role::Public, &reply);
+        assert_eq!(u32::from(state(h)), kw_ct_state::KW_CT_ESTABLISHED);
+        step(
+            h,
+            Role::Private,
+            &tcp(C1, 40000, SERVER, 443, TcpFlags::FIN_ACK),
+        );
+        assert_eq!(u32::from(state(h)), kw_ct_state::KW_CT_CLOSING);
+        assert_eq!(
+            h.kawaii.conntrack_entries().unwrap().len(),
+            2,
+            "two entries per flow"
+        );
+    });
+}
