@@ -347,7 +347,8 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::from(EXIT_OK);
     }
     if let Err(e) = caps::check() {
-        eprintln!("kowabungad: {e}");
+        // The message already starts with "kowabungad needs ...".
+        eprintln!("{e}");
         return ExitCode::from(EXIT_RUNTIME);
     }
     let result = if args.detach {
@@ -389,6 +390,7 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
         // Handlers first: a SIGHUP right after "ready" must not kill us.
         let mut signals = Signals::new()?;
 
+        check_interfaces(&config)?;
         let names: Vec<String> = interface_roles(&config)
             .into_iter()
             .map(|(n, _)| n)
@@ -408,6 +410,25 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
         main_loop(&mut daemon, &mut signals).await;
         Ok(())
     })
+}
+
+/// Fails with one line naming the first configured interface that does not
+/// exist in this network namespace.
+fn check_interfaces(config: &ValidConfig) -> anyhow::Result<()> {
+    let ifaces = &config.node.interfaces;
+    let mut named = vec![
+        ("node.interfaces.public".to_owned(), &ifaces.public),
+        ("node.interfaces.private".to_owned(), &ifaces.private),
+    ];
+    for (i, p) in ifaces.peerings.iter().enumerate() {
+        named.push((format!("node.interfaces.peerings[{i}]"), p));
+    }
+    for (field, name) in named {
+        if nix::net::if_::if_nametoindex(name.as_str()).is_err() {
+            anyhow::bail!("{field}: interface {name:?} does not exist");
+        }
+    }
+    Ok(())
 }
 
 struct Signals {

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use kowabunga_dataplane::{
     Counters, DropEvent, DropEvents, Kawaii, LoadOptions, Role, SweepReport,
 };
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::config::compile::Compiled;
 
@@ -92,7 +92,7 @@ impl Dataplane for KawaiiDataplane {
             .kawaii
             .attach(role, ifname)
             .with_context(|| format!("cannot attach the {role} program to {ifname}"))?;
-        info!(
+        debug!(
             interface = ifname,
             %role,
             mode = ?attached.mode,
