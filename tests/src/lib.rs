@@ -2,11 +2,13 @@
 //!
 //! - [`model`]: the pure-Rust reference model of the Kawaii semantics;
 //! - [`packets`]: test packets built with etherparse;
+//! - [`generator`]: random and malformed traffic for the differential test;
 //! - [`fixture_net`]: the namespace `BPF_PROG_TEST_RUN` fixtures run in;
 //! - [`world`]: the configuration fixtures, differential test and bench share;
 //! - [`lab`]: network-namespace labs with the real daemon.
 
 pub mod fixture_net;
+pub mod generator;
 pub mod harness;
 pub mod lab;
 pub mod model;
