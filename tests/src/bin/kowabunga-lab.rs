@@ -79,7 +79,10 @@ impl Report {
             self.passed += 1;
             println!("  ok    {what}");
         } else {
-            println!("  FAIL  {what}\n{detail}");
+            println!("  FAIL  {what}");
+            for line in detail.lines() {
+                println!("        {line}");
+            }
             self.failed.push(what.to_owned());
         }
     }
