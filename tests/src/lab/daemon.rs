@@ -52,9 +52,14 @@ impl Daemon {
         self.process.running()
     }
 
-    /// The daemon's log so far (stdout and stderr).
+    /// The daemon's log so far (stdout and stderr interleaved).
     pub fn log(&self) -> String {
-        self.process.output()
+        self.process
+            .lines()
+            .iter()
+            .map(|l| l.strip_prefix("stderr: ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The number of log lines containing `needle`.

@@ -21,7 +21,8 @@
 //!   `xdp_frame`, which loses that state, so the receiver would drop it as corrupt.
 //!   Physical NICs deliver complete checksums, so this is a lab matter only.
 //!
-//! The gateway's private interface has `accept_local=1`: see [`KawaiiLab::new`].
+//! `kowabungad` itself sets the gateway's sysctls (`ip_forward`, `accept_local`,
+//! `rp_filter`); the lab sets only `ip_forward`, so the daemon's job is tested.
 
 use std::path::{Path, PathBuf};
 
@@ -83,11 +84,7 @@ pub struct KawaiiLab {
 
 impl KawaiiLab {
     /// Builds the namespaces, veths, addresses and routes, and writes the config.
-    ///
-    /// On the gateway: `ip_forward=1`, and `accept_local=1` on the private interface,
-    /// because a packet whose next hop is unresolved is passed to the kernel already
-    /// SNATed, with the VIP (a local address) as source, which the kernel otherwise
-    /// drops as a martian, so the neighbour would never be resolved.
+
     pub fn new() -> Result<Self> {
         let prefix = unique_prefix();
         ensure_bpffs()?;
@@ -125,11 +122,6 @@ impl KawaiiLab {
         g.addr(IF_PUBLIC, &format!("{GW_PUB_ADDR}/24"))?;
         g.ip(&["addr", "add", &format!("{VIP}/32"), "dev", IF_PUBLIC])?;
         g.sysctl("net.ipv4.ip_forward", "1")?;
-        // When the next hop is unresolved the program passes the packet to the kernel
-        // already translated, so an SNATed packet arrives with the VIP, a local
-        // address, as source: without accept_local the kernel drops it as a martian
-        // and never resolves the neighbour.
-        g.sysctl(&format!("net.ipv4.conf.{IF_PRIVATE}.accept_local"), "1")?;
         i.addr("eth0", &format!("{INET_ADDR}/24"))?;
         for ns in [p, i] {
             // See the module docs: NAPI for redirected frames, complete checksums.
