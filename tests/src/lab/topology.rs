@@ -84,7 +84,6 @@ pub struct KawaiiLab {
 
 impl KawaiiLab {
     /// Builds the namespaces, veths, addresses and routes, and writes the config.
-
     pub fn new() -> Result<Self> {
         let prefix = unique_prefix();
         ensure_bpffs()?;
