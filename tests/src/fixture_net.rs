@@ -154,14 +154,18 @@ impl FixtureNet {
                 .iter()
                 .map(|(a, m, _)| (*a, *m))
                 .collect::<HashMap<_, _>>(),
-            local: vec![
+            local: [
                 GW_PUB,
                 GW_PRV,
                 GW_PER,
                 Ipv4Addr::new(203, 0, 113, 255),
                 Ipv4Addr::new(10, 0, 0, 127),
                 Ipv4Addr::new(10, 1, 0, 255),
-            ],
+            ]
+            .into_iter()
+            .map(Ipv4Net::from)
+            .chain([net("127.0.0.0/8")])
+            .collect(),
         };
         Ok(Self { fib })
     }

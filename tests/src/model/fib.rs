@@ -45,14 +45,15 @@ pub struct FibModel {
     pub routes: Vec<Route>,
     /// Permanent neighbours.
     pub neighbours: HashMap<Ipv4Addr, [u8; 6]>,
-    /// Addresses whose lookup is local or broadcast (not forwarded).
-    pub local: Vec<Ipv4Addr>,
+    /// Prefixes of the local table: local and broadcast addresses, and
+    /// 127.0.0.0/8 once `lo` is up (not forwarded).
+    pub local: Vec<Ipv4Net>,
 }
 
 impl FibModel {
     /// What `bpf_fib_lookup` answers for `dst` and a packet of `tot_len` bytes.
     pub fn lookup(&self, dst: Ipv4Addr, tot_len: u16) -> FibResult {
-        if self.local.contains(&dst) {
+        if self.local.iter().any(|n| n.contains(&dst)) {
             return FibResult::Other;
         }
         let Some(route) = self
