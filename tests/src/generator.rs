@@ -152,16 +152,32 @@ impl Generator {
         };
         let (src, dst) = match role {
             Role::Private => (
-                if rng.random_bool(0.9) { addr(rng, &PRIVATE[..4]) } else { any_addr(rng) },
+                if rng.random_bool(0.9) {
+                    addr(rng, &PRIVATE[..4])
+                } else {
+                    any_addr(rng)
+                },
                 any_addr(rng),
             ),
             Role::Public => (
                 any_addr(rng),
-                if rng.random_bool(0.8) { addr(rng, &VIPS) } else { any_addr(rng) },
+                if rng.random_bool(0.8) {
+                    addr(rng, &VIPS)
+                } else {
+                    any_addr(rng)
+                },
             ),
             Role::Peering => (
-                if rng.random_bool(0.85) { addr(rng, &PEERS) } else { any_addr(rng) },
-                if rng.random_bool(0.85) { addr(rng, &PRIVATE[..4]) } else { any_addr(rng) },
+                if rng.random_bool(0.85) {
+                    addr(rng, &PEERS)
+                } else {
+                    any_addr(rng)
+                },
+                if rng.random_bool(0.85) {
+                    addr(rng, &PRIVATE[..4])
+                } else {
+                    any_addr(rng)
+                },
             ),
         };
         let mut ip = Ip::new(src, dst);

@@ -25,7 +25,11 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn run_sequence(seed: u64, index: u64, packets: usize) -> Result<[u64; kw_stat::KW_STAT_COUNT as usize]> {
+fn run_sequence(
+    seed: u64,
+    index: u64,
+    packets: usize,
+) -> Result<[u64; kw_stat::KW_STAT_COUNT as usize]> {
     let (mut cfg, tables) = world::config();
     // a narrow SNAT range in every other sequence: collisions and exhaustion
     if index % 2 == 1 {
@@ -69,7 +73,10 @@ fn run_sequence(seed: u64, index: u64, packets: usize) -> Result<[u64; kw_stat::
     }
     let bpf_ct = h.kawaii.conntrack_entries()?.len();
     if bpf_ct != h.model.ct_len() {
-        bail!("conntrack size diverges: bpf {bpf_ct} model {} (seed {seed} sequence {index})", h.model.ct_len());
+        bail!(
+            "conntrack size diverges: bpf {bpf_ct} model {} (seed {seed} sequence {index})",
+            h.model.ct_len()
+        );
     }
     Ok(model_stats)
 }
