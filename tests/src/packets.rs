@@ -270,7 +270,7 @@ fn h_with_len(ip: &Ip, proto: IpNumber, payload: usize) -> Ipv4Header {
     h.more_fragments = ip.mf;
     h.fragment_offset = IpFragOffset::try_new(ip.frag_offset).expect("fragment offset");
     h.options = Ipv4Options::try_from(ip.options.as_slice()).expect("IPv4 options");
-    h.total_len = h.total_len + u16::try_from(ip.options.len()).expect("options fit");
+    h.total_len += u16::try_from(ip.options.len()).expect("options fit");
     h
 }
 

@@ -63,6 +63,15 @@ pub struct CtEntry {
     pub flags: u8,
 }
 
+/// How a new flow is created (the trailing arguments of `kw_new_flow`).
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    in_role: u8,
+    reply_role: u8,
+    flags: u8,
+    snat: bool,
+}
+
 /// What the model says about one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -313,16 +322,13 @@ impl KawaiiModel {
     }
 
     // kw_new_flow()
-    fn new_flow(
-        &mut self,
-        p: &mut Pkt,
-        cfg: &kw_config,
-        mut n: Tuple,
-        in_role: u8,
-        reply_role: u8,
-        flags: u8,
-        snat: bool,
-    ) -> (u32, u32) {
+    fn new_flow(&mut self, p: &mut Pkt, cfg: &kw_config, mut n: Tuple, plan: Plan) -> (u32, u32) {
+        let Plan {
+            in_role,
+            reply_role,
+            flags,
+            snat,
+        } = plan;
         if p.kind == Kind::Tcp && p.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN {
             return drop(kw_stat::KW_STAT_DROP_TCP_NOT_SYN);
         }
@@ -516,10 +522,12 @@ impl KawaiiModel {
                     p,
                     cfg,
                     n,
-                    kw_role::KW_ROLE_PUBLIC as u8,
-                    kw_role::KW_ROLE_PRIVATE as u8,
-                    KW_CT_F_DNAT as u8,
-                    false,
+                    Plan {
+                        in_role: kw_role::KW_ROLE_PUBLIC as u8,
+                        reply_role: kw_role::KW_ROLE_PRIVATE as u8,
+                        flags: KW_CT_F_DNAT as u8,
+                        snat: false,
+                    },
                 );
             }
         }
@@ -547,7 +555,17 @@ impl KawaiiModel {
                     };
                     let role = kw_role::KW_ROLE_PRIVATE as u8;
                     let flags = (KW_CT_F_SNAT | KW_CT_F_DNAT) as u8;
-                    return self.new_flow(p, cfg, n, role, role, flags, true);
+                    return self.new_flow(
+                        p,
+                        cfg,
+                        n,
+                        Plan {
+                            in_role: role,
+                            reply_role: role,
+                            flags,
+                            snat: true,
+                        },
+                    );
                 }
             }
             return pass(kw_stat::KW_STAT_PASS_TO_HOST);
@@ -569,10 +587,12 @@ impl KawaiiModel {
                 p,
                 cfg,
                 n,
-                kw_role::KW_ROLE_PRIVATE as u8,
-                kw_role::KW_ROLE_PEERING as u8,
-                0,
-                false,
+                Plan {
+                    in_role: kw_role::KW_ROLE_PRIVATE as u8,
+                    reply_role: kw_role::KW_ROLE_PEERING as u8,
+                    flags: 0,
+                    snat: false,
+                },
             );
         }
         let matched = self
@@ -589,10 +609,12 @@ impl KawaiiModel {
             p,
             cfg,
             n,
-            kw_role::KW_ROLE_PRIVATE as u8,
-            kw_role::KW_ROLE_PUBLIC as u8,
-            KW_CT_F_SNAT as u8,
-            true,
+            Plan {
+                in_role: kw_role::KW_ROLE_PRIVATE as u8,
+                reply_role: kw_role::KW_ROLE_PUBLIC as u8,
+                flags: KW_CT_F_SNAT as u8,
+                snat: true,
+            },
         )
     }
 
@@ -619,10 +641,12 @@ impl KawaiiModel {
             p,
             cfg,
             n,
-            kw_role::KW_ROLE_PEERING as u8,
-            kw_role::KW_ROLE_PRIVATE as u8,
-            0,
-            false,
+            Plan {
+                in_role: kw_role::KW_ROLE_PEERING as u8,
+                reply_role: kw_role::KW_ROLE_PRIVATE as u8,
+                flags: 0,
+                snat: false,
+            },
         )
     }
 
