@@ -27,7 +27,7 @@ struct Cli {
 enum Cmd {
     /// Check the Debian packages the project needs; install the missing ones (root).
     Deps,
-    /// deps, `cargo build --workspace --all-targets`, `cargo test --workspace [ARGS]`.
+    /// deps, `cargo build --workspace --all-targets`, `cargo test --workspace --no-fail-fast [ARGS]`.
     Test {
         /// Passed to `cargo test --workspace` (e.g. `-- --nocapture`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -132,7 +132,8 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         return Ok(code);
     }
     let mut t = cargo();
-    t.args(["test", "--workspace"]).args(args);
+    // --no-fail-fast: one failing test binary must not hide the others' results.
+    t.args(["test", "--workspace", "--no-fail-fast"]).args(args);
     run(t)
 }
 
