@@ -212,7 +212,10 @@ fn reload_keeps_established_flows() -> Result<()> {
     lab.add_ingress_rule("203.0.113.0/24", "tcp", "2222")?;
     let daemon = lab.daemon().context("daemon not started")?;
     daemon.reload()?;
-    std::thread::sleep(Duration::from_millis(500));
+    // kowabungad logs "applied config" at start and after each successful reload.
+    daemon
+        .wait_log("applied config", 2, Duration::from_secs(10))
+        .context("the reload was not applied")?;
     ensure!(
         daemon.running(),
         "kowabungad died on SIGHUP:\n{}",
