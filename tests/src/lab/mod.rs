@@ -14,7 +14,8 @@
 //! ```no_run
 //! use kowabunga_tests::lab::{topology::KawaiiLab, traffic::Agent};
 //! # fn main() -> anyhow::Result<()> {
-//! let agent = Agent::new(env!("CARGO_BIN_EXE_kowabunga-lab-agent"));
+//! // In an integration test: `Agent::new(env!("CARGO_BIN_EXE_kowabunga-lab-agent"))`.
+//! let agent = Agent::new("target/debug/kowabunga-lab-agent");
 //! let mut lab = KawaiiLab::new()?;
 //! lab.start_daemon(&kowabunga_tests::lab::find_kowabungad()?)?;
 //! let server = agent.tcp_echo_server(&lab.inet, 7000, 20)?;
