@@ -48,6 +48,116 @@ const PACKAGES: &[Package] = &[
         required: true,
     },
     Package {
+        name: "keepalived",
+        why: "VRRP interop and failover comparison tests (control/src/vrrp)",
+        required: true,
+    },
+    Package {
+        name: "arping",
+        why: "checks the VIP answers ARP after a VRRP takeover",
+        required: true,
+    },
+    Package {
+        name: "pkg-config",
+        why: "finds libvirt, librados and librbd for kowabunga-lib",
+        required: true,
+    },
+    Package {
+        name: "libvirt-dev",
+        why: "kowabunga-lib Hypervisor backend (virt crate)",
+        required: true,
+    },
+    Package {
+        name: "libvirt-daemon",
+        why: "libvirtd started by hand in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
+        name: "libvirt-daemon-driver-qemu",
+        why: "qemu:///system guests in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
+        name: "libvirt-clients",
+        why: "virsh, for inspecting test domains",
+        required: true,
+    },
+    Package {
+        name: "qemu-system-x86",
+        why: "boots the test guests (TCG where KVM does not work)",
+        required: true,
+    },
+    Package {
+        name: "qemu-utils",
+        why: "qemu-img: the local qcow2 storage backend",
+        required: true,
+    },
+    Package {
+        name: "librados-dev",
+        why: "kowabunga-lib Ceph backend (ceph crate)",
+        required: true,
+    },
+    Package {
+        name: "librbd-dev",
+        why: "kowabunga-lib RBD binding",
+        required: true,
+    },
+    Package {
+        name: "ceph-mon",
+        why: "throwaway Ceph cluster in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
+        name: "ceph-mgr",
+        why: "throwaway Ceph cluster in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
+        name: "ceph-osd",
+        why: "throwaway Ceph cluster in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
+        name: "ceph-mds",
+        why: "CephFS for Kylo in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
+        name: "ceph-common",
+        why: "ceph/rbd command-line tools used by the test cluster",
+        required: true,
+    },
+    Package {
+        name: "nfs-ganesha",
+        why: "Kylo NFS export in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
+        name: "nfs-ganesha-ceph",
+        why: "nfs-ganesha's CephFS backend (Kylo)",
+        required: true,
+    },
+    Package {
+        name: "libnfs-utils",
+        why: "nfs-cat reads Kylo files back over NFS in tests",
+        required: true,
+    },
+    Package {
+        name: "linux-image-amd64",
+        why: "kernel booted by the test guests",
+        required: true,
+    },
+    Package {
+        name: "busybox-static",
+        why: "initramfs of the test guests",
+        required: true,
+    },
+    Package {
+        name: "genisoimage",
+        why: "cloud-init NoCloud seed ISO (label cidata)",
+        required: true,
+    },
+    Package {
         name: "bpftool",
         why: "inspecting pinned maps",
         required: false,
