@@ -205,7 +205,10 @@ extern "C" {
 
 fn apt_get(args: &[&str]) -> Result<()> {
     println!("xtask: apt-get {}", args.join(" "));
+    // Wait for another apt/dpkg run (unattended upgrades, a parallel job)
+    // instead of failing at once on its lock.
     let status = Command::new("apt-get")
+        .args(["-o", "DPkg::Lock::Timeout=900"])
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
