@@ -143,6 +143,11 @@ const PACKAGES: &[Package] = &[
         required: true,
     },
     Package {
+        name: "ceph-fuse",
+        why: "writes Kylo files through CephFS in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
         name: "linux-image-amd64",
         why: "kernel booted by the test guests",
         required: true,
