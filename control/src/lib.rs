@@ -5,9 +5,11 @@
 //! * [`engine`]: the [`engine::Dataplane`] trait the daemon drives, and its
 //!   implementation over `kowabunga_dataplane::Kawaii`.
 //! * [`sysctl`]: kernel settings a gateway needs.
+//! * [`vrrp`]: VIP failover, a VRRPv3 engine interoperable with keepalived.
 //! * [`daemon`]: `kowabungad`'s command line, startup and main loop.
 
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod sysctl;
+pub mod vrrp;
