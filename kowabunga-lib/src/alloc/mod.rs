@@ -47,3 +47,45 @@ impl FromStr for MacAddr {
         Ok(MacAddr(out))
     }
 }
+
+mod address;
+mod placement;
+mod quota;
+
+pub use address::{
+    allocate_mac, allocate_subnet, allocate_vrid, allocate_zone_gateways, first_free_address,
+    ProjectSubnet, DEFAULT_GATEWAY_POOL_SIZE,
+};
+pub use placement::{expand_multi_zone, place, placement_score, HypervisorLoad, ZoneInstance};
+pub use quota::{check_quota, Usage};
+
+/// Why an allocation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllocError {
+    /// Every value of a pool is taken.
+    #[error("{pool} pool exhausted: {detail}")]
+    PoolExhausted {
+        /// `subnet`, `gateway`, `address`, `mac` or `vrid`.
+        pool: &'static str,
+        /// Which pool, in words.
+        detail: String,
+    },
+    /// A project quota would be exceeded.
+    #[error("quota {quota} exceeded: limit {limit}, in use {used}, requested {requested}")]
+    QuotaExceeded {
+        /// `instances`, `vcpus`, `memory` (GiB) or `storage` (GiB).
+        quota: &'static str,
+        /// The quota.
+        limit: u64,
+        /// Already in use.
+        used: u64,
+        /// Asked for.
+        requested: u64,
+    },
+    /// No hypervisor in the zone.
+    #[error("no hypervisor in zone {0:?}")]
+    NoHypervisor(String),
+    /// The request cannot be served by these pools at all.
+    #[error("invalid allocation request: {0}")]
+    Invalid(String),
+}
