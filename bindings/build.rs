@@ -4,7 +4,8 @@
 use std::{env, path::PathBuf};
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let header = manifest.join("../ebpf/include/kw_abi.h");
     println!("cargo:rerun-if-changed={}", header.display());
     println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
@@ -13,7 +14,9 @@ fn main() {
         .header(header.to_string_lossy())
         .use_core()
         .allowlist_type("kw_.*")
+        .allowlist_type("kv_.*")
         .allowlist_var("KW_.*")
+        .allowlist_var("KV_.*")
         .constified_enum_module("kw_.*")
         .derive_default(true)
         .derive_debug(true)
@@ -33,5 +36,7 @@ fn main() {
         }
     };
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("kw_abi.rs");
-    bindings.write_to_file(out).expect("write generated bindings");
+    bindings
+        .write_to_file(out)
+        .expect("write generated bindings");
 }

@@ -10,7 +10,7 @@
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include "kw_maps.h"
+#include "kw_kawaii_maps.h"
 #include "kw_parse.h"
 #include "kw_csum.h"
 #include "kw_counters.h"
@@ -18,95 +18,14 @@
 #include "kw_rules.h"
 #include "kw_nat.h"
 #include "kw_fwd.h"
+#include "kw_flow.h"
 
 /* Everything a decision needs besides the packet. */
 struct kw_env {
 	const struct kw_config *cfg;
 	__u32 bank;
+	struct kw_flow_env flow;
 };
-
-/* Translate (possibly to the same tuple) and forward a packet. */
-static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pkt *p,
-						const struct kw_nat *n)
-{
-	void *data_end = (void *)(long)ctx->data_end;
-	struct bpf_fib_lookup fib;
-	long rc = kw_fib(ctx, p, n->saddr, n->daddr, &fib);
-
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		kw_rewrite(p, data_end, n);
-		return kw_fwd_commit(p, data_end, &fib);
-	}
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		/* the kernel resolves the neighbour and forwards it translated */
-		kw_rewrite(p, data_end, n);
-		return kw_pass(p, KW_STAT_PASS_NO_NEIGH);
-	}
-	return kw_pass(p, KW_STAT_PASS_FIB);
-}
-
-/* A packet of a tracked flow. */
-static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
-					  struct kw_ct_value *v)
-{
-	struct kw_nat n = {
-		.saddr = v->nat_saddr,
-		.daddr = v->nat_daddr,
-		.sport = v->nat_sport,
-		.dport = v->nat_dport,
-	};
-
-	kw_ct_touch(v, p);
-	if (kw_ttl_expiring(p))
-		return kw_pass(p, KW_STAT_PASS_TTL);
-	return kw_translate_forward(ctx, p, &n);
-}
-
-/*
- * Create both entries of a flow whose original packet p is rewritten to n;
- * the reply entry is keyed by the reverse of n and rewritten to the reverse
- * of the original tuple. With snat, n.sport (the translated source port or
- * echo id) is allocated here. Then forward p.
- */
-static __always_inline int kw_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
-				       const struct kw_env *env, struct kw_nat *n, __u8 in_role,
-				       __u8 reply_role, __u8 flags, int snat)
-{
-	__u8 shift = env->cfg->sample_shift;
-	__u64 now = bpf_ktime_get_coarse_ns();
-	struct kw_ct_key rk;
-	struct kw_ct_value ov, rv;
-	int rc;
-
-	if (p->kind == KW_L4_TCP &&
-	    (p->tcp_flags & (KW_TCP_SYN | KW_TCP_ACK | KW_TCP_RST | KW_TCP_FIN)) != KW_TCP_SYN)
-		return kw_drop(ctx, p, KW_STAT_DROP_TCP_NOT_SYN, shift);
-	if (kw_ttl_expiring(p))
-		return kw_pass(p, KW_STAT_PASS_TTL);
-
-	kw_ct_fill(&rv, p->key.daddr, p->key.saddr, p->key.dport, p->key.sport, reply_role,
-		   flags | KW_CT_F_REPLY, now);
-	kw_ct_reverse(&rk, n->saddr, n->daddr, n->sport, n->dport, p->key.proto);
-	if (snat) {
-		rc = kw_snat_reserve(env->cfg, &p->key, p->key.sport, &rk, &rv);
-		if (rc == KW_CT_EXISTS)
-			return kw_drop(ctx, p, KW_STAT_DROP_NO_PORT, shift);
-		n->sport = rk.dport;
-	} else {
-		rc = kw_ct_insert_reply(&rk, &rv);
-		if (rc == KW_CT_EXISTS)
-			return kw_drop(ctx, p, KW_STAT_DROP_CT_COLLISION, shift);
-	}
-	if (rc != KW_CT_OK)
-		return kw_drop(ctx, p, KW_STAT_DROP_CT_FULL, shift);
-
-	kw_ct_fill(&ov, n->saddr, n->daddr, n->sport, n->dport, in_role, flags, now);
-	ov.packets = 1;
-	ov.bytes = p->len;
-	if (kw_ct_insert_orig(&p->key, &ov, &rk) != KW_CT_OK)
-		return kw_drop(ctx, p, KW_STAT_DROP_CT_COLLISION, shift);
-	return kw_translate_forward(ctx, p, n);
-}
 
 /*
  * An ICMP error: find the flow of the embedded packet (which travelled in
@@ -226,7 +145,7 @@ static __always_inline int kw_new_inbound(struct xdp_md *ctx, struct kw_pkt *p,
 			.sport = p->key.sport,
 			.dport = p->key.dport,
 		};
-		return kw_new_flow(ctx, p, env, &n, KW_ROLE_PUBLIC, KW_ROLE_PRIVATE, KW_CT_F_DNAT, 0);
+		return kw_new_flow(ctx, p, &env->flow, &n, KW_ROLE_PUBLIC, KW_ROLE_PRIVATE, KW_CT_F_DNAT, 0);
 	}
 	if (kw_rule_match(env->cfg, env->bank, KW_TABLE_INGRESS, p->key.saddr, p, 0))
 		return kw_pass(p, KW_STAT_PASS_TO_HOST);
@@ -252,7 +171,7 @@ static __always_inline int kw_new_outbound(struct xdp_md *ctx, struct kw_pkt *p,
 				.sport = p->key.sport,
 				.dport = p->key.dport,
 			};
-			return kw_new_flow(ctx, p, env, &n, KW_ROLE_PRIVATE, KW_ROLE_PRIVATE,
+			return kw_new_flow(ctx, p, &env->flow, &n, KW_ROLE_PRIVATE, KW_ROLE_PRIVATE,
 					   KW_CT_F_SNAT | KW_CT_F_DNAT, 1);
 		}
 		return kw_pass(p, KW_STAT_PASS_TO_HOST);
@@ -275,7 +194,7 @@ static __always_inline int kw_new_outbound(struct xdp_md *ctx, struct kw_pkt *p,
 		if (policy != KW_POLICY_ACCEPT &&
 		    !kw_rule_match(cfg, env->bank, KW_TABLE_PEER_OUT, daddr, p, 0))
 			return kw_drop(ctx, p, KW_STAT_DROP_PEERING_DENIED, cfg->sample_shift);
-		return kw_new_flow(ctx, p, env, &n, KW_ROLE_PRIVATE, KW_ROLE_PEERING, 0, 0);
+		return kw_new_flow(ctx, p, &env->flow, &n, KW_ROLE_PRIVATE, KW_ROLE_PEERING, 0, 0);
 	}
 
 	/* Internet: egress_policy, with the egress rules as its exceptions */
@@ -289,7 +208,7 @@ static __always_inline int kw_new_outbound(struct xdp_md *ctx, struct kw_pkt *p,
 			.sport = p->key.sport,
 			.dport = p->key.dport,
 		};
-		return kw_new_flow(ctx, p, env, &n, KW_ROLE_PRIVATE, KW_ROLE_PUBLIC, KW_CT_F_SNAT, 1);
+		return kw_new_flow(ctx, p, &env->flow, &n, KW_ROLE_PRIVATE, KW_ROLE_PUBLIC, KW_CT_F_SNAT, 1);
 	}
 }
 
@@ -313,7 +232,7 @@ static __always_inline int kw_new_peer_inbound(struct xdp_md *ctx, struct kw_pkt
 	if (policy != KW_POLICY_ACCEPT &&
 	    !kw_rule_match(cfg, env->bank, KW_TABLE_PEER_IN, p->key.saddr, p, 0))
 		return kw_drop(ctx, p, KW_STAT_DROP_PEERING_DENIED, cfg->sample_shift);
-	return kw_new_flow(ctx, p, env, &n, KW_ROLE_PEERING, KW_ROLE_PRIVATE, 0, 0);
+	return kw_new_flow(ctx, p, &env->flow, &n, KW_ROLE_PEERING, KW_ROLE_PRIVATE, 0, 0);
 }
 
 static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
@@ -335,6 +254,9 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 	env.cfg = bpf_map_lookup_elem(&kw_config, &env.bank);
 	if (!env.cfg)
 		return kw_pass(&p, KW_STAT_PASS_NO_CONFIG);
+	env.flow.port_min = env.cfg->port_min;
+	env.flow.port_max = env.cfg->port_max;
+	env.flow.sample_shift = env.cfg->sample_shift;
 
 	if ((void *)(p.eth + 1) > data_end)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED, env.cfg->sample_shift);

@@ -30,3 +30,7 @@ unsafe impl aya::Pod for kw_ct_key {}
 unsafe impl aya::Pod for kw_ct_value {}
 unsafe impl aya::Pod for kw_counter {}
 unsafe impl aya::Pod for kw_drop_event {}
+unsafe impl aya::Pod for kv_config {}
+unsafe impl aya::Pod for kv_service_key {}
+unsafe impl aya::Pod for kv_backend {}
+unsafe impl aya::Pod for kv_service {}

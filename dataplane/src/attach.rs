@@ -18,7 +18,7 @@
 //! attachment: such an attachment cannot be pinned, is kept in memory only and
 //! outlives the process until [`Kawaii::detach`] or `ip link set dev X xdp off`.
 
-use std::{fs, io, path::PathBuf};
+use std::{collections::HashMap, fs, io, path::PathBuf};
 
 use aya::programs::{
     links::{FdLink, LinkError, PinnedLink},
@@ -28,6 +28,17 @@ use aya::programs::{
 use tracing::{info, warn};
 
 use crate::{kawaii, Kawaii, Role};
+
+/// The links of one loaded object (Kawaii or Konvey), by interface name,
+/// and where they are pinned.
+///
+/// `R` labels what runs on an interface: a [`Role`] for Kawaii, the program
+/// name for Konvey.
+#[derive(Debug)]
+pub(crate) struct Links<R> {
+    pub(crate) links: HashMap<String, Attachment<R>>,
+    pub(crate) pin_dir: Option<PathBuf>,
+}
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +108,12 @@ pub enum Mode {
     Inherited,
 }
 
-/// What [`Kawaii::attach`] did.
+/// What [`Kawaii::attach`] (or `Konvey::attach`) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Attached {
-    /// The role now running on the interface.
-    pub role: Role,
+pub struct Attached<R = Role> {
+    /// What now runs on the interface: the [`Role`] for Kawaii, the
+    /// program name for Konvey.
+    pub role: R,
     /// The XDP mode of the link.
     pub mode: Mode,
     /// Whether the program was swapped into an existing link (no traffic gap).
@@ -112,8 +124,8 @@ pub struct Attached {
 
 /// A link owned by [`Kawaii`].
 #[derive(Debug)]
-pub(crate) struct Attachment {
-    role: Role,
+pub(crate) struct Attachment<R> {
+    role: R,
     mode: Mode,
     link: Handle,
 }
@@ -143,13 +155,6 @@ fn check_ifname(ifname: &str) -> Result<(), Error> {
 }
 
 impl Kawaii {
-    /// Path of the pinned link of `ifname`, when pinning.
-    fn link_pin(&self, ifname: &str) -> Option<PathBuf> {
-        self.pin_dir
-            .as_ref()
-            .map(|dir| dir.join("links").join(ifname))
-    }
-
     /// Runs the program of `role` on `ifname`.
     ///
     /// Native XDP is tried first, then generic XDP with a warning. With a pin
@@ -165,13 +170,47 @@ impl Kawaii {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn attach(&mut self, role: Role, ifname: &str) -> Result<Attached, Error> {
+        let name = role.program_name();
+        let program = kawaii::xdp_mut(&mut self.ebpf, name)?;
+        self.links.attach(program, name, role, ifname)
+    }
+
+    /// Detaches whatever this crate attached to `ifname`, and removes its
+    /// pinned link (also one left by a previous daemon). Returns whether
+    /// anything was detached.
+    pub fn detach(&mut self, ifname: &str) -> Result<bool, Error> {
+        self.links.detach(ifname)
+    }
+
+    /// Interfaces attached through this value, with their role and mode.
+    pub fn attachments(&self) -> impl Iterator<Item = (&str, Role, Mode)> + '_ {
+        self.links.attachments()
+    }
+}
+
+impl<R: Copy + std::fmt::Display + std::fmt::Debug> Links<R> {
+    /// Path of the pinned link of `ifname`, when pinning.
+    fn link_pin(&self, ifname: &str) -> Option<PathBuf> {
+        self.pin_dir
+            .as_ref()
+            .map(|dir| dir.join("links").join(ifname))
+    }
+
+    /// Runs `program` (the one of `role`) on `ifname`; see [`Kawaii::attach`].
+    pub(crate) fn attach(
+        &mut self,
+        program: &mut Xdp,
+        program_name: &'static str,
+        role: R,
+        ifname: &str,
+    ) -> Result<Attached<R>, Error> {
         check_ifname(ifname)?;
         let pin = self.link_pin(ifname);
 
         // 1. Already attached by us: swap the program in place.
         if let Some(current) = self.links.remove(ifname) {
             let mode = current.mode;
-            let program = self.program_mut(role)?;
+
             let replaced =
                 replace_handle(program, current.link).map_err(|source| Error::Replace {
                     ifname: ifname.to_owned(),
@@ -193,7 +232,7 @@ impl Kawaii {
 
         // 2. A pinned link left by a previous daemon: reuse it.
         if let Some(path) = pin.as_ref().filter(|p| fs::symlink_metadata(p).is_ok()) {
-            match reuse_pinned(self.program_mut(role)?, path.clone()) {
+            match reuse_pinned(program, path.clone()) {
                 Ok(link) => {
                     self.links.insert(
                         ifname.to_owned(),
@@ -220,8 +259,7 @@ impl Kawaii {
         }
 
         // 3. A fresh link.
-        let program_name = role.program_name();
-        let program = self.program_mut(role)?;
+
         let (id, mode) = match program.attach(ifname, XdpMode::Driver) {
             Ok(id) => (id, Mode::Driver),
             Err(native) => {
@@ -296,10 +334,8 @@ impl Kawaii {
         }
     }
 
-    /// Detaches whatever this crate attached to `ifname`, and removes its
-    /// pinned link (also one left by a previous daemon). Returns whether
-    /// anything was detached.
-    pub fn detach(&mut self, ifname: &str) -> Result<bool, Error> {
+    /// Detaches `ifname`; see [`Kawaii::detach`].
+    pub(crate) fn detach(&mut self, ifname: &str) -> Result<bool, Error> {
         check_ifname(ifname)?;
         let mut detached = false;
         if let Some(current) = self.links.remove(ifname) {
@@ -326,8 +362,8 @@ impl Kawaii {
         Ok(detached)
     }
 
-    /// Interfaces attached through this value, with their role and mode.
-    pub fn attachments(&self) -> impl Iterator<Item = (&str, Role, Mode)> + '_ {
+    /// Attached interfaces with their role and mode.
+    pub(crate) fn attachments(&self) -> impl Iterator<Item = (&str, R, Mode)> + '_ {
         self.links
             .iter()
             .map(|(name, a)| (name.as_str(), a.role, a.mode))

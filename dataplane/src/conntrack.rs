@@ -28,7 +28,7 @@ const NS_PER_S: u64 = 1_000_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The conntrack map is missing from the object.
-    #[error("map {MAP_CT4} not found in kawaii.o")]
+    #[error("map {MAP_CT4} not found in the loaded object")]
     MissingMap,
     /// A map operation failed.
     #[error("map {MAP_CT4}: {what} failed")]
@@ -158,7 +158,7 @@ pub fn monotonic_now_ns() -> u64 {
     (ts.tv_sec as u64) * NS_PER_S + ts.tv_nsec as u64
 }
 
-fn is_enoent(e: &MapError) -> bool {
+pub(crate) fn is_enoent(e: &MapError) -> bool {
     match e {
         MapError::KeyNotFound | MapError::ElementNotFound => true,
         MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
@@ -166,108 +166,121 @@ fn is_enoent(e: &MapError) -> bool {
     }
 }
 
-impl Kawaii {
-    fn ct(&self) -> Result<HashMap<&MapData, kw_ct_key, kw_ct_value>, Error> {
-        let map = self.map(MAP_CT4).ok_or(Error::MissingMap)?;
-        HashMap::try_from(map).map_err(|source| Error::Map {
-            what: "open",
-            source,
-        })
-    }
+/// The conntrack methods of a loaded object (`Kawaii`, `Konvey`): both
+/// have the shared maps of `kw_maps.h`.
+macro_rules! conntrack_api {
+    ($object:ty) => {
+        impl $object {
+            fn ct(&self) -> Result<HashMap<&MapData, kw_ct_key, kw_ct_value>, Error> {
+                let map = self.map(MAP_CT4).ok_or(Error::MissingMap)?;
+                HashMap::try_from(map).map_err(|source| Error::Map {
+                    what: "open",
+                    source,
+                })
+            }
 
-    fn ct_mut(&mut self) -> Result<HashMap<&mut MapData, kw_ct_key, kw_ct_value>, Error> {
-        let map = self.map_mut(MAP_CT4).ok_or(Error::MissingMap)?;
-        HashMap::try_from(map).map_err(|source| Error::Map {
-            what: "open",
-            source,
-        })
-    }
+            fn ct_mut(&mut self) -> Result<HashMap<&mut MapData, kw_ct_key, kw_ct_value>, Error> {
+                let map = self.map_mut(MAP_CT4).ok_or(Error::MissingMap)?;
+                HashMap::try_from(map).map_err(|source| Error::Map {
+                    what: "open",
+                    source,
+                })
+            }
 
-    /// Every conntrack entry (a snapshot: the kernel keeps changing the map).
-    pub fn conntrack_entries(&self) -> Result<Vec<Entry>, Error> {
-        self.ct()?
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(|source| Error::Map {
-                what: "iterate",
-                source,
-            })
-    }
+            /// Every conntrack entry (a snapshot: the kernel keeps changing the map).
+            pub fn conntrack_entries(&self) -> Result<Vec<Entry>, Error> {
+                self.ct()?
+                    .iter()
+                    .collect::<Result<_, _>>()
+                    .map_err(|source| Error::Map {
+                        what: "iterate",
+                        source,
+                    })
+            }
 
-    /// One conntrack entry.
-    pub fn conntrack_get(&self, key: &kw_ct_key) -> Result<Option<kw_ct_value>, Error> {
-        match self.ct()?.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if is_enoent(&e) => Ok(None),
-            Err(source) => Err(Error::Map {
-                what: "read",
-                source,
-            }),
-        }
-    }
-
-    /// Inserts or replaces one entry (tests, state restore).
-    pub fn conntrack_insert(&mut self, key: &kw_ct_key, value: &kw_ct_value) -> Result<(), Error> {
-        self.ct_mut()?
-            .insert(key, value, 0)
-            .map_err(|source| Error::Map {
-                what: "insert",
-                source,
-            })
-    }
-
-    /// Deletes the flows expired at `now_ns` (from [`monotonic_now_ns`]).
-    ///
-    /// Each flow found expired is read again just before deletion, so a
-    /// packet that refreshed it since the snapshot keeps it alive (a packet
-    /// between that check and the deletion still loses the race and starts a
-    /// new flow).
-    pub fn sweep(&mut self, now_ns: u64) -> Result<SweepReport, Error> {
-        let entries = self.conntrack_entries()?;
-        let mut report = SweepReport {
-            scanned: entries.len(),
-            ..Default::default()
-        };
-        let candidates = expired_flows(&entries, now_ns);
-        let mut ct = self.ct_mut()?;
-        for keys in candidates {
-            let mut fresh = Vec::with_capacity(keys.len());
-            for key in &keys {
-                match ct.get(key, 0) {
-                    Ok(v) => fresh.push((*key, v)),
-                    Err(e) if is_enoent(&e) => {}
-                    Err(source) => {
-                        return Err(Error::Map {
-                            what: "read",
-                            source,
-                        })
-                    }
+            /// One conntrack entry.
+            pub fn conntrack_get(&self, key: &kw_ct_key) -> Result<Option<kw_ct_value>, Error> {
+                match self.ct()?.get(key, 0) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) if is_enoent(&e) => Ok(None),
+                    Err(source) => Err(Error::Map {
+                        what: "read",
+                        source,
+                    }),
                 }
             }
-            let refs: Vec<&Entry> = fresh.iter().collect();
-            if refs.is_empty() || !flow_expired(&refs, now_ns) {
-                continue;
+
+            /// Inserts or replaces one entry (tests, state restore).
+            pub fn conntrack_insert(
+                &mut self,
+                key: &kw_ct_key,
+                value: &kw_ct_value,
+            ) -> Result<(), Error> {
+                self.ct_mut()?
+                    .insert(key, value, 0)
+                    .map_err(|source| Error::Map {
+                        what: "insert",
+                        source,
+                    })
             }
-            report.flows_expired += 1;
-            for (key, _) in &fresh {
-                match ct.remove(key) {
-                    Ok(()) => report.entries_removed += 1,
-                    Err(e) if is_enoent(&e) => {}
-                    Err(source) => {
-                        return Err(Error::Map {
-                            what: "delete",
-                            source,
-                        })
+
+            /// Deletes the flows expired at `now_ns` (from [`monotonic_now_ns`]).
+            ///
+            /// Each flow found expired is read again just before deletion, so a
+            /// packet that refreshed it since the snapshot keeps it alive (a packet
+            /// between that check and the deletion still loses the race and starts a
+            /// new flow).
+            pub fn sweep(&mut self, now_ns: u64) -> Result<SweepReport, Error> {
+                let entries = self.conntrack_entries()?;
+                let mut report = SweepReport {
+                    scanned: entries.len(),
+                    ..Default::default()
+                };
+                let candidates = expired_flows(&entries, now_ns);
+                let mut ct = self.ct_mut()?;
+                for keys in candidates {
+                    let mut fresh = Vec::with_capacity(keys.len());
+                    for key in &keys {
+                        match ct.get(key, 0) {
+                            Ok(v) => fresh.push((*key, v)),
+                            Err(e) if is_enoent(&e) => {}
+                            Err(source) => {
+                                return Err(Error::Map {
+                                    what: "read",
+                                    source,
+                                })
+                            }
+                        }
+                    }
+                    let refs: Vec<&Entry> = fresh.iter().collect();
+                    if refs.is_empty() || !flow_expired(&refs, now_ns) {
+                        continue;
+                    }
+                    report.flows_expired += 1;
+                    for (key, _) in &fresh {
+                        match ct.remove(key) {
+                            Ok(()) => report.entries_removed += 1,
+                            Err(e) if is_enoent(&e) => {}
+                            Err(source) => {
+                                return Err(Error::Map {
+                                    what: "delete",
+                                    source,
+                                })
+                            }
+                        }
                     }
                 }
+                if report.flows_expired > 0 {
+                    tracing::debug!(?report, "conntrack swept");
+                }
+                Ok(report)
             }
         }
-        if report.flows_expired > 0 {
-            tracing::debug!(?report, "conntrack swept");
-        }
-        Ok(report)
-    }
+    };
 }
+
+conntrack_api!(Kawaii);
+conntrack_api!(crate::Konvey);
 
 #[cfg(test)]
 mod tests {

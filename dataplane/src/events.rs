@@ -131,15 +131,24 @@ impl AsRawFd for DropEvents {
     }
 }
 
-impl Kawaii {
-    /// Takes the ring buffer out of this value as a [`DropEvents`] reader.
-    /// Only one reader exists: a second call fails with [`Error::Unavailable`].
-    pub fn drop_events(&mut self) -> Result<DropEvents, Error> {
-        let map = self.ebpf.take_map(MAP_EVENTS).ok_or(Error::Unavailable)?;
-        let ring = RingBuf::try_from(map).map_err(Error::Map)?;
-        Ok(DropEvents { ring, malformed: 0 })
-    }
+/// The events methods of a loaded object (`Kawaii`, `Konvey`): both
+/// have the shared maps of `kw_maps.h`.
+macro_rules! events_api {
+    ($object:ty) => {
+        impl $object {
+            /// Takes the ring buffer out of this value as a [`DropEvents`] reader.
+            /// Only one reader exists: a second call fails with [`Error::Unavailable`].
+            pub fn drop_events(&mut self) -> Result<DropEvents, Error> {
+                let map = self.ebpf.take_map(MAP_EVENTS).ok_or(Error::Unavailable)?;
+                let ring = RingBuf::try_from(map).map_err(Error::Map)?;
+                Ok(DropEvents { ring, malformed: 0 })
+            }
+        }
+    };
 }
+
+events_api!(Kawaii);
+events_api!(crate::Konvey);
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use kowabunga_bindings::{
     KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE,
 };
 
-use crate::{attach::Attachment, bpffs, Role};
+use crate::{attach::Links, bpffs, Role};
 
 /// The compiled `ebpf/kawaii.c`, embedded at build time.
 pub static KAWAII_OBJECT: &[u8] =
@@ -210,9 +210,8 @@ pub(crate) fn spec_mismatch(spec: &MapSpec, info: &MapInfo) -> Option<String> {
 /// ```
 #[derive(Debug)]
 pub struct Kawaii {
-    pub(crate) links: HashMap<String, Attachment>,
+    pub(crate) links: Links<Role>,
     pub(crate) ebpf: Ebpf,
-    pub(crate) pin_dir: Option<PathBuf>,
 }
 
 impl Kawaii {
@@ -255,30 +254,20 @@ impl Kawaii {
         let mut ebpf = loader.load(KAWAII_OBJECT).map_err(Error::Load)?;
 
         for role in Role::ALL {
-            let name = role.program_name();
-            let program: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or(Error::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| Error::Program {
-                    program: name,
-                    source,
-                })?;
-            program.load().map_err(|source| Error::Program {
-                program: name,
-                source,
-            })?;
+            load_program(&mut ebpf, role.program_name())?;
         }
         Ok(Self {
-            links: HashMap::new(),
+            links: Links {
+                links: HashMap::new(),
+                pin_dir: options.pin_dir.clone(),
+            },
             ebpf,
-            pin_dir: options.pin_dir.clone(),
         })
     }
 
     /// The pin directory given at load time.
     pub fn pin_dir(&self) -> Option<&Path> {
-        self.pin_dir.as_deref()
+        self.links.pin_dir.as_deref()
     }
 
     /// The loaded XDP program of `role`.
@@ -296,15 +285,7 @@ impl Kawaii {
 
     /// The loaded XDP program of `role`, mutably (to attach it).
     pub fn program_mut(&mut self, role: Role) -> Result<&mut Xdp, Error> {
-        let name = role.program_name();
-        self.ebpf
-            .program_mut(name)
-            .ok_or(Error::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| Error::Program {
-                program: name,
-                source,
-            })
+        xdp_mut(&mut self.ebpf, role.program_name())
     }
 
     /// The underlying aya object, for what this crate does not wrap.
@@ -328,8 +309,48 @@ impl Kawaii {
     }
 }
 
+/// Attempts at `BPF_PROG_LOAD` when the kernel answers `EAGAIN`.
+const LOAD_ATTEMPTS: u32 = 5;
+
+/// Loads (verifies) the XDP program `name` of `ebpf`.
+///
+/// The verifier gives up with `EAGAIN` when the loading thread has a signal
+/// pending, which happens on a busy machine with a long verification; like
+/// libbpf, the load is retried a few times before the error is returned.
+pub(crate) fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), Error> {
+    let program = xdp_mut(ebpf, name)?;
+    let mut attempt = 1;
+    loop {
+        match program.load() {
+            Ok(()) => return Ok(()),
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(Error::Program {
+                    program: name,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// The XDP program `name` of a loaded object, mutably.
+pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, Error> {
+    ebpf.program_mut(name)
+        .ok_or(Error::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| Error::Program {
+            program: name,
+            source,
+        })
+}
+
 /// Fails when `path` pins a map that does not match `spec`; a missing pin is fine.
-fn check_pinned(spec: &MapSpec, path: &Path) -> Result<(), Error> {
+pub(crate) fn check_pinned(spec: &MapSpec, path: &Path) -> Result<(), Error> {
     if fs::symlink_metadata(path).is_err() {
         return Ok(());
     }

@@ -2,7 +2,7 @@
 //!
 //! The kernel side is C (`ebpf/`), compiled by this crate's build script and
 //! embedded; this crate is the userspace half of the contract written down in
-//! `ebpf/README.md`: typed access to the maps of `kawaii.o`, attachment of one
+//! `ebpf/README.md`: typed access to the maps of `kawaii.o` and `konvey.o`, attachment of one
 //! program per interface [`Role`], pinning under a bpffs directory so a
 //! daemon restart keeps traffic and conntrack, and `BPF_PROG_TEST_RUN`
 //! helpers for tests and benchmarks.
@@ -10,6 +10,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`kawaii`] | load `kawaii.o`, pinned or private maps |
+//! | [`konvey`] | load `konvey.o`; services, rotations, flows per backend |
 //! | [`attach`] | attach / detach a role's program, pinned links |
 //! | [`rules`] | apply a configuration to the inactive bank and flip |
 //! | [`conntrack`] | list and sweep `kw_ct4` |
@@ -53,6 +54,7 @@ pub mod caps;
 pub mod conntrack;
 pub mod events;
 pub mod kawaii;
+pub mod konvey;
 pub mod role;
 pub mod rules;
 pub mod stats;
@@ -62,10 +64,13 @@ pub use attach::{Attached, Mode};
 pub use conntrack::{monotonic_now_ns, SweepReport};
 pub use events::{DropEvent, DropEvents};
 pub use kawaii::{Kawaii, LoadOptions};
+pub use konvey::Konvey;
 pub use role::Role;
 pub use rules::{ActiveConfig, Tables};
 pub use stats::Counters;
 pub use test_run::{Baseline, TestRunOutput, Verdict};
 
+#[cfg(test)]
+mod privileged_konvey_tests;
 #[cfg(test)]
 mod privileged_tests;

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// Whether the test may run; panics when it must run and cannot.
-fn privileged(test: &str) -> bool {
+pub(crate) fn privileged(test: &str) -> bool {
     match caps::check() {
         Ok(()) => true,
         Err(e) => {
@@ -49,13 +49,13 @@ fn unique(prefix: &str) -> String {
 /// A unique pin directory on bpffs, removed on drop: under /sys/fs/bpf when
 /// that is a bpffs, else on a private bpffs mounted (and unmounted) for it,
 /// so the host's mounts are never changed.
-struct PinDir {
-    dir: PathBuf,
+pub(crate) struct PinDir {
+    pub(crate) dir: PathBuf,
     mount: Option<PathBuf>,
 }
 
 impl PinDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let sys = Path::new("/sys/fs/bpf");
         if bpffs::is_bpffs(sys).unwrap_or(false) {
             return Self {

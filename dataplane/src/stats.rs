@@ -36,6 +36,8 @@ pub const STAT_NAMES: [(kw_stat::Type, &str); STAT_COUNT] = [
     (kw_stat::KW_STAT_DROP_NO_PORT, "drop_no_port"),
     (kw_stat::KW_STAT_DROP_CT_COLLISION, "drop_ct_collision"),
     (kw_stat::KW_STAT_DROP_CT_FULL, "drop_ct_full"),
+    (kw_stat::KW_STAT_DROP_NO_SERVICE, "drop_no_service"),
+    (kw_stat::KW_STAT_DROP_NO_BACKEND, "drop_no_backend"),
 ];
 
 /// The name of a `kw_stat` value (`"unknown"` outside the enum).
@@ -60,7 +62,7 @@ pub fn is_drop(stat: kw_stat::Type) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The counters map is missing from the object.
-    #[error("map {MAP_STATS} not found in kawaii.o")]
+    #[error("map {MAP_STATS} not found in the loaded object")]
     MissingMap,
     /// A map operation failed.
     #[error("map {MAP_STATS}: {what} failed")]
@@ -122,52 +124,61 @@ impl Counters {
     }
 }
 
-impl Kawaii {
-    fn stats_map(&self) -> Result<PerCpuArray<&MapData, kw_counter>, Error> {
-        let map = self.map(MAP_STATS).ok_or(Error::MissingMap)?;
-        PerCpuArray::try_from(map).map_err(|source| Error::Map {
-            what: "open",
-            source,
-        })
-    }
+/// The stats methods of a loaded object (`Kawaii`, `Konvey`): both
+/// have the shared maps of `kw_maps.h`.
+macro_rules! stats_api {
+    ($object:ty) => {
+        impl $object {
+            fn stats_map(&self) -> Result<PerCpuArray<&MapData, kw_counter>, Error> {
+                let map = self.map(MAP_STATS).ok_or(Error::MissingMap)?;
+                PerCpuArray::try_from(map).map_err(|source| Error::Map {
+                    what: "open",
+                    source,
+                })
+            }
 
-    /// Reads every counter, summed over the CPUs.
-    pub fn counters(&self) -> Result<Counters, Error> {
-        let map = self.stats_map()?;
-        let mut values = [kw_counter::default(); STAT_COUNT];
-        for (i, slot) in values.iter_mut().enumerate() {
-            let per_cpu = map.get(&(i as u32), 0).map_err(|source| Error::Map {
-                what: "read",
-                source,
-            })?;
-            for c in per_cpu.iter() {
-                slot.packets = slot.packets.wrapping_add(c.packets);
-                slot.bytes = slot.bytes.wrapping_add(c.bytes);
+            /// Reads every counter, summed over the CPUs.
+            pub fn counters(&self) -> Result<Counters, Error> {
+                let map = self.stats_map()?;
+                let mut values = [kw_counter::default(); STAT_COUNT];
+                for (i, slot) in values.iter_mut().enumerate() {
+                    let per_cpu = map.get(&(i as u32), 0).map_err(|source| Error::Map {
+                        what: "read",
+                        source,
+                    })?;
+                    for c in per_cpu.iter() {
+                        slot.packets = slot.packets.wrapping_add(c.packets);
+                        slot.bytes = slot.bytes.wrapping_add(c.bytes);
+                    }
+                }
+                Ok(Counters { values })
+            }
+
+            /// Sets every counter of every CPU to zero.
+            pub fn reset_counters(&mut self) -> Result<(), Error> {
+                let cpus = aya::util::nr_cpus().map_err(|(_, e)| Error::Cpus(e))?;
+                let map = self.map_mut(MAP_STATS).ok_or(Error::MissingMap)?;
+                let mut map: PerCpuArray<&mut MapData, kw_counter> = PerCpuArray::try_from(map)
+                    .map_err(|source| Error::Map {
+                        what: "open",
+                        source,
+                    })?;
+                for i in 0..STAT_COUNT as u32 {
+                    let zeros = PerCpuValues::try_from(vec![kw_counter::default(); cpus])
+                        .map_err(Error::Cpus)?;
+                    map.set(i, zeros, 0).map_err(|source| Error::Map {
+                        what: "write",
+                        source,
+                    })?;
+                }
+                Ok(())
             }
         }
-        Ok(Counters { values })
-    }
-
-    /// Sets every counter of every CPU to zero.
-    pub fn reset_counters(&mut self) -> Result<(), Error> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| Error::Cpus(e))?;
-        let map = self.map_mut(MAP_STATS).ok_or(Error::MissingMap)?;
-        let mut map: PerCpuArray<&mut MapData, kw_counter> =
-            PerCpuArray::try_from(map).map_err(|source| Error::Map {
-                what: "open",
-                source,
-            })?;
-        for i in 0..STAT_COUNT as u32 {
-            let zeros =
-                PerCpuValues::try_from(vec![kw_counter::default(); cpus]).map_err(Error::Cpus)?;
-            map.set(i, zeros, 0).map_err(|source| Error::Map {
-                what: "write",
-                source,
-            })?;
-        }
-        Ok(())
-    }
+    };
 }
+
+stats_api!(Kawaii);
+stats_api!(crate::Konvey);
 
 #[cfg(test)]
 mod tests {

@@ -99,7 +99,11 @@ impl TestRunOutput {
     }
 }
 
-fn run_once(program: &Xdp, name: &'static str, packet: &[u8]) -> Result<TestRunOutput, Error> {
+pub(crate) fn run_once(
+    program: &Xdp,
+    name: &'static str,
+    packet: &[u8],
+) -> Result<TestRunOutput, Error> {
     let mut out = vec![0u8; packet.len() + OUT_SLACK];
     let result = program
         .test_run(TestRunOptions {
@@ -118,7 +122,7 @@ fn run_once(program: &Xdp, name: &'static str, packet: &[u8]) -> Result<TestRunO
     })
 }
 
-fn run_repeat_on(
+pub(crate) fn run_repeat_on(
     program: &Xdp,
     name: &'static str,
     packet: &[u8],

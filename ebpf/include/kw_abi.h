@@ -29,6 +29,7 @@ enum kw_role {
 	KW_ROLE_PUBLIC = 1,  /* Internet side: public VIPs live here */
 	KW_ROLE_PRIVATE = 2, /* project subnet side */
 	KW_ROLE_PEERING = 3, /* VPC peering links */
+	KW_ROLE_KONVEY = 4,  /* Konvey load balancer: every interface, both directions */
 };
 
 /* ------------------------------------------------------------------ */
@@ -206,6 +207,8 @@ enum kw_stat {
 	KW_STAT_DROP_NO_PORT,       /* SNAT port range exhausted */
 	KW_STAT_DROP_CT_COLLISION,  /* reply tuple already taken */
 	KW_STAT_DROP_CT_FULL,       /* conntrack insert failed */
+	KW_STAT_DROP_NO_SERVICE,    /* Konvey: TCP/UDP to a VIP port with no service */
+	KW_STAT_DROP_NO_BACKEND,    /* Konvey: new flow, no healthy backend */
 	KW_STAT_COUNT,
 };
 
@@ -229,5 +232,47 @@ struct kw_drop_event {
 };
 
 #define KW_EVENTS_BYTES (256 * 1024)
+
+/* ------------------------------------------------------------------ */
+/* Konvey: L4 load balancer (konvey.c).                                */
+/* ------------------------------------------------------------------ */
+#define KV_MAX_SERVICES 1024
+#define KV_MAX_BACKENDS 64
+
+/* Node-wide settings, kv_config[0]; configured = 0 passes everything. */
+struct kv_config {
+	__be32 snat_ip;     /* the balancer's own address: source of full NAT */
+	__u16 port_min;     /* source port range, host order, inclusive */
+	__u16 port_max;
+	__u8 sample_shift;  /* drop events: one in 2^shift per reason and CPU */
+	__u8 configured;
+	__u8 _pad[2];
+};
+
+/* A service: (VIP, protocol, port). */
+struct kv_service_key {
+	__be32 vip;
+	__be16 port;
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 _pad;
+};
+
+struct kv_backend {
+	__be32 addr;
+	__be16 port;
+	__u16 _pad;
+};
+
+/*
+ * A service's rotation: the backends that take new flows, in order. The
+ * daemon replaces the whole value (a hash map update is atomic for readers);
+ * id indexes kv_rr, the service's round-robin counter, which survives
+ * rotation updates. count = 0: the service exists but has no healthy backend.
+ */
+struct kv_service {
+	__u32 id;    /* < KV_MAX_SERVICES */
+	__u32 count; /* <= KV_MAX_BACKENDS */
+	struct kv_backend backends[KV_MAX_BACKENDS];
+};
 
 #endif /* KW_ABI_H */

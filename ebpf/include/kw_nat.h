@@ -98,19 +98,18 @@ static __always_inline __u32 kw_port_hash(const struct kw_ct_key *k)
 }
 
 /*
- * Reserve a translated port for a flow whose original tuple is ok: insert
- * the reply entry rk (its dport is the candidate port) with BPF_NOEXIST.
+ * Reserve a translated port in [lo, hi] (host order) for a flow whose
+ * original tuple is ok: insert the reply entry rk (its dport is the
+ * candidate port) with BPF_NOEXIST.
  * The original port is kept when it lies in the range and is free; else up
  * to KW_SNAT_MAX_PROBES ports are tried from a hash of the tuple.
  * Returns KW_CT_OK with rk->dport set, KW_CT_EXISTS when no port was free,
  * or KW_CT_ERROR.
  */
-static __always_inline int kw_snat_reserve(const struct kw_config *cfg, const struct kw_ct_key *ok,
+static __always_inline int kw_snat_reserve(__u32 lo, __u32 hi, const struct kw_ct_key *ok,
 					   __be16 orig_port, struct kw_ct_key *rk,
 					   const struct kw_ct_value *rv)
 {
-	__u32 lo = cfg->port_min;
-	__u32 hi = cfg->port_max;
 	__u32 keep = bpf_ntohs(orig_port);
 	__u32 range, h;
 	int rc;

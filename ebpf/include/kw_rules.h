@@ -8,7 +8,7 @@
 #ifndef KW_RULES_H
 #define KW_RULES_H
 
-#include "kw_maps.h"
+#include "kw_kawaii_maps.h"
 
 static __always_inline int kw_in_cidr(__be32 addr, const struct kw_cidr *c)
 {

@@ -8,41 +8,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use kowabunga_bindings::kw_stat;
 
-/// Names of `enum kw_stat` (`ebpf/include/kw_abi.h`), in order, without `KW_STAT_`.
-pub const STAT_NAMES: [&str; kw_stat::KW_STAT_COUNT as usize] = [
-    "fwd_redirect",
-    "pass_not_ipv4",
-    "pass_no_config",
-    "pass_local",
-    "pass_not_ours",
-    "pass_to_host",
-    "pass_ipsec",
-    "pass_ttl",
-    "pass_no_neigh",
-    "pass_fib",
-    "drop_malformed",
-    "drop_malformed_l4",
-    "drop_ip_options",
-    "drop_fragment",
-    "drop_spoofed",
-    "drop_to_private",
-    "drop_ingress_denied",
-    "drop_egress_denied",
-    "drop_peering_denied",
-    "drop_tcp_not_syn",
-    "drop_unsupported",
-    "drop_icmp_unmatched",
-    "drop_no_port",
-    "drop_ct_collision",
-    "drop_ct_full",
-];
+use kowabunga_dataplane::stats::STAT_NAMES;
 
 /// One counter summed over CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter {
-    /// Name from [`STAT_NAMES`].
+    /// Name from `kowabunga_dataplane::stats::STAT_NAMES`.
     pub name: &'static str,
     /// Packets.
     pub packets: u64,
@@ -62,7 +34,7 @@ impl Counters {
             obj_get(&path).with_context(|| format!("opening pinned map {}", path.display()))?;
         let cpus = possible_cpus()?;
         let mut out = Vec::with_capacity(STAT_NAMES.len());
-        for (key, name) in (0u32..).zip(STAT_NAMES) {
+        for (key, name) in STAT_NAMES.iter().map(|(k, n)| (*k, *n)) {
             // struct kw_counter { u64 packets; u64 bytes; } per possible CPU.
             let mut values = vec![0u64; cpus * 2];
             lookup(&fd, &key, &mut values).with_context(|| format!("reading kw_stats[{key}]"))?;
@@ -215,29 +187,19 @@ fn possible_cpus() -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kowabunga_bindings::kw_stat;
+    use kowabunga_dataplane::stats::stat_name;
 
     #[test]
     fn names_follow_the_abi_enum() {
+        assert_eq!(stat_name(kw_stat::KW_STAT_FWD_REDIRECT), "fwd_redirect");
+        assert_eq!(stat_name(kw_stat::KW_STAT_PASS_TO_HOST), "pass_to_host");
+        assert_eq!(stat_name(kw_stat::KW_STAT_DROP_MALFORMED), "drop_malformed");
         assert_eq!(
-            STAT_NAMES[kw_stat::KW_STAT_FWD_REDIRECT as usize],
-            "fwd_redirect"
-        );
-        assert_eq!(
-            STAT_NAMES[kw_stat::KW_STAT_PASS_TO_HOST as usize],
-            "pass_to_host"
-        );
-        assert_eq!(
-            STAT_NAMES[kw_stat::KW_STAT_DROP_MALFORMED as usize],
-            "drop_malformed"
-        );
-        assert_eq!(
-            STAT_NAMES[kw_stat::KW_STAT_DROP_INGRESS_DENIED as usize],
+            stat_name(kw_stat::KW_STAT_DROP_INGRESS_DENIED),
             "drop_ingress_denied"
         );
-        assert_eq!(
-            STAT_NAMES[kw_stat::KW_STAT_DROP_CT_FULL as usize],
-            "drop_ct_full"
-        );
+        assert_eq!(stat_name(kw_stat::KW_STAT_DROP_CT_FULL), "drop_ct_full");
     }
 
     #[test]

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * kw_flow.h - the flow life cycle every translating program shares: forward
+ * a packet of a tracked flow, or create both conntrack entries of a new flow
+ * (allocating a source port when it is source-translated) and forward it.
+ */
+#ifndef KW_FLOW_H
+#define KW_FLOW_H
+
+#include "kw_counters.h"
+#include "kw_ct.h"
+#include "kw_nat.h"
+#include "kw_fwd.h"
+
+/* What flow creation needs from a program's configuration. */
+struct kw_flow_env {
+	__u16 port_min;    /* source-translation port range, host order */
+	__u16 port_max;
+	__u8 sample_shift; /* drop events: one in 2^shift */
+};
+
+/* Translate (possibly to the same tuple) and forward a packet. */
+static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pkt *p,
+						const struct kw_nat *n)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct bpf_fib_lookup fib;
+	long rc = kw_fib(ctx, p, n->saddr, n->daddr, &fib);
+
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		kw_rewrite(p, data_end, n);
+		return kw_fwd_commit(p, data_end, &fib);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		/* the kernel resolves the neighbour and forwards it translated */
+		kw_rewrite(p, data_end, n);
+		return kw_pass(p, KW_STAT_PASS_NO_NEIGH);
+	}
+	return kw_pass(p, KW_STAT_PASS_FIB);
+}
+
+/* A packet of a tracked flow. */
+static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
+					  struct kw_ct_value *v)
+{
+	struct kw_nat n = {
+		.saddr = v->nat_saddr,
+		.daddr = v->nat_daddr,
+		.sport = v->nat_sport,
+		.dport = v->nat_dport,
+	};
+
+	kw_ct_touch(v, p);
+	if (kw_ttl_expiring(p))
+		return kw_pass(p, KW_STAT_PASS_TTL);
+	return kw_translate_forward(ctx, p, &n);
+}
+
+/*
+ * Create both entries of a flow whose original packet p is rewritten to n;
+ * the reply entry is keyed by the reverse of n and rewritten to the reverse
+ * of the original tuple. With snat, n.sport (the translated source port or
+ * echo id) is allocated here. Then forward p.
+ */
+static __always_inline int kw_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
+				       const struct kw_flow_env *fe, struct kw_nat *n, __u8 in_role,
+				       __u8 reply_role, __u8 flags, int snat)
+{
+	__u8 shift = fe->sample_shift;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct kw_ct_key rk;
+	struct kw_ct_value ov, rv;
+	int rc;
+
+	if (p->kind == KW_L4_TCP &&
+	    (p->tcp_flags & (KW_TCP_SYN | KW_TCP_ACK | KW_TCP_RST | KW_TCP_FIN)) != KW_TCP_SYN)
+		return kw_drop(ctx, p, KW_STAT_DROP_TCP_NOT_SYN, shift);
+	if (kw_ttl_expiring(p))
+		return kw_pass(p, KW_STAT_PASS_TTL);
+
+	kw_ct_fill(&rv, p->key.daddr, p->key.saddr, p->key.dport, p->key.sport, reply_role,
+		   flags | KW_CT_F_REPLY, now);
+	kw_ct_reverse(&rk, n->saddr, n->daddr, n->sport, n->dport, p->key.proto);
+	if (snat) {
+		rc = kw_snat_reserve(fe->port_min, fe->port_max, &p->key, p->key.sport, &rk, &rv);
+		if (rc == KW_CT_EXISTS)
+			return kw_drop(ctx, p, KW_STAT_DROP_NO_PORT, shift);
+		n->sport = rk.dport;
+	} else {
+		rc = kw_ct_insert_reply(&rk, &rv);
+		if (rc == KW_CT_EXISTS)
+			return kw_drop(ctx, p, KW_STAT_DROP_CT_COLLISION, shift);
+	}
+	if (rc != KW_CT_OK)
+		return kw_drop(ctx, p, KW_STAT_DROP_CT_FULL, shift);
+
+	kw_ct_fill(&ov, n->saddr, n->daddr, n->sport, n->dport, in_role, flags, now);
+	ov.packets = 1;
+	ov.bytes = p->len;
+	if (kw_ct_insert_orig(&p->key, &ov, &rk) != KW_CT_OK)
+		return kw_drop(ctx, p, KW_STAT_DROP_CT_COLLISION, shift);
+	return kw_translate_forward(ctx, p, n);
+}
+
+#endif /* KW_FLOW_H */

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* kw_kawaii_maps.h - the Kawaii program's own maps: banked config and rules. */
+#ifndef KW_KAWAII_MAPS_H
+#define KW_KAWAII_MAPS_H
+
+#include "kw_maps.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} kw_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kw_config);
+	__uint(max_entries, KW_BANKS);
+} kw_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kw_rule);
+	__uint(max_entries, KW_BANKS * KW_RULES_PER_BANK);
+} kw_rules SEC(".maps");
+
+#endif /* KW_KAWAII_MAPS_H */
