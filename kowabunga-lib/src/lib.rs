@@ -16,7 +16,9 @@
 //! and the allocation rules are always available.
 
 pub mod alloc;
+pub mod cloudinit;
 pub mod hypervisor;
 pub mod kylo;
 pub mod model;
+mod process;
 pub mod storage;

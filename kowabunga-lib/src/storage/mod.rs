@@ -2,11 +2,13 @@
 //!
 //! [`BlockStorage`] is a small, blocking trait (like cloud-hypervisor's
 //! backend traits) chosen at runtime: the embedded default is
-//! `qcow2::Qcow2Storage` (qcow2 overlays with backing files under a local
+//! [`qcow2::Qcow2Storage`] (qcow2 overlays with backing files under a local
 //! directory); the `ceph` feature adds Ceph RBD (`storage::rbd`). OS disks are
 //! copy-on-write clones of a template, grown to the requested size, so a
 //! 500 GB disk costs what a 1 GB disk costs. The async facade
 //! (`Cloud`) calls these methods inside `spawn_blocking`.
+
+pub mod qcow2;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
