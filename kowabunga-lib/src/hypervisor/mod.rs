@@ -7,6 +7,11 @@
 //! own format (libvirt domain XML). The async facade calls these methods
 //! inside `spawn_blocking`.
 
+pub mod kvm;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
+pub mod xml;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
