@@ -5,7 +5,8 @@
 //! - [`generator`]: random and malformed traffic for the differential test;
 //! - [`fixture_net`]: the namespace `BPF_PROG_TEST_RUN` fixtures run in;
 //! - [`world`]: the configuration fixtures, differential test and bench share;
-//! - [`lab`]: network-namespace labs with the real daemon.
+//! - [`lab`]: network-namespace labs with the real daemon;
+//! - [`vrrp`]: VRRP labs: our engine and keepalived, failover probes.
 
 pub mod fixture_net;
 pub mod generator;
@@ -13,4 +14,5 @@ pub mod harness;
 pub mod lab;
 pub mod model;
 pub mod packets;
+pub mod vrrp;
 pub mod world;
