@@ -13,15 +13,23 @@
 //!
 //! Startup: logging (`RUST_LOG`, default `info`, to stderr), read and
 //! validate the config, capability check, sysctls (see [`crate::sysctl`]),
-//! load the dataplane with maps pinned under `node.bpffs`, apply the
-//! config, attach the programs (public, private, each peering), then log
-//! `kowabungad ready`.
+//! load the dataplanes the config asks for (Kawaii with maps pinned under
+//! `node.bpffs`, Konvey under `node.bpffs/konvey`), apply the config,
+//! attach the programs (Kawaii: public, private, each peering; Konvey: each
+//! of `node.interfaces.konvey`), then log `kowabungad ready`.
+//!
+//! Konvey: the backends are probed from the start (see
+//! [`crate::konvey::health`]: a backend is up until proven down); each
+//! state change reprograms the affected rotations. Every second, rotations
+//! whose write failed are retried and draining backends are counted (and
+//! forgotten once they have no flow left).
 //!
 //! Running:
 //! * `SIGHUP`: re-read, validate and apply the file. On any error the
 //!   running configuration stays, one line is logged, the daemon continues.
-//!   `node.interfaces`, `node.bpffs` and `node.conntrack_entries` only
-//!   change with a restart (a reload that changes them is refused).
+//!   `node.interfaces`, `node.bpffs`, `node.conntrack_entries` and the
+//!   presence of the `kawaii` / `konvey` sections only change with a
+//!   restart (a reload that changes them is refused).
 //! * `SIGTERM` / `SIGINT`: exit 0. Pinned maps and links stay, so traffic
 //!   keeps flowing and the next daemon takes over without a gap; run
 //!   `kowabungad --config FILE --detach` to remove them.
@@ -32,18 +40,24 @@ use std::io::IsTerminal as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use kowabunga_dataplane::konvey::KonveyConfig;
 use kowabunga_dataplane::{caps, Counters, DropEvent, LoadOptions, Role};
 use thiserror::Error;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
-use crate::config::compile::{compile, Compiled};
+use crate::config::compile::{compile, Compiled, SAMPLE_SHIFT};
 use crate::config::{self, ConfigError, ValidConfig};
 use crate::engine::{Dataplane, KawaiiDataplane};
+use crate::konvey::engine::{KonveyDataplane, KonveyEngine};
+use crate::konvey::health::{Outcome, ProbeId};
+use crate::konvey::probe::probe;
+use crate::konvey::reconcile::{desired_services, Balancer, CheckKey};
 use crate::sysctl;
 
 /// Success.
@@ -66,12 +80,22 @@ pub const COUNTERS_PERIOD: Duration = Duration::from_secs(60);
 /// Mount point of the bpffs that holds the default pin directory.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 
+/// Konvey's pin directory under `node.bpffs`.
+pub const KONVEY_PIN_SUBDIR: &str = "konvey";
+
+/// Konvey housekeeping period: retry failed rotation writes, count the
+/// flows of draining backends.
+pub const KONVEY_HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(1);
+
+/// The sysctl listing the ports of the node's own outgoing connections.
+pub const IP_LOCAL_PORT_RANGE: &str = "net/ipv4/ip_local_port_range";
+
 /// Command line of `kowabungad`.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "kowabungad",
     version,
-    about = "Kowabunga node daemon (Kawaii XDP gateway)"
+    about = "Kowabunga node daemon (Kawaii XDP gateway, Konvey XDP load balancer)"
 )]
 pub struct Args {
     /// Configuration file (YAML).
@@ -101,6 +125,10 @@ pub enum ReloadError {
     /// The dataplane refused the new configuration.
     #[error("{0:#}")]
     Apply(anyhow::Error),
+    /// The node cannot run the new configuration (Konvey source address,
+    /// port range).
+    #[error("{0}")]
+    Node(String),
 }
 
 /// A fatal startup failure (exit code [`EXIT_RUNTIME`]).
@@ -112,50 +140,231 @@ pub enum StartError {
     /// Attaching a program failed.
     #[error("{0:#}")]
     Attach(anyhow::Error),
+    /// The config needs a dataplane the daemon was not given.
+    #[error("no {0} dataplane")]
+    Missing(&'static str),
+    /// Konvey could not be set up (source address, port range, maps).
+    #[error("{0}")]
+    Konvey(String),
 }
 
-/// The interfaces of a config with the role each gets.
+/// The Kawaii interfaces of a config with the role each gets (none without
+/// a `kawaii` section).
 pub fn interface_roles(config: &ValidConfig) -> Vec<(String, Role)> {
+    if config.kawaii.is_none() {
+        return Vec::new();
+    }
     let ifaces = &config.node.interfaces;
-    let mut out = vec![
-        (ifaces.public.clone(), Role::Public),
-        (ifaces.private.clone(), Role::Private),
-    ];
+    let mut out = Vec::new();
+    if let Some(public) = &ifaces.public {
+        out.push((public.clone(), Role::Public));
+    }
+    if let Some(private) = &ifaces.private {
+        out.push((private.clone(), Role::Private));
+    }
     out.extend(ifaces.peerings.iter().map(|p| (p.clone(), Role::Peering)));
     out
 }
 
-/// The running daemon's state: the dataplane and the configuration it runs.
+/// The Konvey interfaces of a config (none without a `konvey` section).
+pub fn konvey_interfaces(config: &ValidConfig) -> Vec<String> {
+    match config.konvey {
+        Some(_) => config.node.interfaces.konvey.clone(),
+        None => Vec::new(),
+    }
+}
+
+/// What the daemon reads from the node it runs on; replaceable in tests.
+#[derive(Debug, Clone)]
+pub struct NodeEnv {
+    /// `/proc/sys`, or a test directory.
+    pub proc_sys: PathBuf,
+    /// The first IPv4 address of an interface.
+    pub interface_ipv4: fn(&str) -> Option<Ipv4Addr>,
+}
+
+impl NodeEnv {
+    /// The running system.
+    pub fn system() -> Self {
+        NodeEnv {
+            proc_sys: PathBuf::from(sysctl::PROC_SYS),
+            interface_ipv4: first_ipv4,
+        }
+    }
+}
+
+/// The first IPv4 address of `ifname` in this network namespace.
+pub fn first_ipv4(ifname: &str) -> Option<Ipv4Addr> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    addrs
+        .filter(|a| a.interface_name == ifname)
+        .find_map(|a| a.address?.as_sockaddr_in().map(|sin| sin.ip()))
+}
+
+/// Parses `ip_local_port_range` ("32768\t60999").
+pub fn parse_port_range_sysctl(text: &str) -> Option<(u16, u16)> {
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) => Some((lo, hi)),
+        _ => None,
+    }
+}
+
+/// Konvey's node-wide dataplane settings for `config`: the source address
+/// (`node.konvey.source_ip`, else the first IPv4 address of the first
+/// Konvey interface) and the port range, checked against
+/// `net.ipv4.ip_local_port_range`. `None` without a `konvey` section.
+///
+/// # Errors
+/// One line naming the field and the value.
+pub fn konvey_config(config: &ValidConfig, env: &NodeEnv) -> Result<Option<KonveyConfig>, String> {
+    if config.konvey.is_none() {
+        return Ok(None);
+    }
+    let node = &config.node.konvey;
+    let source = match node.source_ip {
+        Some(ip) => ip,
+        None => {
+            let ifname = config
+                .node
+                .interfaces
+                .konvey
+                .first()
+                .map_or("", String::as_str);
+            (env.interface_ipv4)(ifname).ok_or_else(|| {
+                format!(
+                    "node.konvey.source_ip: not set, and interface {ifname:?} (node.interfaces.konvey[0]) has no IPv4 address"
+                )
+            })?
+        }
+    };
+    let (min, max) = node.nat_ports;
+    let path = env.proc_sys.join(IP_LOCAL_PORT_RANGE);
+    match std::fs::read_to_string(&path)
+        .ok()
+        .as_deref()
+        .and_then(parse_port_range_sysctl)
+    {
+        Some((lo, hi)) if min <= hi && lo <= max => {
+            return Err(format!(
+                "node.konvey.nat_port_range: \"{min}-{max}\" overlaps net.ipv4.ip_local_port_range ({lo}-{hi}), which the node's own connections (health checks) use; choose a range outside it"
+            ));
+        }
+        Some(_) => {}
+        None => warn!(
+            "cannot read {}: not checking node.konvey.nat_port_range against it",
+            path.display()
+        ),
+    }
+    Ok(Some(KonveyConfig {
+        source,
+        port_min: min,
+        port_max: max,
+        sample_shift: SAMPLE_SHIFT,
+    }))
+}
+
+/// A probe result on its way back to the main loop.
+type ProbeResult = (CheckKey, ProbeId, Outcome);
+
+/// The running daemon's state: the dataplanes and the configuration they run.
 #[derive(Debug)]
-pub struct Daemon<D: Dataplane> {
-    dp: D,
+pub struct Daemon<D: Dataplane, K: KonveyDataplane = KonveyEngine> {
+    dp: Option<D>,
+    konvey: Option<Balancer<K>>,
+    env: NodeEnv,
     config_path: PathBuf,
     current: ValidConfig,
-    compiled: Compiled,
+    compiled: Option<Compiled>,
     bank: u32,
     last_counters: Option<Counters>,
 }
 
-impl<D: Dataplane> Daemon<D> {
-    /// Applies `config` to `dp`, then attaches every interface.
+impl<D: Dataplane, K: KonveyDataplane> Daemon<D, K> {
+    /// Applies `config` to the dataplanes (Kawaii `dp`, Konvey `kv`), then
+    /// attaches every interface.
     ///
     /// # Errors
-    /// [`StartError`] when the dataplane refuses.
-    pub fn start(mut dp: D, config_path: PathBuf, config: ValidConfig) -> Result<Self, StartError> {
-        let compiled = compile(&config);
-        let bank = dp.apply(&compiled).map_err(StartError::Apply)?;
-        log_applied(&config, &compiled, bank);
-        for (ifname, role) in interface_roles(&config) {
-            dp.attach(&ifname, role).map_err(StartError::Attach)?;
+    /// [`StartError`] when a dataplane refuses or is missing.
+    pub fn start(
+        dp: Option<D>,
+        kv: Option<K>,
+        config_path: PathBuf,
+        config: ValidConfig,
+    ) -> Result<Self, StartError> {
+        Self::start_with_env(dp, kv, config_path, config, NodeEnv::system())
+    }
+
+    /// [`Daemon::start`] reading the node through `env`.
+    ///
+    /// # Errors
+    /// [`StartError`] when a dataplane refuses or is missing.
+    pub fn start_with_env(
+        dp: Option<D>,
+        kv: Option<K>,
+        config_path: PathBuf,
+        config: ValidConfig,
+        env: NodeEnv,
+    ) -> Result<Self, StartError> {
+        if config.kawaii.is_some() && dp.is_none() {
+            return Err(StartError::Missing("kawaii"));
         }
-        Ok(Daemon {
+        if config.konvey.is_some() && kv.is_none() {
+            return Err(StartError::Missing("konvey"));
+        }
+        let compiled = compile(&config);
+        let mut bank = 0;
+        let dp = match (&compiled, dp) {
+            (Some(compiled), Some(mut dp)) => {
+                bank = dp.apply(compiled).map_err(StartError::Apply)?;
+                Some(dp)
+            }
+            (Some(_), None) => return Err(StartError::Missing("kawaii")),
+            (None, _) => None,
+        };
+        let kv_config = konvey_config(&config, &env).map_err(StartError::Konvey)?;
+        let konvey = match (&config.konvey, kv_config, kv) {
+            (Some(k), Some(kv_config), Some(engine)) => {
+                let mut balancer =
+                    Balancer::new(engine).map_err(|e| StartError::Konvey(e.to_string()))?;
+                balancer
+                    .apply(
+                        &kv_config,
+                        desired_services(k),
+                        config.node.konvey.health,
+                        Instant::now(),
+                    )
+                    .map_err(|e| StartError::Konvey(e.to_string()))?;
+                Some(balancer)
+            }
+            (Some(_), _, None) => return Err(StartError::Missing("konvey")),
+            _ => None,
+        };
+        log_applied(&config, compiled.as_ref(), bank);
+        let mut daemon = Daemon {
             dp,
+            konvey,
+            env,
             config_path,
             current: config,
             compiled,
             bank,
             last_counters: None,
-        })
+        };
+        if let Some(dp) = daemon.dp.as_mut() {
+            for (ifname, role) in interface_roles(&daemon.current) {
+                dp.attach(&ifname, role).map_err(StartError::Attach)?;
+            }
+        }
+        if let Some(balancer) = daemon.konvey.as_mut() {
+            for ifname in konvey_interfaces(&daemon.current) {
+                balancer
+                    .engine_mut()
+                    .attach(&ifname)
+                    .map_err(StartError::Attach)?;
+            }
+        }
+        Ok(daemon)
     }
 
     /// Re-reads the config file and applies it; on error nothing changes.
@@ -189,9 +398,33 @@ impl<D: Dataplane> Daemon<D> {
                 field: "node.conntrack_entries",
             });
         }
+        if self.current.kawaii.is_some() != new.kawaii.is_some() {
+            return Err(ReloadError::NeedsRestart { field: "kawaii" });
+        }
+        if self.current.konvey.is_some() != new.konvey.is_some() {
+            return Err(ReloadError::NeedsRestart { field: "konvey" });
+        }
+        let kv_config = konvey_config(&new, &self.env).map_err(ReloadError::Node)?;
         let compiled = compile(&new);
-        let bank = self.dp.apply(&compiled).map_err(ReloadError::Apply)?;
-        log_applied(&new, &compiled, bank);
+        let mut bank = self.bank;
+        if let (Some(compiled), Some(dp)) = (&compiled, self.dp.as_mut()) {
+            bank = dp.apply(compiled).map_err(ReloadError::Apply)?;
+        }
+        if let (Some(k), Some(kv_config), Some(balancer)) =
+            (&new.konvey, kv_config, self.konvey.as_mut())
+        {
+            // A failed write is retried by the housekeeping tick; the new
+            // configuration is the one to converge to either way.
+            if let Err(e) = balancer.apply(
+                &kv_config,
+                desired_services(k),
+                new.node.konvey.health,
+                Instant::now(),
+            ) {
+                error!("konvey: {e} (will retry)");
+            }
+        }
+        log_applied(&new, compiled.as_ref(), bank);
         self.current = new;
         self.compiled = compiled;
         self.bank = bank;
@@ -203,9 +436,9 @@ impl<D: Dataplane> Daemon<D> {
         &self.current
     }
 
-    /// What was last applied.
-    pub fn compiled(&self) -> &Compiled {
-        &self.compiled
+    /// What was last applied to Kawaii (`None` without a `kawaii` section).
+    pub fn compiled(&self) -> Option<&Compiled> {
+        self.compiled.as_ref()
     }
 
     /// The active bank.
@@ -213,43 +446,86 @@ impl<D: Dataplane> Daemon<D> {
         self.bank
     }
 
-    /// The dataplane.
-    pub fn dataplane(&self) -> &D {
-        &self.dp
+    /// The Kawaii dataplane (`None` without a `kawaii` section).
+    pub fn dataplane(&self) -> Option<&D> {
+        self.dp.as_ref()
+    }
+
+    /// The Konvey balancer (`None` without a `konvey` section).
+    pub fn konvey(&self) -> Option<&Balancer<K>> {
+        self.konvey.as_ref()
+    }
+
+    /// The Konvey balancer, mutably.
+    pub fn konvey_mut(&mut self) -> Option<&mut Balancer<K>> {
+        self.konvey.as_mut()
     }
 
     /// Sweeps expired conntrack flows; errors are logged.
     pub fn sweep(&mut self, now_ns: u64) {
-        match self.dp.sweep(now_ns) {
-            Ok(report) if report.flows_expired > 0 => debug!(
-                scanned = report.scanned,
-                flows = report.flows_expired,
-                entries = report.entries_removed,
-                "conntrack sweep removed expired flows"
-            ),
-            Ok(_) => {}
-            Err(e) => warn!("{e:#}"),
+        let kawaii = self.dp.as_mut().map(|dp| dp.sweep(now_ns));
+        let konvey = self.konvey.as_mut().map(|b| b.engine_mut().sweep(now_ns));
+        for result in [kawaii, konvey].into_iter().flatten() {
+            match result {
+                Ok(report) if report.flows_expired > 0 => debug!(
+                    scanned = report.scanned,
+                    flows = report.flows_expired,
+                    entries = report.entries_removed,
+                    "conntrack sweep removed expired flows"
+                ),
+                Ok(_) => {}
+                Err(e) => warn!("{e:#}"),
+            }
         }
     }
 
     /// Logs every pending drop event at `debug`; returns how many.
     pub fn poll_events(&mut self) -> usize {
-        let events = self.dp.drain_events();
+        let mut events = self
+            .dp
+            .as_mut()
+            .map(|dp| dp.drain_events())
+            .unwrap_or_default();
+        if let Some(b) = self.konvey.as_mut() {
+            events.extend(b.engine_mut().drain_events());
+        }
         for event in &events {
             log_drop(event);
         }
         events.len()
     }
 
-    /// Logs the counters that moved since the last call at `debug`; returns
-    /// the line (empty when nothing moved).
-    pub fn log_counters(&mut self) -> String {
-        let now = match self.dp.counters() {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("{e:#}");
-                return String::new();
+    /// Konvey housekeeping: retries failed rotation writes and counts the
+    /// flows of draining backends; errors are logged.
+    pub fn konvey_housekeeping(&mut self) {
+        let Some(balancer) = self.konvey.as_mut() else {
+            return;
+        };
+        if balancer.dirty() {
+            if let Err(e) = balancer.reconcile() {
+                warn!("konvey: {e} (will retry)");
             }
+        }
+        if let Err(e) = balancer.refresh_draining() {
+            warn!("konvey: {e}");
+        }
+    }
+
+    /// Logs the counters that moved since the last call at `debug`; returns
+    /// the line (empty when nothing moved). Kawaii and Konvey share the
+    /// counter names; a node running both logs their sum.
+    pub fn log_counters(&mut self) -> String {
+        let kawaii = self.dp.as_ref().map(|dp| dp.counters());
+        let konvey = self.konvey.as_ref().map(|b| b.engine().counters());
+        let mut now: Option<Counters> = None;
+        for result in [kawaii, konvey].into_iter().flatten() {
+            match result {
+                Ok(c) => now = Some(sum_counters(now.as_ref(), &c)),
+                Err(e) => warn!("{e:#}"),
+            }
+        }
+        let Some(now) = now else {
+            return String::new();
         };
         let delta = match &self.last_counters {
             Some(before) => now.since(before),
@@ -269,16 +545,46 @@ impl<D: Dataplane> Daemon<D> {
     }
 }
 
-fn log_applied(config: &ValidConfig, compiled: &Compiled, bank: u32) {
-    let k = &config.kawaii;
-    info!(
-        "applied config: bank {bank}, {}, snat {}, {} public ips, {} peerings, {} ipsec connections",
-        compiled.summary(),
-        k.snat_ip,
-        k.public_ips.len(),
-        k.peerings.len(),
-        k.ipsec.len()
-    );
+/// `a + b`, counter by counter.
+fn sum_counters(a: Option<&Counters>, b: &Counters) -> Counters {
+    let Some(a) = a else {
+        return b.clone();
+    };
+    let mut values =
+        [kowabunga_bindings::kw_counter::default(); kowabunga_dataplane::stats::STAT_COUNT];
+    for ((slot, (_, x)), (_, y)) in values.iter_mut().zip(a.iter()).zip(b.iter()) {
+        slot.packets = x.packets.wrapping_add(y.packets);
+        slot.bytes = x.bytes.wrapping_add(y.bytes);
+    }
+    Counters::from_values(values)
+}
+
+fn log_applied(config: &ValidConfig, compiled: Option<&Compiled>, bank: u32) {
+    let mut parts = Vec::new();
+    if let (Some(k), Some(compiled)) = (&config.kawaii, compiled) {
+        parts.push(format!(
+            "bank {bank}, {}, snat {}, {} public ips, {} peerings, {} ipsec connections",
+            compiled.summary(),
+            k.snat_ip,
+            k.public_ips.len(),
+            k.peerings.len(),
+            k.ipsec.len()
+        ));
+    }
+    if let Some(k) = &config.konvey {
+        let backends: usize = k.endpoints.iter().map(|e| e.backends.len()).sum();
+        let h = &config.node.konvey.health;
+        parts.push(format!(
+            "konvey vip {}, {} endpoints, {backends} backends, health every {} ms (timeout {} ms, rise {}, fall {})",
+            k.vip,
+            k.endpoints.len(),
+            h.interval.as_millis(),
+            h.timeout.as_millis(),
+            h.rise,
+            h.fall
+        ));
+    }
+    info!("applied config: {}", parts.join("; "));
 }
 
 /// Name of an IP protocol number.
@@ -365,8 +671,11 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn load_options(config: &ValidConfig) -> anyhow::Result<LoadOptions> {
-    let pin_dir = config.node.bpffs.clone();
+fn load_options(config: &ValidConfig, subdir: Option<&str>) -> anyhow::Result<LoadOptions> {
+    let pin_dir = match subdir {
+        Some(sub) => config.node.bpffs.join(sub),
+        None => config.node.bpffs.clone(),
+    };
     // The default pin directory lives on /sys/fs/bpf, which containers and
     // minimal systems may not have mounted.
     if pin_dir.starts_with(BPFFS_ROOT) && Path::new(BPFFS_ROOT).is_dir() {
@@ -394,6 +703,7 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
         let names: Vec<String> = interface_roles(&config)
             .into_iter()
             .map(|(n, _)| n)
+            .chain(konvey_interfaces(&config))
             .collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let changed = sysctl::apply(
@@ -404,8 +714,18 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
             info!("sysctls set: {}", changed.join(", "));
         }
 
-        let dp = KawaiiDataplane::load(&load_options(&config)?)?;
-        let mut daemon = Daemon::start(dp, config_path, config)?;
+        let dp = match config.kawaii {
+            Some(_) => Some(KawaiiDataplane::load(&load_options(&config, None)?)?),
+            None => None,
+        };
+        let kv = match config.konvey {
+            Some(_) => Some(KonveyEngine::load(&load_options(
+                &config,
+                Some(KONVEY_PIN_SUBDIR),
+            )?)?),
+            None => None,
+        };
+        let mut daemon = Daemon::start(dp, kv, config_path, config)?;
         info!("{READY_LINE}");
         main_loop(&mut daemon, &mut signals).await;
         Ok(())
@@ -416,12 +736,22 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
 /// exist in this network namespace.
 fn check_interfaces(config: &ValidConfig) -> anyhow::Result<()> {
     let ifaces = &config.node.interfaces;
-    let mut named = vec![
-        ("node.interfaces.public".to_owned(), &ifaces.public),
-        ("node.interfaces.private".to_owned(), &ifaces.private),
-    ];
-    for (i, p) in ifaces.peerings.iter().enumerate() {
-        named.push((format!("node.interfaces.peerings[{i}]"), p));
+    let mut named = Vec::new();
+    if config.kawaii.is_some() {
+        if let Some(public) = &ifaces.public {
+            named.push(("node.interfaces.public".to_owned(), public));
+        }
+        if let Some(private) = &ifaces.private {
+            named.push(("node.interfaces.private".to_owned(), private));
+        }
+        for (i, p) in ifaces.peerings.iter().enumerate() {
+            named.push((format!("node.interfaces.peerings[{i}]"), p));
+        }
+    }
+    if config.konvey.is_some() {
+        for (i, k) in ifaces.konvey.iter().enumerate() {
+            named.push((format!("node.interfaces.konvey[{i}]"), k));
+        }
     }
     for (field, name) in named {
         if nix::net::if_::if_nametoindex(name.as_str()).is_err() {
@@ -453,15 +783,65 @@ fn ticker(period: Duration) -> Interval {
     t
 }
 
-async fn main_loop<D: Dataplane>(daemon: &mut Daemon<D>, signals: &mut Signals) {
+/// Runs the Konvey probes due now as tokio tasks that report to `results`.
+fn start_probes<D: Dataplane, K: KonveyDataplane>(
+    daemon: &mut Daemon<D, K>,
+    results: &mpsc::UnboundedSender<ProbeResult>,
+) {
+    let Some(balancer) = daemon.konvey.as_mut() else {
+        return;
+    };
+    let now = Instant::now();
+    if let Err(e) = balancer.handle_timeouts(now) {
+        warn!("konvey: {e} (will retry)");
+    }
+    for request in balancer.poll_probes(now) {
+        let results = results.clone();
+        tokio::spawn(async move {
+            let outcome = probe(&request.target, request.timeout).await;
+            // The receiver only goes away when the daemon exits.
+            let _ = results.send((request.key, request.id, outcome));
+        });
+    }
+}
+
+/// When the next Konvey probe or probe deadline is due.
+fn next_probe_deadline<D: Dataplane, K: KonveyDataplane>(
+    daemon: &Daemon<D, K>,
+) -> tokio::time::Instant {
+    let far = Instant::now() + Duration::from_secs(3600);
+    let next = daemon
+        .konvey
+        .as_ref()
+        .and_then(Balancer::poll_timeout)
+        .unwrap_or(far);
+    tokio::time::Instant::from_std(next)
+}
+
+async fn main_loop<D: Dataplane, K: KonveyDataplane>(
+    daemon: &mut Daemon<D, K>,
+    signals: &mut Signals,
+) {
     let mut sweep = ticker(SWEEP_PERIOD);
     let mut events = ticker(EVENTS_PERIOD);
     let mut counters = ticker(COUNTERS_PERIOD);
+    let mut housekeeping = ticker(KONVEY_HOUSEKEEPING_PERIOD);
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeResult>();
     // The first tick of an interval fires at once: consume it.
     sweep.tick().await;
     counters.tick().await;
     loop {
+        let probe_deadline = next_probe_deadline(daemon);
         tokio::select! {
+            _ = tokio::time::sleep_until(probe_deadline) => start_probes(daemon, &probe_tx),
+            Some((key, id, outcome)) = probe_rx.recv() => {
+                if let Some(balancer) = daemon.konvey.as_mut() {
+                    if let Err(e) = balancer.on_outcome(key, id, Instant::now(), outcome) {
+                        warn!("konvey: {e} (will retry)");
+                    }
+                }
+            }
+            _ = housekeeping.tick() => daemon.konvey_housekeeping(),
             _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {}", daemon.config_path.display());
                 if let Err(e) = daemon.reload() {
@@ -484,14 +864,35 @@ async fn main_loop<D: Dataplane>(daemon: &mut Daemon<D>, signals: &mut Signals) 
 }
 
 fn detach(config: &ValidConfig) -> anyhow::Result<()> {
-    let mut dp = KawaiiDataplane::load(&load_options(config)?)?;
+    let pin_dir = &config.node.bpffs;
+    if config.konvey.is_some() {
+        let mut kv = KonveyEngine::load(&load_options(config, Some(KONVEY_PIN_SUBDIR))?)?;
+        for ifname in konvey_interfaces(config) {
+            if kv.detach(&ifname)? {
+                info!(interface = %ifname, "detached the konvey program");
+            }
+        }
+        drop(kv);
+        let konvey_dir = pin_dir.join(KONVEY_PIN_SUBDIR);
+        kowabunga_dataplane::konvey::remove_pinned_maps(&konvey_dir)?;
+        let _ = std::fs::remove_dir(konvey_dir.join("links"));
+        let _ = std::fs::remove_dir(&konvey_dir);
+        info!(
+            "removed the pinned Konvey maps under {}",
+            konvey_dir.display()
+        );
+    }
+    if config.kawaii.is_none() {
+        let _ = std::fs::remove_dir(pin_dir);
+        return Ok(());
+    }
+    let mut dp = KawaiiDataplane::load(&load_options(config, None)?)?;
     for (ifname, _) in interface_roles(config) {
         if dp.detach(&ifname)? {
             info!(interface = %ifname, "detached");
         }
     }
     drop(dp);
-    let pin_dir = &config.node.bpffs;
     kowabunga_dataplane::kawaii::remove_pinned_maps(pin_dir)?;
     // Empty directories only: anything else is not ours to delete.
     let _ = std::fs::remove_dir(pin_dir.join("links"));
@@ -596,18 +997,30 @@ kawaii:
     fn started(tag: &str) -> (TempFile, Daemon<Fake>) {
         let file = TempFile::new(tag, GOOD);
         let config = config::load(&file.0).expect("valid");
-        let daemon = Daemon::start(Fake::default(), file.0.clone(), config).expect("start");
+        let daemon =
+            Daemon::start(Some(Fake::default()), None, file.0.clone(), config).expect("start");
         (file, daemon)
     }
 
+    fn kawaii(d: &Daemon<Fake>) -> &Fake {
+        d.dataplane().expect("kawaii")
+    }
+
+    fn kawaii_mut(d: &mut Daemon<Fake>) -> &mut Fake {
+        d.dp.as_mut().expect("kawaii")
+    }
+
     fn ingress_len(d: &Daemon<Fake>) -> usize {
-        d.compiled().table(kw_table::KW_TABLE_INGRESS).len()
+        d.compiled()
+            .expect("kawaii")
+            .table(kw_table::KW_TABLE_INGRESS)
+            .len()
     }
 
     #[test]
     fn start_applies_then_attaches_every_interface() {
         let (_file, d) = started("start");
-        let fake = d.dataplane();
+        let fake = d.dataplane().expect("kawaii");
         assert_eq!(fake.applied.len(), 1);
         assert_eq!(d.bank(), 0);
         assert_eq!(
@@ -619,7 +1032,7 @@ kawaii:
                 ("peer1".to_owned(), Role::Peering),
             ]
         );
-        assert_eq!(fake.applied[0], *d.compiled());
+        assert_eq!(Some(&fake.applied[0]), d.compiled());
         assert_eq!(fake.applied[0].table(kw_table::KW_TABLE_DNAT).len(), 1);
     }
 
@@ -630,13 +1043,15 @@ kawaii:
             fail_apply: true,
             ..Fake::default()
         };
-        let err = Daemon::start(fake, "x".into(), config.clone()).expect_err("apply");
+        let err = Daemon::<_, KonveyEngine>::start(Some(fake), None, "x".into(), config.clone())
+            .expect_err("apply");
         assert_eq!(err.to_string(), "map kw_rules: write failed");
         let fake = Fake {
             fail_attach: true,
             ..Fake::default()
         };
-        let err = Daemon::start(fake, "x".into(), config).expect_err("attach");
+        let err = Daemon::<_, KonveyEngine>::start(Some(fake), None, "x".into(), config)
+            .expect_err("attach");
         assert_eq!(err.to_string(), "no interface pub0");
     }
 
@@ -650,9 +1065,9 @@ kawaii:
         assert_eq!(d.reload().expect("reload"), 1);
         assert_eq!(d.bank(), 1);
         assert_eq!(ingress_len(&d), 2);
-        assert_eq!(d.dataplane().applied.len(), 2);
+        assert_eq!(kawaii(&d).applied.len(), 2);
         // Attachments are not redone.
-        assert_eq!(d.dataplane().attached.len(), 4);
+        assert_eq!(kawaii(&d).attached.len(), 4);
         assert_eq!(d.reload().expect("reload"), 0);
     }
 
@@ -669,7 +1084,7 @@ kawaii:
         );
         assert_eq!(d.config(), &before);
         assert_eq!(d.bank(), 0);
-        assert_eq!(d.dataplane().applied.len(), 1, "nothing applied");
+        assert_eq!(kawaii(&d).applied.len(), 1, "nothing applied");
 
         // A YAML typo, then a missing file: same.
         file.write(&GOOD.replace("dnat:", "dnatt:"));
@@ -678,7 +1093,7 @@ kawaii:
         fs::remove_file(&file.0).expect("rm");
         let err = d.reload().expect_err("missing");
         assert!(matches!(err, ReloadError::Config(ConfigError::Read { .. })));
-        assert_eq!(d.dataplane().applied.len(), 1);
+        assert_eq!(kawaii(&d).applied.len(), 1);
         assert_eq!(d.config(), &before);
 
         // And a good file afterwards is applied.
@@ -714,7 +1129,7 @@ kawaii:
                 format!("{field} changed: restart kowabungad to apply it")
             );
             assert_eq!(d.config(), &before);
-            assert_eq!(d.dataplane().applied.len(), 1);
+            assert_eq!(kawaii(&d).applied.len(), 1);
         }
         // nat_port_range and zone are reloadable.
         file.write(&GOOD.replace(
@@ -722,20 +1137,20 @@ kawaii:
             "  zone: eu-west-b\n  nat_port_range: \"2000-3000\"\n",
         ));
         d.reload().expect("reload");
-        assert_eq!(d.compiled().config.port_min, 2000);
+        assert_eq!(d.compiled().expect("kawaii").config.port_min, 2000);
     }
 
     #[test]
     fn failed_apply_on_reload_keeps_the_old_config() {
         let (file, mut d) = started("reload-apply");
         let before = d.config().clone();
-        let before_compiled = d.compiled().clone();
+        let before_compiled = d.compiled().cloned();
         file.write(&GOOD.replace("\"22\"", "\"23\""));
-        d.dp.fail_apply = true;
+        kawaii_mut(&mut d).fail_apply = true;
         let err = d.reload().expect_err("apply");
         assert_eq!(err.to_string(), "map kw_rules: write failed");
         assert_eq!(d.config(), &before);
-        assert_eq!(d.compiled(), &before_compiled);
+        assert_eq!(d.compiled().cloned(), before_compiled);
         assert_eq!(d.bank(), 0);
     }
 
@@ -765,21 +1180,192 @@ kawaii:
             describe_drop(&icmp),
             "drop_ingress_denied icmp 198.51.100.1 -> 203.0.113.10 ifindex 3"
         );
-        d.dp.events = vec![event, icmp];
+        kawaii_mut(&mut d).events = vec![event, icmp];
         assert_eq!(d.poll_events(), 2);
         assert_eq!(d.poll_events(), 0);
         d.sweep(42);
-        assert_eq!(d.dataplane().sweeps, [42]);
+        assert_eq!(kawaii(&d).sweeps, [42]);
     }
 
     #[test]
     fn counters_are_logged_as_deltas() {
         let (_file, mut d) = started("counters");
-        d.dp.counters = vec![10, 0, 2];
+        kawaii_mut(&mut d).counters = vec![10, 0, 2];
         assert_eq!(d.log_counters(), "fwd_redirect=10 pass_no_config=2");
-        d.dp.counters = vec![15, 0, 2];
+        kawaii_mut(&mut d).counters = vec![15, 0, 2];
         assert_eq!(d.log_counters(), "fwd_redirect=5");
         assert_eq!(d.log_counters(), "");
+    }
+
+    mod konvey {
+        use super::*;
+        use crate::konvey::engine::fake::FakeKonvey;
+        use crate::konvey::health::State;
+        use kowabunga_dataplane::konvey::{Backend, Proto, ServiceKey};
+
+        const KONVEY: &str = r#"
+node:
+  zone: eu-west-a
+  interfaces: {konvey: [lb0]}
+  konvey:
+    health: {interval_ms: 100, timeout_ms: 50}
+konvey:
+  vip: 10.0.0.100
+  endpoints:
+    - {name: web, protocol: tcp, port: 80, backend_port: 8080, backend_ips: [10.0.0.11, 10.0.0.12, 10.0.0.13]}
+"#;
+
+        /// A /proc/sys with `ip_local_port_range`, removed on drop.
+        struct ProcSys(PathBuf);
+
+        impl ProcSys {
+            fn new(tag: &str, range: &str) -> Self {
+                let root = std::env::temp_dir()
+                    .join(format!("kowabungad-proc-{tag}-{}", std::process::id()));
+                fs::create_dir_all(root.join("net/ipv4")).expect("mkdir");
+                fs::write(root.join(IP_LOCAL_PORT_RANGE), range).expect("write");
+                ProcSys(root)
+            }
+            fn env(&self) -> NodeEnv {
+                NodeEnv {
+                    proc_sys: self.0.clone(),
+                    interface_ipv4: |name| (name == "lb0").then_some(Ipv4Addr::new(10, 0, 0, 5)),
+                }
+            }
+        }
+
+        impl Drop for ProcSys {
+            fn drop(&mut self) {
+                let _ = fs::remove_dir_all(&self.0);
+            }
+        }
+
+        fn web() -> ServiceKey {
+            ServiceKey {
+                vip: Ipv4Addr::new(10, 0, 0, 100),
+                proto: Proto::Tcp,
+                port: 80,
+            }
+        }
+
+        fn be(last: u8) -> Backend {
+            Backend {
+                addr: Ipv4Addr::new(10, 0, 0, last),
+                port: 8080,
+            }
+        }
+
+        fn start(
+            tag: &str,
+            yaml: &str,
+            proc_sys: &ProcSys,
+        ) -> (TempFile, Result<Daemon<Fake, FakeKonvey>, StartError>) {
+            let file = TempFile::new(tag, yaml);
+            let config = config::load(&file.0).expect("valid");
+            let d = Daemon::start_with_env(
+                None,
+                Some(FakeKonvey::default()),
+                file.0.clone(),
+                config,
+                proc_sys.env(),
+            );
+            (file, d)
+        }
+
+        fn engine(d: &Daemon<Fake, FakeKonvey>) -> &FakeKonvey {
+            d.konvey().expect("konvey").engine()
+        }
+
+        #[test]
+        fn start_programs_services_then_attaches() {
+            let proc_sys = ProcSys::new("start", "32768\t60999\n");
+            let (_file, d) = start("kv-start", KONVEY, &proc_sys);
+            let d = d.expect("start");
+            assert!(d.dataplane().is_none() && d.compiled().is_none());
+            let fake = engine(&d);
+            let config = fake.config.expect("set_config");
+            assert_eq!(
+                config.source,
+                Ipv4Addr::new(10, 0, 0, 5),
+                "first address of lb0"
+            );
+            assert_eq!((config.port_min, config.port_max), (1024, 32767));
+            assert_eq!(fake.services[&web()], [be(11), be(12), be(13)]);
+            assert_eq!(fake.attached, ["lb0"]);
+            assert!(d.konvey().expect("konvey").poll_timeout().is_some());
+        }
+
+        #[test]
+        fn start_refuses_a_port_range_overlapping_the_local_one() {
+            let proc_sys = ProcSys::new("overlap", "20000 60999\n");
+            let (_file, d) = start("kv-overlap", KONVEY, &proc_sys);
+            let err = d.expect_err("overlap");
+            assert_eq!(
+                err.to_string(),
+                "node.konvey.nat_port_range: \"1024-32767\" overlaps net.ipv4.ip_local_port_range (20000-60999), which the node's own connections (health checks) use; choose a range outside it"
+            );
+        }
+
+        #[test]
+        fn start_needs_a_source_address() {
+            let proc_sys = ProcSys::new("source", "32768 60999");
+            let yaml = KONVEY.replace("konvey: [lb0]", "konvey: [lb1]");
+            let (_file, d) = start("kv-source", &yaml, &proc_sys);
+            assert_eq!(
+                d.expect_err("no address").to_string(),
+                r#"node.konvey.source_ip: not set, and interface "lb1" (node.interfaces.konvey[0]) has no IPv4 address"#
+            );
+            let yaml = yaml.replace("    health:", "    source_ip: 10.0.0.6\n    health:");
+            let (_file, d) = start("kv-source2", &yaml, &proc_sys);
+            let d = d.expect("explicit source");
+            assert_eq!(
+                engine(&d).config.expect("config").source,
+                Ipv4Addr::new(10, 0, 0, 6)
+            );
+        }
+
+        #[test]
+        fn reload_drains_a_removed_backend_and_refuses_new_sections() {
+            let proc_sys = ProcSys::new("reload", "32768 60999");
+            let (file, d) = start("kv-reload", KONVEY, &proc_sys);
+            let mut d = d.expect("start");
+            file.write(&KONVEY.replace("10.0.0.12, ", ""));
+            d.reload().expect("reload");
+            assert_eq!(engine(&d).services[&web()], [be(11), be(13)]);
+            let balancer = d.konvey_mut().expect("konvey");
+            balancer.engine_mut().flows.insert(be(12), 1);
+            d.konvey_housekeeping();
+            let status = d.konvey().expect("konvey").status();
+            let drained = status
+                .iter()
+                .find(|s| s.backend == be(12))
+                .expect("draining");
+            assert_eq!((drained.state, drained.flows), (State::Draining, Some(1)));
+            d.konvey_mut().expect("konvey").engine_mut().flows.clear();
+            d.konvey_housekeeping();
+            assert!(d.konvey().expect("konvey").draining().next().is_none());
+
+            // A reload that adds a Kawaii section needs a restart.
+            let before = d.config().clone();
+            file.write(&format!(
+                "{}kawaii: {{public_ips: [203.0.113.10], private_subnet: 10.1.0.0/25}}\n",
+                KONVEY.replace("konvey: [lb0]", "konvey: [lb0], public: p, private: q")
+            ));
+            let err = d.reload().expect_err("restart");
+            assert!(
+                err.to_string().starts_with("node.interfaces changed"),
+                "{err}"
+            );
+            assert_eq!(d.config(), &before);
+        }
+
+        #[test]
+        fn a_konvey_config_needs_a_konvey_dataplane() {
+            let config = config::parse_str(KONVEY).expect("valid");
+            let err = Daemon::<Fake, FakeKonvey>::start(None, None, "x".into(), config)
+                .expect_err("missing");
+            assert_eq!(err.to_string(), "no konvey dataplane");
+        }
     }
 
     #[test]

@@ -130,7 +130,8 @@ fn push_rules(
     }));
 }
 
-/// Compiles a validated configuration into the dataplane's input.
+/// Compiles a validated configuration into the dataplane's input; `None`
+/// when the configuration has no `kawaii` section.
 ///
 /// Never fails: [`validate`](super::validate::validate) has checked every
 /// limit (counts fit the fixed arrays, tables fit `KW_MAX_RULES_PER_TABLE`).
@@ -146,14 +147,14 @@ fn push_rules(
 ///   private_subnet: 10.0.0.0/25
 ///   dnat: [{destination: 10.0.0.10, protocol: tcp, ports: "80,3000-3005"}]
 /// "#).unwrap();
-/// let compiled = compile(&valid);
+/// let compiled = compile(&valid).expect("a kawaii section");
 /// let dnat = compiled.table(kw_table::KW_TABLE_DNAT);
 /// assert_eq!(dnat.len(), 2);
 /// assert_eq!((dnat[1].port_lo, dnat[1].port_hi), (3000, 3005));
 /// assert_eq!(dnat[0].target.to_ne_bytes(), [10, 0, 0, 10]);
 /// ```
-pub fn compile(valid: &ValidConfig) -> Compiled {
-    let k = &valid.kawaii;
+pub fn compile(valid: &ValidConfig) -> Option<Compiled> {
+    let k = valid.kawaii.as_ref()?;
     let mut config = kw_config {
         snat_ip: be_addr(k.snat_ip),
         private_net: cidr(k.private_subnet),
@@ -229,7 +230,7 @@ pub fn compile(valid: &ValidConfig) -> Compiled {
         }
     }
 
-    Compiled { config, tables }
+    Some(Compiled { config, tables })
 }
 
 /// Counts are bounded by the fixed arrays (at most 16), so they fit a `u8`.
@@ -255,7 +256,7 @@ kawaii:
     fn compile_yaml(extra: &str) -> Compiled {
         let yaml = format!("{BASE}{extra}");
         let valid = parse_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-        compile(&valid)
+        compile(&valid).expect("kawaii")
     }
 
     /// The bytes of a network-order `u32` as they sit in memory.
@@ -310,7 +311,7 @@ kawaii:
             "interfaces: {public: pub0, private: priv0}",
             "interfaces: {public: pub0, private: priv0}\n  nat_port_range: \"20000-20100\"",
         );
-        let c = compile(&parse_str(&yaml).expect("valid"));
+        let c = compile(&parse_str(&yaml).expect("valid")).expect("kawaii");
         assert_eq!(c.config.port_min, 20000);
         assert_eq!(c.config.port_max, 20100);
     }
@@ -494,7 +495,7 @@ kawaii:
   zone_public_ips: {eu-west-a: 203.0.113.10, eu-west-b: 203.0.113.12}
   private_subnet: 10.0.0.0/25
 "#;
-        let c = compile(&parse_str(yaml).expect("valid"));
+        let c = compile(&parse_str(yaml).expect("valid")).expect("kawaii");
         assert_eq!(c.config.n_vips, 3);
         assert_eq!(bytes(c.config.vips[0]), [203, 0, 113, 10]);
         assert_eq!(bytes(c.config.vips[1]), [203, 0, 113, 11]);
@@ -503,7 +504,7 @@ kawaii:
 
         // A zone without an entry SNATs to the first public IP.
         let other = yaml.replace("zone: eu-west-b", "zone: eu-west-c");
-        let c = compile(&parse_str(&other).expect("valid"));
+        let c = compile(&parse_str(&other).expect("valid")).expect("kawaii");
         assert_eq!(bytes(c.config.snat_ip), [203, 0, 113, 10]);
     }
 

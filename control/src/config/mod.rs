@@ -2,7 +2,9 @@
 //! compilation into BPF map contents.
 //!
 //! Pipeline: YAML text --[`model`]--> [`model::Config`]
-//! --[`validate`]--> [`ValidConfig`] --[`compile`]--> [`compile::Compiled`].
+//! --[`validate`] (and [`konvey`])--> [`ValidConfig`] --[`compile`]-->
+//! [`compile::Compiled`] (Kawaii); Konvey's rotations are computed by
+//! [`crate::konvey::reconcile`].
 //! Nothing touches the kernel before the last step succeeded.
 //!
 //! ```
@@ -13,6 +15,7 @@
 //! ```
 
 pub mod compile;
+pub mod konvey;
 pub mod model;
 pub mod ports;
 pub mod validate;

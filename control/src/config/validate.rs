@@ -33,7 +33,8 @@ use ipnet::Ipv4Net;
 use kowabunga_bindings::{KW_MAX_IPSEC, KW_MAX_PEERINGS, KW_MAX_RULES_PER_TABLE, KW_MAX_VIPS};
 use thiserror::Error;
 
-use super::model::{Config, Policy, PortSpec, Secret};
+use super::konvey::{ValidKonvey, ValidNodeKonvey};
+use super::model::{Config, Kawaii, Policy, PortSpec, Secret};
 use super::ports::{parse_port_list, parse_port_range, PortError};
 
 /// Largest accepted `node.conntrack_entries` (64 Mi entries).
@@ -210,6 +211,25 @@ pub enum ErrorKind {
     /// A path that must be absolute.
     #[error("{0:?} is not an absolute path")]
     NotAbsolute(String),
+    /// Neither a `kawaii` nor a `konvey` section.
+    #[error("missing: a node runs kawaii, konvey or both, and this file has neither section")]
+    NoService,
+    /// A field that is optional in general but required here.
+    #[error("missing: {0}")]
+    Required(&'static str),
+    /// An interface listed for both the Kawaii and the Konvey program.
+    #[error(
+        "{value:?} already carries the Kawaii program ({other}); an interface runs one program"
+    )]
+    BothPrograms {
+        /// The interface.
+        value: String,
+        /// Where it is listed for Kawaii.
+        other: String,
+    },
+    /// A `node.konvey.health.endpoints` key naming no endpoint.
+    #[error("{0:?} is not the name of a konvey endpoint")]
+    UnknownEndpoint(String),
 }
 
 /// An L4 protocol of a rule.
@@ -461,12 +481,14 @@ pub struct Ipsec {
 /// The interfaces of the node, validated (names distinct).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidInterfaces {
-    /// Internet side.
-    pub public: String,
-    /// Project side.
-    pub private: String,
-    /// VPC peering links.
+    /// Kawaii: Internet side (always set when there is a Kawaii section).
+    pub public: Option<String>,
+    /// Kawaii: project side (always set when there is a Kawaii section).
+    pub private: Option<String>,
+    /// Kawaii: VPC peering links.
     pub peerings: Vec<String>,
+    /// Konvey: interfaces of the load balancer program (none of the above).
+    pub konvey: Vec<String>,
 }
 
 /// The validated node section.
@@ -482,6 +504,8 @@ pub struct ValidNode {
     pub nat_ports: (u16, u16),
     /// Conntrack size, `None` for the dataplane default.
     pub conntrack_entries: Option<u32>,
+    /// Konvey settings of the node (defaults when absent).
+    pub konvey: ValidNodeKonvey,
 }
 
 /// The validated Kawaii section.
@@ -514,8 +538,10 @@ pub struct ValidKawaii {
 pub struct ValidConfig {
     /// Node settings.
     pub node: ValidNode,
-    /// Kawaii settings.
-    pub kawaii: ValidKawaii,
+    /// Kawaii settings, if this node is a Kawaii gateway.
+    pub kawaii: Option<ValidKawaii>,
+    /// Konvey settings, if this node is a Konvey load balancer.
+    pub konvey: Option<ValidKonvey>,
 }
 
 /// Ingress rules added per IPsec connection (IKE udp 500, udp 4500, ESP).
@@ -656,23 +682,27 @@ fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
     let node = &config.node;
     check_name("node.zone", &node.zone)?;
 
-    let ifaces = &node.interfaces;
-    check_ifname("node.interfaces.public", &ifaces.public)?;
-    check_ifname("node.interfaces.private", &ifaces.private)?;
-    let mut seen: HashMap<&str, String> = HashMap::new();
-    seen.insert(&ifaces.public, "node.interfaces.public".to_owned());
-    if seen.contains_key(ifaces.private.as_str()) {
-        return err(
-            "node.interfaces.private",
-            ErrorKind::Duplicate {
-                value: ifaces.private.clone(),
-                other: "node.interfaces.public".to_owned(),
-            },
-        );
+    if config.kawaii.is_none() && config.konvey.is_none() {
+        return err("kawaii", ErrorKind::NoService);
     }
-    seen.insert(&ifaces.private, "node.interfaces.private".to_owned());
+
+    let ifaces = &node.interfaces;
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    let mut named: Vec<(String, &String)> = Vec::new();
+    for (field, name) in [("public", &ifaces.public), ("private", &ifaces.private)] {
+        let path = format!("node.interfaces.{field}");
+        match name {
+            Some(name) => named.push((path, name)),
+            None if config.kawaii.is_some() => {
+                return err(path, ErrorKind::Required("a kawaii section needs it"))
+            }
+            None => {}
+        }
+    }
     for (i, name) in ifaces.peerings.iter().enumerate() {
-        let path = format!("node.interfaces.peerings[{i}]");
+        named.push((format!("node.interfaces.peerings[{i}]"), name));
+    }
+    for (path, name) in named {
         check_ifname(&path, name)?;
         if let Some(other) = seen.get(name.as_str()) {
             return err(
@@ -690,6 +720,36 @@ fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
         ifaces.peerings.len(),
         KW_MAX_PEERINGS,
     )?;
+    if config.konvey.is_some() && ifaces.konvey.is_empty() {
+        return err(
+            "node.interfaces.konvey",
+            ErrorKind::Required("a konvey section needs at least one interface"),
+        );
+    }
+    let mut konvey_seen: HashMap<&str, String> = HashMap::new();
+    for (i, name) in ifaces.konvey.iter().enumerate() {
+        let path = format!("node.interfaces.konvey[{i}]");
+        check_ifname(&path, name)?;
+        if let Some(other) = seen.get(name.as_str()) {
+            return err(
+                path,
+                ErrorKind::BothPrograms {
+                    value: name.clone(),
+                    other: other.clone(),
+                },
+            );
+        }
+        if let Some(other) = konvey_seen.get(name.as_str()) {
+            return err(
+                path,
+                ErrorKind::Duplicate {
+                    value: name.clone(),
+                    other: other.clone(),
+                },
+            );
+        }
+        konvey_seen.insert(name, path);
+    }
 
     if !node.bpffs.is_absolute() {
         return err(
@@ -727,10 +787,12 @@ fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
             public: ifaces.public.clone(),
             private: ifaces.private.clone(),
             peerings: ifaces.peerings.clone(),
+            konvey: ifaces.konvey.clone(),
         },
         bpffs: node.bpffs.clone(),
         nat_ports,
         conntrack_entries: node.conntrack_entries,
+        konvey: super::konvey::validate_node_konvey(&node.konvey)?,
     })
 }
 
@@ -772,8 +834,22 @@ fn validate_proposal(
 /// A [`ValidationError`] naming the field path and its value.
 pub fn validate(config: &Config) -> Result<ValidConfig, ValidationError> {
     let node = validate_node(config)?;
-    let k = &config.kawaii;
+    let kawaii = match &config.kawaii {
+        Some(k) => Some(validate_kawaii(&node, k)?),
+        None => None,
+    };
+    let konvey = match &config.konvey {
+        Some(k) => Some(super::konvey::validate_konvey(&node, k)?),
+        None => None,
+    };
+    Ok(ValidConfig {
+        node,
+        kawaii,
+        konvey,
+    })
+}
 
+fn validate_kawaii(node: &ValidNode, k: &Kawaii) -> Result<ValidKawaii, ValidationError> {
     // private_subnet first: other checks refer to it.
     let private_subnet = parse_net("kawaii.private_subnet", &k.private_subnet, false)?;
     if private_subnet.prefix_len() == 0 {
@@ -1041,19 +1117,16 @@ pub fn validate(config: &Config) -> Result<ValidConfig, ValidationError> {
         .sum();
     check_rules("kawaii.vpc_peerings[*].egress", n_peer_out, String::new())?;
 
-    Ok(ValidConfig {
-        node,
-        kawaii: ValidKawaii {
-            public_ips,
-            snat_ip,
-            private_subnet,
-            ingress,
-            egress_policy: k.firewall.egress_policy,
-            egress,
-            dnat,
-            peerings,
-            ipsec,
-        },
+    Ok(ValidKawaii {
+        public_ips,
+        snat_ip,
+        private_subnet,
+        ingress,
+        egress_policy: k.firewall.egress_policy,
+        egress,
+        dnat,
+        peerings,
+        ipsec,
     })
 }
 
@@ -1133,12 +1206,18 @@ mod tests {
     - {{subnet: 10.1.0.0/24, policy: drop, ingress: [{{protocol: tcp, ports: "1-65535"}}], egress: [{{protocol: tcp, ports: "1-65535"}}]}}
 {IPSEC}"#
         )));
-        assert_eq!(v.kawaii.dnat[0].ports, vec![(80, 80), (443, 443)]);
-        assert_eq!(v.kawaii.peerings[0].policy, Policy::Drop);
+        assert_eq!(
+            v.kawaii.as_ref().expect("kawaii").dnat[0].ports,
+            vec![(80, 80), (443, 443)]
+        );
+        assert_eq!(
+            v.kawaii.as_ref().expect("kawaii").peerings[0].policy,
+            Policy::Drop
+        );
         assert_eq!(v.node.bpffs, PathBuf::from("/sys/fs/bpf/kowabunga"));
         assert_eq!(v.node.nat_ports, (1024, 65535));
         assert_eq!(v.node.conntrack_entries, None);
-        let conn = &v.kawaii.ipsec[0];
+        let conn = &v.kawaii.as_ref().expect("kawaii").ipsec[0];
         assert_eq!(conn.phase1.strongswan(), "aes256-sha512-modp2048");
         assert_eq!(conn.pre_shared_key.expose(), "correct horse battery staple");
     }
@@ -1147,9 +1226,12 @@ mod tests {
     fn accepts_the_lab_example() {
         let text = include_str!("../../examples/kawaii-lab.yaml");
         let v = ok(text);
-        assert_eq!(v.node.interfaces.public, "kw-gw-pub");
-        assert_eq!(v.node.interfaces.private, "kw-gw-priv");
-        assert_eq!(v.kawaii.snat_ip, Ipv4Addr::new(203, 0, 113, 10));
+        assert_eq!(v.node.interfaces.public.as_deref(), Some("kw-gw-pub"));
+        assert_eq!(v.node.interfaces.private.as_deref(), Some("kw-gw-priv"));
+        assert_eq!(
+            v.kawaii.as_ref().expect("kawaii").snat_ip,
+            Ipv4Addr::new(203, 0, 113, 10)
+        );
     }
 
     #[test]
@@ -1157,11 +1239,20 @@ mod tests {
         let v = ok(&with_kawaii(
             "  firewall: {ingress: [{protocol: TCP, ports: 22}, {protocol: Icmp}]}\n",
         ));
-        assert_eq!(v.kawaii.ingress[0].protocol, Protocol::Tcp);
-        assert_eq!(v.kawaii.ingress[0].ports, vec![(22, 22)]);
-        assert_eq!(v.kawaii.ingress[1].protocol, Protocol::Icmp);
         assert_eq!(
-            v.kawaii.ingress[0].net,
+            v.kawaii.as_ref().expect("kawaii").ingress[0].protocol,
+            Protocol::Tcp
+        );
+        assert_eq!(
+            v.kawaii.as_ref().expect("kawaii").ingress[0].ports,
+            vec![(22, 22)]
+        );
+        assert_eq!(
+            v.kawaii.as_ref().expect("kawaii").ingress[1].protocol,
+            Protocol::Icmp
+        );
+        assert_eq!(
+            v.kawaii.as_ref().expect("kawaii").ingress[0].net,
             "0.0.0.0/0".parse::<Ipv4Net>().expect("net")
         );
     }
@@ -1179,7 +1270,12 @@ mod tests {
             assert!(!text.contains("correct horse"), "{text}");
             assert!(text.contains("***"), "{text}");
         }
-        assert_eq!(valid.kawaii.ipsec[0].pre_shared_key.to_string(), "***");
+        assert_eq!(
+            valid.kawaii.as_ref().expect("kawaii").ipsec[0]
+                .pre_shared_key
+                .to_string(),
+            "***"
+        );
     }
 
     #[test]

@@ -1,0 +1,250 @@
+//! The daemon's view of the Konvey dataplane: a small trait, implemented
+//! for the real [`Konvey`] and for fakes in tests (as
+//! [`crate::engine::Dataplane`] is for Kawaii).
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
+use kowabunga_dataplane::{Counters, DropEvent, DropEvents, Konvey, LoadOptions, SweepReport};
+use tracing::{debug, warn};
+
+/// What the daemon needs from a Konvey dataplane.
+pub trait KonveyDataplane {
+    /// Writes the node-wide settings (source address, port range).
+    ///
+    /// # Errors
+    /// A map write failed.
+    fn set_config(&mut self, config: &KonveyConfig) -> anyhow::Result<()>;
+
+    /// Replaces the rotation of `key` atomically (creating the service);
+    /// established flows are not affected. An empty rotation keeps the
+    /// service, whose new flows are then dropped.
+    ///
+    /// # Errors
+    /// A map write failed; the previous rotation stays.
+    fn set_service(&mut self, key: ServiceKey, rotation: &[Backend]) -> anyhow::Result<()>;
+
+    /// Removes a service: no new flows; established ones continue.
+    ///
+    /// # Errors
+    /// A map write failed.
+    fn remove_service(&mut self, key: ServiceKey) -> anyhow::Result<()>;
+
+    /// The services in the maps now, with their rotations.
+    ///
+    /// # Errors
+    /// A map could not be read.
+    fn services(&self) -> anyhow::Result<Vec<(ServiceKey, Vec<Backend>)>>;
+
+    /// Live flows per backend, from conntrack.
+    ///
+    /// # Errors
+    /// Conntrack could not be read.
+    fn flows_by_backend(&self) -> anyhow::Result<HashMap<Backend, usize>>;
+
+    /// Attaches the program to `ifname` (reusing a pinned link).
+    ///
+    /// # Errors
+    /// The interface does not exist or XDP cannot be attached.
+    fn attach(&mut self, ifname: &str) -> anyhow::Result<()>;
+
+    /// Detaches `ifname`; whether anything was attached.
+    ///
+    /// # Errors
+    /// The pin could not be removed.
+    fn detach(&mut self, ifname: &str) -> anyhow::Result<bool>;
+
+    /// Deletes conntrack flows expired at `now_ns`.
+    ///
+    /// # Errors
+    /// Conntrack could not be read or written.
+    fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport>;
+
+    /// Every sampled drop event available now (never blocks).
+    fn drain_events(&mut self) -> Vec<DropEvent>;
+
+    /// The outcome counters, summed over CPUs.
+    ///
+    /// # Errors
+    /// The counters map could not be read.
+    fn counters(&self) -> anyhow::Result<Counters>;
+}
+
+/// The real dataplane: [`Konvey`] plus its drop-event reader.
+#[derive(Debug)]
+pub struct KonveyEngine {
+    konvey: Konvey,
+    events: Option<DropEvents>,
+}
+
+impl KonveyEngine {
+    /// Loads `konvey.o` with pinned maps under `options.pin_dir`.
+    ///
+    /// # Errors
+    /// Loading failed (verifier, bpffs, mismatching pinned map).
+    pub fn load(options: &LoadOptions) -> anyhow::Result<Self> {
+        let mut konvey = Konvey::load(options).context("cannot load the Konvey dataplane")?;
+        let events = match konvey.drop_events() {
+            Ok(events) => Some(events),
+            Err(e) => {
+                warn!("konvey drop events unavailable: {e}");
+                None
+            }
+        };
+        Ok(KonveyEngine { konvey, events })
+    }
+
+    /// The loaded dataplane.
+    pub fn konvey(&self) -> &Konvey {
+        &self.konvey
+    }
+}
+
+impl KonveyDataplane for KonveyEngine {
+    fn set_config(&mut self, config: &KonveyConfig) -> anyhow::Result<()> {
+        self.konvey
+            .set_config(config)
+            .context("cannot write the Konvey settings")
+    }
+
+    fn set_service(&mut self, key: ServiceKey, rotation: &[Backend]) -> anyhow::Result<()> {
+        self.konvey
+            .set_service(key, rotation)
+            .with_context(|| format!("cannot program service {key}"))
+    }
+
+    fn remove_service(&mut self, key: ServiceKey) -> anyhow::Result<()> {
+        self.konvey
+            .remove_service(key)
+            .with_context(|| format!("cannot remove service {key}"))
+    }
+
+    fn services(&self) -> anyhow::Result<Vec<(ServiceKey, Vec<Backend>)>> {
+        self.konvey
+            .services()
+            .context("cannot read the Konvey services")
+    }
+
+    fn flows_by_backend(&self) -> anyhow::Result<HashMap<Backend, usize>> {
+        self.konvey
+            .flows_by_backend()
+            .context("cannot count the flows per backend")
+    }
+
+    fn attach(&mut self, ifname: &str) -> anyhow::Result<()> {
+        let attached = self
+            .konvey
+            .attach(ifname)
+            .with_context(|| format!("cannot attach the konvey program to {ifname}"))?;
+        debug!(
+            interface = ifname,
+            mode = ?attached.mode,
+            replaced = attached.replaced,
+            pinned = attached.pinned,
+            "Konvey XDP program attached"
+        );
+        Ok(())
+    }
+
+    fn detach(&mut self, ifname: &str) -> anyhow::Result<bool> {
+        self.konvey
+            .detach(ifname)
+            .with_context(|| format!("cannot detach {ifname}"))
+    }
+
+    fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport> {
+        self.konvey
+            .sweep(now_ns)
+            .context("konvey conntrack sweep failed")
+    }
+
+    fn drain_events(&mut self) -> Vec<DropEvent> {
+        self.events
+            .as_mut()
+            .map(DropEvents::drain)
+            .unwrap_or_default()
+    }
+
+    fn counters(&self) -> anyhow::Result<Counters> {
+        self.konvey
+            .counters()
+            .context("cannot read the Konvey counters")
+    }
+}
+
+/// A recording, in-memory Konvey dataplane for unit tests.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Records what it is asked; `flows` is what `flows_by_backend` says;
+    /// `fail` makes every write fail.
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeKonvey {
+        pub(crate) config: Option<KonveyConfig>,
+        pub(crate) services: BTreeMap<ServiceKey, Vec<Backend>>,
+        pub(crate) writes: Vec<String>,
+        pub(crate) flows: HashMap<Backend, usize>,
+        pub(crate) attached: Vec<String>,
+        pub(crate) fail: bool,
+        pub(crate) sweeps: Vec<u64>,
+    }
+
+    impl FakeKonvey {
+        fn check(&self, what: &str) -> anyhow::Result<()> {
+            if self.fail {
+                anyhow::bail!("{what}: map write failed");
+            }
+            Ok(())
+        }
+    }
+
+    impl KonveyDataplane for FakeKonvey {
+        fn set_config(&mut self, config: &KonveyConfig) -> anyhow::Result<()> {
+            self.check("set_config")?;
+            self.config = Some(*config);
+            Ok(())
+        }
+        fn set_service(&mut self, key: ServiceKey, rotation: &[Backend]) -> anyhow::Result<()> {
+            self.check("set_service")?;
+            let list: Vec<String> = rotation.iter().map(ToString::to_string).collect();
+            self.writes.push(format!("set {key} [{}]", list.join(", ")));
+            self.services.insert(key, rotation.to_vec());
+            Ok(())
+        }
+        fn remove_service(&mut self, key: ServiceKey) -> anyhow::Result<()> {
+            self.check("remove_service")?;
+            self.writes.push(format!("remove {key}"));
+            self.services.remove(&key);
+            Ok(())
+        }
+        fn services(&self) -> anyhow::Result<Vec<(ServiceKey, Vec<Backend>)>> {
+            Ok(self.services.iter().map(|(k, v)| (*k, v.clone())).collect())
+        }
+        fn flows_by_backend(&self) -> anyhow::Result<HashMap<Backend, usize>> {
+            Ok(self.flows.clone())
+        }
+        fn attach(&mut self, ifname: &str) -> anyhow::Result<()> {
+            self.check("attach")?;
+            self.attached.push(ifname.to_owned());
+            Ok(())
+        }
+        fn detach(&mut self, ifname: &str) -> anyhow::Result<bool> {
+            let before = self.attached.len();
+            self.attached.retain(|n| n != ifname);
+            Ok(before != self.attached.len())
+        }
+        fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport> {
+            self.sweeps.push(now_ns);
+            Ok(SweepReport::default())
+        }
+        fn drain_events(&mut self) -> Vec<DropEvent> {
+            Vec::new()
+        }
+        fn counters(&self) -> anyhow::Result<Counters> {
+            Ok(Counters::default())
+        }
+    }
+}
