@@ -1,6 +1,7 @@
-//! A pure-Rust reference model of the Kawaii dataplane.
+//! A pure-Rust reference model of the Kawaii and Konvey dataplanes.
 //!
-//! The model states the semantics of `ebpf/kawaii.c` in plain Rust over raw
+//! The model states the semantics of `ebpf/kawaii.c` and `ebpf/konvey.c`
+//! (sharing the flow life cycle of `kw_flow.h`, in [`flow`]) in plain Rust over raw
 //! frames: the same classification, conntrack pairs, SNAT port probing,
 //! checksum arithmetic (RFC 1624) and forwarding decisions. Fixtures and the
 //! differential test compare it with the BPF program packet by packet:
@@ -8,10 +9,13 @@
 
 pub mod csum;
 pub mod fib;
+pub mod flow;
 pub mod kawaii;
+pub mod konvey;
 
 pub use fib::{FibModel, FibResult};
 pub use kawaii::{KawaiiModel, Outcome};
+pub use konvey::KonveyModel;
 
 /// `XDP_DROP`.
 pub const XDP_DROP: u32 = 1;

@@ -1,0 +1,227 @@
+//! The Konvey semantics over raw Ethernet frames, mirroring `ebpf/konvey.c`
+//! and `kw_lb.h`; the flow life cycle (conntrack, port allocation, rewrite,
+//! forwarding) is the one Kawaii uses, from [`super::flow`].
+//!
+//! Services are programmed with the inputs of the dataplane's
+//! `Konvey::set_service` / `remove_service`, and the model allocates service
+//! ids and resets round-robin counters the way those functions do, so the
+//! turn every new flow takes is the kernel's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use kowabunga_bindings::{
+    kw_role, kw_stat, KV_MAX_BACKENDS, KV_MAX_SERVICES, KW_CT_F_DNAT, KW_CT_F_SNAT,
+};
+use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
+
+use super::fib::FibModel;
+use super::flow::{
+    self, drop, pass, tcp_not_syn, Conntrack, CtEntry, FlowEnv, Kind, Outcome, Pkt, Plan, Tuple,
+    IPPROTO_TCP, IPPROTO_UDP,
+};
+
+const ROLE: u8 = kw_role::KW_ROLE_KONVEY as u8;
+
+/// A service as `kv_services` holds it: its id and rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// Index of its round-robin counter in `kv_rr`.
+    pub id: u32,
+    /// The backends that take new flows, in order.
+    pub rotation: Vec<Backend>,
+}
+
+/// The Konvey reference model: configuration, services, round-robin
+/// counters, conntrack and FIB.
+#[derive(Debug, Clone)]
+pub struct KonveyModel {
+    cfg: Option<KonveyConfig>,
+    services: BTreeMap<ServiceKey, ServiceEntry>,
+    rr: HashMap<u32, u64>,
+    ct: Conntrack,
+    /// The forwarding table the fixture network gives the kernel.
+    pub fib: FibModel,
+}
+
+impl KonveyModel {
+    /// A model with no configuration: everything passes (`pass_no_config`).
+    pub fn unconfigured(fib: FibModel) -> Self {
+        Self {
+            cfg: None,
+            services: BTreeMap::new(),
+            rr: HashMap::new(),
+            ct: Conntrack::new(),
+            fib,
+        }
+    }
+
+    /// A model programmed with `cfg` (as `Konvey::set_config`).
+    pub fn new(cfg: KonveyConfig, fib: FibModel) -> Self {
+        let mut m = Self::unconfigured(fib);
+        m.set_config(cfg);
+        m
+    }
+
+    /// `Konvey::set_config`; services and conntrack are kept.
+    pub fn set_config(&mut self, cfg: KonveyConfig) {
+        self.cfg = Some(cfg);
+    }
+
+    /// `Konvey::set_service`: a new service takes the lowest free id and
+    /// starts its round-robin at 0; an existing one keeps id and counter.
+    pub fn set_service(&mut self, key: ServiceKey, rotation: &[Backend]) {
+        let rotation = rotation.to_vec();
+        if let Some(s) = self.services.get_mut(&key) {
+            s.rotation = rotation;
+            return;
+        }
+        let id = (0..KV_MAX_SERVICES)
+            .find(|i| !self.services.values().any(|s| s.id == *i))
+            .unwrap_or(KV_MAX_SERVICES);
+        self.rr.insert(id, 0);
+        self.services.insert(key, ServiceEntry { id, rotation });
+    }
+
+    /// `Konvey::remove_service`; conntrack is kept.
+    pub fn remove_service(&mut self, key: ServiceKey) {
+        self.services.remove(&key);
+    }
+
+    /// The services and their entries.
+    pub fn services(&self) -> &BTreeMap<ServiceKey, ServiceEntry> {
+        &self.services
+    }
+
+    /// Round-robin turns a service has taken so far.
+    pub fn turns(&self, key: &ServiceKey) -> Option<u64> {
+        let s = self.services.get(key)?;
+        self.rr.get(&s.id).copied()
+    }
+
+    /// Number of conntrack entries (two per flow).
+    pub fn ct_len(&self) -> usize {
+        self.ct.len()
+    }
+
+    /// A conntrack entry, by tuple.
+    pub fn ct_get(&self, t: &Tuple) -> Option<&CtEntry> {
+        self.ct.get(t)
+    }
+
+    /// Every conntrack entry.
+    pub fn ct_entries(&self) -> impl Iterator<Item = (&Tuple, &CtEntry)> {
+        self.ct.iter()
+    }
+
+    fn is_vip(&self, addr: u32) -> bool {
+        // kv_vips holds a VIP while at least one service is on it
+        self.services.keys().any(|k| u32::from(k.vip) == addr)
+    }
+
+    /// Run one frame through the program.
+    pub fn process(&mut self, frame: &[u8]) -> Outcome {
+        let mut p = Pkt::new(frame);
+        let (verdict, stat) = self.konvey(&mut p);
+        Outcome {
+            verdict,
+            packet: p.buf,
+            stat,
+        }
+    }
+
+    // konvey()
+    fn konvey(&mut self, p: &mut Pkt) -> (u32, u32) {
+        let Some(cfg) = self.cfg else {
+            return pass(kw_stat::KW_STAT_PASS_NO_CONFIG);
+        };
+        let ihl = match p.parse_l3() {
+            Ok(ihl) => ihl,
+            Err(verdict) => return verdict,
+        };
+        let snat_ip = u32::from(cfg.source);
+        let to_vip = self.is_vip(p.key.daddr);
+        if !to_vip && p.key.daddr != snat_ip {
+            return pass(kw_stat::KW_STAT_PASS_NOT_OURS);
+        }
+        if p.key.proto != IPPROTO_TCP && p.key.proto != IPPROTO_UDP {
+            return pass(if to_vip {
+                kw_stat::KW_STAT_PASS_TO_HOST
+            } else {
+                kw_stat::KW_STAT_PASS_NOT_OURS
+            });
+        }
+        if !to_vip && (ihl != 5 || p.is_fragment()) {
+            return pass(kw_stat::KW_STAT_PASS_NOT_OURS);
+        }
+        if ihl != 5 {
+            return drop(kw_stat::KW_STAT_DROP_IP_OPTIONS);
+        }
+        if p.is_fragment() {
+            return drop(kw_stat::KW_STAT_DROP_FRAGMENT);
+        }
+        if !flow::parse_l4(p) {
+            return drop(kw_stat::KW_STAT_DROP_MALFORMED_L4);
+        }
+        if let Some(v) = self.ct.get(&p.key) {
+            if v.in_role == ROLE {
+                let key = p.key;
+                return flow::established(&mut self.ct, &self.fib, p, key);
+            }
+        }
+        if !to_vip {
+            return pass(kw_stat::KW_STAT_PASS_NOT_OURS);
+        }
+        self.new_flow(p, &cfg)
+    }
+
+    // kv_new_flow()
+    fn new_flow(&mut self, p: &mut Pkt, cfg: &KonveyConfig) -> (u32, u32) {
+        let key = ServiceKey {
+            vip: Ipv4Addr::from(p.key.daddr),
+            proto: match p.kind {
+                Kind::Tcp => kowabunga_dataplane::konvey::Proto::Tcp,
+                _ => kowabunga_dataplane::konvey::Proto::Udp,
+            },
+            port: p.key.dport,
+        };
+        let Some(svc) = self.services.get(&key) else {
+            return drop(kw_stat::KW_STAT_DROP_NO_SERVICE);
+        };
+        if tcp_not_syn(p) {
+            return drop(kw_stat::KW_STAT_DROP_TCP_NOT_SYN);
+        }
+        if p.ttl_expiring() {
+            return pass(kw_stat::KW_STAT_PASS_TTL);
+        }
+        // kv_pick()
+        let count = svc.rotation.len();
+        if count == 0 || count > KV_MAX_BACKENDS as usize {
+            return drop(kw_stat::KW_STAT_DROP_NO_BACKEND);
+        }
+        let Some(rr) = self.rr.get_mut(&svc.id) else {
+            return drop(kw_stat::KW_STAT_DROP_NO_BACKEND);
+        };
+        let turn = *rr;
+        *rr = rr.wrapping_add(1);
+        let be = svc.rotation[(turn % count as u64) as usize];
+        let n = Tuple {
+            saddr: u32::from(cfg.source),
+            daddr: u32::from(be.addr),
+            sport: p.key.sport,
+            dport: be.port,
+            proto: p.key.proto,
+        };
+        let env = FlowEnv {
+            port_min: cfg.port_min,
+            port_max: cfg.port_max,
+        };
+        let plan = Plan {
+            in_role: ROLE,
+            reply_role: ROLE,
+            flags: (KW_CT_F_SNAT | KW_CT_F_DNAT) as u8,
+            snat: true,
+        };
+        flow::new_flow(&mut self.ct, &self.fib, p, env, n, plan)
+    }
+}
