@@ -6,6 +6,7 @@
 //! * [`node`]: one VRRP speaker (ours or keepalived) in a router, killed on drop;
 //! * [`probe`]: the client's UDP probe and the routers' responders;
 //! * [`capture`]: raw VRRP packets as seen on the segment (wire vectors);
+//! * [`scenario`]: the measured failover (crash or graceful stop under traffic);
 //! * [`wait`]: bounded polling.
 //!
 //! Everything here needs root; tests call [`crate::lab::privileged`] first.
@@ -14,6 +15,7 @@ pub mod capture;
 pub mod lab;
 pub mod node;
 pub mod probe;
+pub mod scenario;
 pub mod wait;
 
 use std::time::Duration;
