@@ -178,6 +178,22 @@ impl Hypervisor for LibvirtHypervisor {
             .map_err(|e| map_err("define", &spec.name, e))
     }
 
+    fn update(&self, spec: &DomainSpec) -> Result<(), HypervisorError> {
+        let dom = self.lookup("update", &spec.name)?;
+        // Same UUID, or libvirt sees a new domain clashing with the name.
+        let mut spec = spec.clone();
+        if spec.uuid.is_none() {
+            spec.uuid = Some(
+                dom.uuid_string()
+                    .map_err(|e| map_err("update", &spec.name, e))?,
+            );
+        }
+        self.conn
+            .define_domain_xml(&spec.to_libvirt_xml())
+            .map(drop)
+            .map_err(|e| map_err("define", &spec.name, e))
+    }
+
     fn start(&self, name: &str) -> Result<(), HypervisorError> {
         self.lookup("start", name)?
             .create()
@@ -322,6 +338,13 @@ mod tests {
         assert_eq!(hv.state("unit-a").expect("state"), DomainState::Running);
         let xml = hv.domain_xml("unit-a").expect("xml");
         assert!(xml.contains("da:1e:70:00:00:01"), "{xml}");
+        let mut bigger = spec("unit-a");
+        bigger.vcpus = 4;
+        hv.update(&bigger).expect("update");
+        assert!(matches!(
+            hv.update(&spec("unit-none")),
+            Err(HypervisorError::NotFound(_))
+        ));
         hv.reboot("unit-a").expect("reboot");
         hv.stop("unit-a").expect("stop");
         assert_eq!(hv.state("unit-a").expect("state"), DomainState::Shutoff);

@@ -202,6 +202,10 @@ pub trait Hypervisor: Send + Sync {
     /// Defines (persistently) a domain; does not start it.
     fn define(&self, spec: &DomainSpec) -> Result<(), HypervisorError>;
 
+    /// Replaces the persistent definition of an existing domain (vCPUs,
+    /// memory, disks); a running domain picks it up at its next start.
+    fn update(&self, spec: &DomainSpec) -> Result<(), HypervisorError>;
+
     /// Starts a defined domain.
     fn start(&self, name: &str) -> Result<(), HypervisorError>;
 

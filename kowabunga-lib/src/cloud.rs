@@ -1,0 +1,1308 @@
+//! The async facade a service embeds: projects, Kompute instances, DNS
+//! records and Kylo shares on top of runtime-chosen backends.
+//!
+//! [`Cloud`] keeps its inventory in memory (a service persists the model
+//! itself, e.g. from the events). Backends are blocking traits; every call
+//! to them runs in `tokio::task::spawn_blocking`.
+//!
+//! Creating a Kompute goes: validation -> quota -> placement -> address and
+//! MAC -> disks (copy-on-write clone of the template, optional data disk) ->
+//! cloud-init seed -> define -> start. Whatever fails, the steps already done
+//! are undone in reverse order, so nothing is left behind, and the error is
+//! returned typed ([`CloudError`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kowabunga::cloud::CloudError> {
+//! use std::sync::Arc;
+//! use kowabunga::cloud::{Cloud, CloudConfig, RegionConfig};
+//! use kowabunga::model::{Kompute, Project, Region, Zone};
+//! use kowabunga::storage::qcow2::Qcow2Storage;
+//!
+//! let region = RegionConfig::new(
+//!     Region { name: "eu-west".into(), desc: String::new() },
+//!     vec![Zone { name: "eu-west-a".into(), desc: String::new(), region: "eu-west".into() }],
+//!     vec!["10.50.0.0/16".parse().unwrap()],
+//! );
+//! let storage = Arc::new(Qcow2Storage::new("/var/lib/kowabunga")?);
+//! let cloud = Cloud::new(CloudConfig::new(vec![region], "/var/lib/kowabunga/seeds"), storage);
+//! # let hv: Arc<dyn kowabunga::hypervisor::Hypervisor> = todo!();
+//! cloud.add_hypervisor("eu-west-a", hv).await?;
+//! let project: Project = serde_norway::from_str("name: acme\nregions: [eu-west]\nsubnet_size: 25\n").unwrap();
+//! let info = cloud.create_project(project).await?;
+//! println!("acme got {}", info.networks["eu-west"].subnet.cidr);
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::alloc::{
+    self, AllocError, HypervisorLoad, MacAddr, ProjectSubnet, Usage, ZoneInstance,
+    DEFAULT_GATEWAY_POOL_SIZE,
+};
+use crate::cloudinit::{NicConfig, Route, Seed, SeedError};
+use crate::hypervisor::{
+    DirectBoot, DiskDevice, DiskSpec, DomainSpec, DomainState, Hypervisor, HypervisorError, NicSpec,
+};
+use crate::kylo::{FileShares, Share, ShareError, ShareRequest};
+use crate::model::{
+    validate_name, DnsRecord, Kompute, Kylo, Project, Region, Secret, Template, ValidationError,
+    Zone,
+};
+use crate::storage::{BlockStorage, DiskFormat, DiskSource, StorageError, GIB};
+
+/// Metric of the default route through the zone-local gateway; other zones'
+/// gateways follow with [`REMOTE_GATEWAY_METRIC`] and up.
+pub const LOCAL_GATEWAY_METRIC: u32 = 100;
+/// Metric of the first default route through another zone's gateway.
+pub const REMOTE_GATEWAY_METRIC: u32 = 200;
+
+/// One region the cloud serves: its zones and its private subnet pools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionConfig {
+    /// The region.
+    pub region: Region,
+    /// Its zones.
+    pub zones: Vec<Zone>,
+    /// Admin-provided pools project subnets are carved from.
+    pub subnet_pools: Vec<IpNet>,
+    /// Addresses reserved for zone gateways after each subnet's gateway.
+    pub gateway_pool_size: u32,
+}
+
+impl RegionConfig {
+    /// A region with the default gateway pool size.
+    pub fn new(region: Region, zones: Vec<Zone>, subnet_pools: Vec<IpNet>) -> Self {
+        RegionConfig {
+            region,
+            zones,
+            subnet_pools,
+            gateway_pool_size: DEFAULT_GATEWAY_POOL_SIZE,
+        }
+    }
+}
+
+/// Static configuration of a [`Cloud`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudConfig {
+    /// Regions served.
+    pub regions: Vec<RegionConfig>,
+    /// Directory of the cloud-init seed images (one per instance).
+    pub seed_dir: PathBuf,
+    /// Prefix of the project bridge names (`<prefix><project>`, cut to 15
+    /// bytes).
+    pub bridge_prefix: String,
+    /// SSH key used when a project has no bootstrap key.
+    pub default_pubkey: String,
+}
+
+impl CloudConfig {
+    /// A configuration with bridges named `kw-<project>`.
+    pub fn new(regions: Vec<RegionConfig>, seed_dir: impl Into<PathBuf>) -> Self {
+        CloudConfig {
+            regions,
+            seed_dir: seed_dir.into(),
+            bridge_prefix: "kw-".into(),
+            default_pubkey: String::new(),
+        }
+    }
+
+    /// The bridge of a project's private network.
+    pub fn bridge_for(&self, project: &str) -> String {
+        let mut b = format!("{}{project}", self.bridge_prefix);
+        while b.len() > 15 {
+            b.pop();
+        }
+        b
+    }
+
+    fn region(&self, name: &str) -> Option<&RegionConfig> {
+        self.regions.iter().find(|r| r.region.name == name)
+    }
+
+    fn zone(&self, name: &str) -> Option<(&RegionConfig, &Zone)> {
+        self.regions
+            .iter()
+            .find_map(|r| r.zones.iter().find(|z| z.name == name).map(|z| (r, z)))
+    }
+}
+
+/// Errors of the facade.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// A resource failed validation.
+    #[error("invalid {kind}: {source}")]
+    Invalid {
+        /// The resource kind (`project`, `kompute`...).
+        kind: &'static str,
+        /// What is wrong.
+        #[source]
+        source: ValidationError,
+    },
+    /// Quota, pool or placement refused the request.
+    #[error(transparent)]
+    Alloc(#[from] AllocError),
+    /// The hypervisor failed.
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    /// Block storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The cloud-init seed could not be built.
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+    /// File shares failed.
+    #[error(transparent)]
+    Share(#[from] ShareError),
+    /// A referenced resource does not exist.
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        /// The resource kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The resource exists already.
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists {
+        /// The resource kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The operation needs a backend that was not configured.
+    #[error("no {0} backend configured")]
+    NoBackend(&'static str),
+    /// The operation is not possible in the resource's current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A blocking backend task panicked or was cancelled.
+    #[error("backend task failed: {0}")]
+    Task(String),
+}
+
+/// A project's network in one region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectNetwork {
+    /// The subnet and its address plan.
+    pub subnet: ProjectSubnet,
+    /// Zone -> zone gateway address (from the gateway pool).
+    pub zone_gateways: BTreeMap<String, Ipv4Addr>,
+    /// Zone -> VRRP router id of the zone's gateway VIP.
+    pub vrids: BTreeMap<String, u8>,
+    /// Host bridge of the project's private network.
+    pub bridge: String,
+}
+
+/// A project as the cloud holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectInfo {
+    /// The project.
+    pub project: Project,
+    /// Region -> network.
+    pub networks: BTreeMap<String, ProjectNetwork>,
+}
+
+/// A Kompute instance as the cloud holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KomputeInfo {
+    /// The instance as requested.
+    pub kompute: Kompute,
+    /// Domain / volume prefix: `<project>-<name>`.
+    pub domain: String,
+    /// Hypervisor it runs on.
+    pub hypervisor: String,
+    /// Private address.
+    pub ip: Ipv4Addr,
+    /// Private NIC's MAC.
+    pub mac: MacAddr,
+    /// Region of its zone.
+    pub region: String,
+    /// OS volume name.
+    pub os_volume: String,
+    /// Data volume name, when `extra_disk > 0`.
+    pub data_volume: Option<String>,
+    /// The cloud-init seed image.
+    pub seed: PathBuf,
+    /// Whether creation completed (false while being created or deleted).
+    pub ready: bool,
+}
+
+/// Extra knobs of [`Cloud::create_kompute_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KomputeOptions {
+    /// Boot this kernel directly (tests, appliances).
+    pub direct_boot: Option<DirectBoot>,
+    /// Write the serial console to this file.
+    pub serial_log: Option<PathBuf>,
+    /// Memory in MiB instead of `mem` GiB (tiny test guests); quotas still
+    /// count `mem`.
+    pub memory_mib: Option<u64>,
+}
+
+/// What the cloud tells its embedder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloudEvent {
+    /// A Kompute instance was created and started: the guide mails its
+    /// details (address, bootstrap credentials) to the project's users.
+    InstanceCreated {
+        /// Project.
+        project: String,
+        /// Instance name.
+        name: String,
+        /// Private address.
+        ip: Ipv4Addr,
+        /// Hypervisor.
+        hypervisor: String,
+        /// Bootstrap user.
+        bootstrap_user: String,
+        /// Bootstrap / root password (`Debug` prints `***`).
+        password: Secret,
+    },
+    /// A Kompute instance was deleted.
+    InstanceDeleted {
+        /// Project.
+        project: String,
+        /// Instance name.
+        name: String,
+    },
+}
+
+type Hook = Arc<dyn Fn(&CloudEvent) + Send + Sync>;
+
+struct HypervisorEntry {
+    zone: String,
+    hv: Arc<dyn Hypervisor>,
+}
+
+#[derive(Default)]
+struct State {
+    hypervisors: Vec<HypervisorEntry>,
+    projects: BTreeMap<String, ProjectInfo>,
+    /// Key: (project, name).
+    instances: BTreeMap<(String, String), KomputeInfo>,
+    /// Key: (project, name).
+    dns: BTreeMap<(String, String), DnsRecord>,
+    /// Key: (project, name).
+    kylos: BTreeMap<(String, String), (Kylo, Share)>,
+    templates: BTreeMap<String, Template>,
+    /// Domain specs of instances (to redefine on resize).
+    specs: BTreeMap<(String, String), DomainSpec>,
+}
+
+impl State {
+    fn macs(&self) -> BTreeSet<MacAddr> {
+        self.instances.values().map(|i| i.mac).collect()
+    }
+
+    fn usage(&self, project: &str) -> Usage {
+        self.instances
+            .values()
+            .filter(|i| i.kompute.project == project)
+            .fold(Usage::default(), |u, i| u.plus(usage_of(&i.kompute)))
+    }
+
+    fn loads(&self) -> Vec<HypervisorLoad> {
+        self.hypervisors
+            .iter()
+            .map(|h| {
+                let name = h.hv.name().to_owned();
+                let mine: Vec<&KomputeInfo> = self
+                    .instances
+                    .values()
+                    .filter(|i| i.hypervisor == name)
+                    .collect();
+                HypervisorLoad {
+                    zone: h.zone.clone(),
+                    instances: mine.len() as u32,
+                    vcpus: mine.iter().map(|i| i.kompute.vcpus).sum(),
+                    memory_gb: mine.iter().map(|i| i.kompute.mem).sum(),
+                    instance_names: mine.iter().map(|i| i.kompute.name.clone()).collect(),
+                    name,
+                }
+            })
+            .collect()
+    }
+
+    fn hypervisor(&self, name: &str) -> Option<Arc<dyn Hypervisor>> {
+        self.hypervisors
+            .iter()
+            .find(|h| h.hv.name() == name)
+            .map(|h| h.hv.clone())
+    }
+}
+
+fn usage_of(k: &Kompute) -> Usage {
+    Usage {
+        instances: 1,
+        vcpus: k.vcpus,
+        memory: k.mem,
+        storage: k.storage_gb(),
+    }
+}
+
+struct Inner {
+    config: CloudConfig,
+    storage: Arc<dyn BlockStorage>,
+    shares: Option<Arc<dyn FileShares>>,
+    state: tokio::sync::Mutex<State>,
+    hooks: std::sync::Mutex<Vec<Hook>>,
+}
+
+/// The facade. Cheap to clone; all clones share one inventory.
+#[derive(Clone)]
+pub struct Cloud {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cloud")
+            .field("regions", &self.inner.config.regions.len())
+            .field("storage", &self.inner.storage.backend())
+            .finish()
+    }
+}
+
+/// Runs a blocking backend call on the blocking pool.
+async fn blocking<T, E, F>(f: F) -> Result<T, CloudError>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Into<CloudError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CloudError::Task(e.to_string()))?
+        .map_err(Into::into)
+}
+
+/// One step of a creation, undone in reverse order on failure.
+enum Undo {
+    Volume(String),
+    Seed(PathBuf),
+    Domain(Arc<dyn Hypervisor>, String),
+}
+
+impl Cloud {
+    /// A cloud over `storage`, with no hypervisor yet.
+    pub fn new(config: CloudConfig, storage: Arc<dyn BlockStorage>) -> Self {
+        Cloud {
+            inner: Arc::new(Inner {
+                config,
+                storage,
+                shares: None,
+                state: tokio::sync::Mutex::new(State::default()),
+                hooks: std::sync::Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Adds a Kylo file share backend (call before sharing the `Cloud`).
+    pub fn with_shares(self, shares: Arc<dyn FileShares>) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.shares = Some(shares);
+                Cloud {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => {
+                tracing::warn!("with_shares on a shared Cloud is ignored");
+                Cloud { inner }
+            }
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CloudConfig {
+        &self.inner.config
+    }
+
+    /// The block storage backend.
+    pub fn storage(&self) -> &Arc<dyn BlockStorage> {
+        &self.inner.storage
+    }
+
+    /// Registers a hypervisor in a zone.
+    pub async fn add_hypervisor(
+        &self,
+        zone: &str,
+        hv: Arc<dyn Hypervisor>,
+    ) -> Result<(), CloudError> {
+        if self.inner.config.zone(zone).is_none() {
+            return Err(CloudError::NotFound {
+                kind: "zone",
+                name: zone.to_owned(),
+            });
+        }
+        let mut st = self.inner.state.lock().await;
+        if st.hypervisors.iter().any(|h| h.hv.name() == hv.name()) {
+            return Err(CloudError::AlreadyExists {
+                kind: "hypervisor",
+                name: hv.name().to_owned(),
+            });
+        }
+        st.hypervisors.push(HypervisorEntry {
+            zone: zone.to_owned(),
+            hv,
+        });
+        Ok(())
+    }
+
+    /// Calls `hook` for every [`CloudEvent`] (e.g. to mail users).
+    pub fn on_event(&self, hook: impl Fn(&CloudEvent) + Send + Sync + 'static) {
+        self.inner
+            .hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::new(hook));
+    }
+
+    fn emit(&self, event: &CloudEvent) {
+        let hooks: Vec<Hook> = self
+            .inner
+            .hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for h in hooks {
+            h(event);
+        }
+    }
+
+    /// Registers an OS template from a local image.
+    pub async fn import_template(
+        &self,
+        template: Template,
+        image: &Path,
+    ) -> Result<(), CloudError> {
+        template.validate().map_err(|source| CloudError::Invalid {
+            kind: "template",
+            source,
+        })?;
+        let storage = self.inner.storage.clone();
+        let (name, image) = (template.name.clone(), image.to_owned());
+        blocking(move || storage.import_template(&name, &image)).await?;
+        self.inner
+            .state
+            .lock()
+            .await
+            .templates
+            .insert(template.name.clone(), template);
+        Ok(())
+    }
+
+    /// Creates a project: a private subnet of `subnet_size` in each of its
+    /// regions, zone gateways and a VRID per zone.
+    pub async fn create_project(&self, project: Project) -> Result<ProjectInfo, CloudError> {
+        project.validate().map_err(|source| CloudError::Invalid {
+            kind: "project",
+            source,
+        })?;
+        let mut st = self.inner.state.lock().await;
+        if st.projects.contains_key(&project.name) {
+            return Err(CloudError::AlreadyExists {
+                kind: "project",
+                name: project.name.clone(),
+            });
+        }
+        let mut networks = BTreeMap::new();
+        for (i, region) in project.regions.iter().enumerate() {
+            let rc = self
+                .inner
+                .config
+                .region(region)
+                .ok_or_else(|| CloudError::Invalid {
+                    kind: "project",
+                    source: ValidationError::Invalid {
+                        field: format!("regions[{i}]"),
+                        value: region.clone(),
+                        expected: "a region of this cloud".into(),
+                    },
+                })?;
+            let taken: Vec<IpNet> = st
+                .projects
+                .values()
+                .flat_map(|p| p.networks.values())
+                .map(|n| IpNet::V4(n.subnet.cidr))
+                .collect();
+            let cidr = match alloc::allocate_subnet(&rc.subnet_pools, &taken, project.subnet_size)?
+            {
+                IpNet::V4(n) => n,
+                IpNet::V6(n) => {
+                    return Err(AllocError::Invalid(format!(
+                        "{n}: IPv6 project subnets are not supported yet"
+                    ))
+                    .into())
+                }
+            };
+            let subnet = ProjectSubnet::new(cidr, rc.gateway_pool_size)?;
+            let zones: Vec<String> = rc.zones.iter().map(|z| z.name.clone()).collect();
+            let zone_gateways = alloc::allocate_zone_gateways(&subnet, &zones, &BTreeMap::new())?;
+            let mut used = BTreeSet::new();
+            let mut vrids = BTreeMap::new();
+            for z in &zones {
+                let v = alloc::allocate_vrid(&used)?;
+                used.insert(v);
+                vrids.insert(z.clone(), v);
+            }
+            networks.insert(
+                region.clone(),
+                ProjectNetwork {
+                    subnet,
+                    zone_gateways,
+                    vrids,
+                    bridge: self.inner.config.bridge_for(&project.name),
+                },
+            );
+        }
+        let info = ProjectInfo {
+            project: project.clone(),
+            networks,
+        };
+        st.projects.insert(project.name.clone(), info.clone());
+        tracing::info!(project = %project.name, "project created");
+        Ok(info)
+    }
+
+    /// A project.
+    pub async fn project(&self, name: &str) -> Option<ProjectInfo> {
+        self.inner.state.lock().await.projects.get(name).cloned()
+    }
+
+    /// Deletes a project that holds no instance, record or share.
+    pub async fn delete_project(&self, name: &str) -> Result<(), CloudError> {
+        let mut st = self.inner.state.lock().await;
+        if !st.projects.contains_key(name) {
+            return Err(CloudError::NotFound {
+                kind: "project",
+                name: name.to_owned(),
+            });
+        }
+        let busy = st.instances.keys().any(|(p, _)| p == name)
+            || st.dns.keys().any(|(p, _)| p == name)
+            || st.kylos.keys().any(|(p, _)| p == name);
+        if busy {
+            return Err(CloudError::Conflict(format!(
+                "project {name:?} still has resources"
+            )));
+        }
+        st.projects.remove(name);
+        Ok(())
+    }
+
+    /// Current usage of a project (what its quotas are checked against).
+    pub async fn usage(&self, project: &str) -> Usage {
+        self.inner.state.lock().await.usage(project)
+    }
+
+    /// The instances of a Multi-Zone Resource (Kawaii, Konvey) of a project
+    /// in a region: one per zone, named `<resource>-<zone>`.
+    pub async fn multi_zone_plan(
+        &self,
+        project: &str,
+        region: &str,
+        resource: &str,
+    ) -> Result<Vec<ZoneInstance>, CloudError> {
+        let st = self.inner.state.lock().await;
+        let p = st
+            .projects
+            .get(project)
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "project",
+                name: project.to_owned(),
+            })?;
+        if !p.networks.contains_key(region) {
+            return Err(CloudError::NotFound {
+                kind: "region",
+                name: region.to_owned(),
+            });
+        }
+        let zones: Vec<String> = self
+            .inner
+            .config
+            .region(region)
+            .map(|r| r.zones.iter().map(|z| z.name.clone()).collect())
+            .unwrap_or_default();
+        Ok(alloc::expand_multi_zone(resource, &zones))
+    }
+
+    /// Creates and starts a Kompute instance (see the module documentation).
+    pub async fn create_kompute(&self, kompute: Kompute) -> Result<KomputeInfo, CloudError> {
+        self.create_kompute_with(kompute, KomputeOptions::default())
+            .await
+    }
+
+    /// [`create_kompute`](Self::create_kompute) with extra options.
+    pub async fn create_kompute_with(
+        &self,
+        kompute: Kompute,
+        options: KomputeOptions,
+    ) -> Result<KomputeInfo, CloudError> {
+        kompute.validate().map_err(|source| CloudError::Invalid {
+            kind: "kompute",
+            source,
+        })?;
+        let key = (kompute.project.clone(), kompute.name.clone());
+        // 1. Reserve: quota, placement, address, MAC (under the lock, so two
+        //    creations never get the same ones).
+        let (info, hv, project, network) =
+            {
+                let mut st = self.inner.state.lock().await;
+                let project = st.projects.get(&kompute.project).cloned().ok_or_else(|| {
+                    CloudError::NotFound {
+                        kind: "project",
+                        name: kompute.project.clone(),
+                    }
+                })?;
+                if st.instances.contains_key(&key) {
+                    return Err(CloudError::AlreadyExists {
+                        kind: "kompute",
+                        name: kompute.name.clone(),
+                    });
+                }
+                let (rc, _) =
+                    self.inner
+                        .config
+                        .zone(&kompute.zone)
+                        .ok_or_else(|| CloudError::Invalid {
+                            kind: "kompute",
+                            source: ValidationError::Invalid {
+                                field: "zone".into(),
+                                value: kompute.zone.clone(),
+                                expected: "a zone of this cloud".into(),
+                            },
+                        })?;
+                let region = rc.region.name.clone();
+                let network =
+                    project
+                        .networks
+                        .get(&region)
+                        .cloned()
+                        .ok_or_else(|| CloudError::Invalid {
+                            kind: "kompute",
+                            source: ValidationError::Invalid {
+                                field: "zone".into(),
+                                value: kompute.zone.clone(),
+                                expected: format!(
+                                    "a zone of the project's regions {:?}",
+                                    project.project.regions
+                                ),
+                            },
+                        })?;
+                alloc::check_quota(
+                    &project.project.quotas(),
+                    &st.usage(&kompute.project),
+                    &usage_of(&kompute),
+                )?;
+                let loads = st.loads();
+                let target = alloc::place(&loads, &kompute.zone, &kompute.name)?
+                    .name
+                    .clone();
+                let hv = st.hypervisor(&target).ok_or_else(|| CloudError::NotFound {
+                    kind: "hypervisor",
+                    name: target.clone(),
+                })?;
+                let used_ips: BTreeSet<Ipv4Addr> = st
+                    .instances
+                    .values()
+                    .filter(|i| network.subnet.cidr.contains(&i.ip))
+                    .map(|i| i.ip)
+                    .collect();
+                let ip = alloc::first_free_address(&network.subnet, &used_ips)?;
+                let mac = alloc::allocate_mac(&st.macs(), &mut rand::rng())?;
+                let domain = format!("{}-{}", kompute.project, kompute.name);
+                let info = KomputeInfo {
+                    os_volume: format!("{domain}-os"),
+                    data_volume: (kompute.extra_disk > 0).then(|| format!("{domain}-data")),
+                    seed: self.inner.config.seed_dir.join(format!("{domain}.iso")),
+                    domain,
+                    hypervisor: target,
+                    ip,
+                    mac,
+                    region,
+                    kompute: kompute.clone(),
+                    ready: false,
+                };
+                st.instances.insert(key.clone(), info.clone());
+                (info, hv, project, network)
+            };
+        tracing::info!(
+            project = %kompute.project, name = %kompute.name, hypervisor = %info.hypervisor,
+            ip = %info.ip, "creating kompute"
+        );
+        // 2. Build: disks, seed, define, start; undo in reverse on failure.
+        let mut undo = Vec::new();
+        let password = project.project.root_password_or_generate();
+        let built = self
+            .build_kompute(
+                &info, &hv, &project, &network, &options, &password, &mut undo,
+            )
+            .await;
+        let mut st = self.inner.state.lock().await;
+        match built {
+            Ok(spec) => {
+                let mut info = info;
+                info.ready = true;
+                st.instances.insert(key.clone(), info.clone());
+                st.specs.insert(key, spec);
+                drop(st);
+                self.emit(&CloudEvent::InstanceCreated {
+                    project: kompute.project.clone(),
+                    name: kompute.name.clone(),
+                    ip: info.ip,
+                    hypervisor: info.hypervisor.clone(),
+                    bootstrap_user: project.project.bootstrap_user.clone(),
+                    password,
+                });
+                Ok(info)
+            }
+            Err(e) => {
+                drop(st);
+                tracing::warn!(name = %kompute.name, error = %e, "kompute creation failed, rolling back");
+                self.rollback(undo).await;
+                self.inner.state.lock().await.instances.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build_kompute(
+        &self,
+        info: &KomputeInfo,
+        hv: &Arc<dyn Hypervisor>,
+        project: &ProjectInfo,
+        network: &ProjectNetwork,
+        options: &KomputeOptions,
+        password: &Secret,
+        undo: &mut Vec<Undo>,
+    ) -> Result<DomainSpec, CloudError> {
+        let k = &info.kompute;
+        let storage = self.inner.storage.clone();
+        let template = k.template.clone();
+        if !blocking({
+            let storage = storage.clone();
+            let template = template.clone();
+            move || storage.has_template(&template)
+        })
+        .await?
+        {
+            return Err(StorageError::NotFound {
+                kind: "template",
+                name: template,
+            }
+            .into());
+        }
+        // Disks.
+        let os = {
+            let (storage, vol, size) = (storage.clone(), info.os_volume.clone(), k.disk * GIB);
+            blocking(move || storage.clone_template(&template, &vol, size)).await?
+        };
+        undo.push(Undo::Volume(info.os_volume.clone()));
+        let mut disks = vec![DiskSpec {
+            source: os,
+            target: "vda".into(),
+            device: DiskDevice::Disk,
+        }];
+        if let Some(data) = &info.data_volume {
+            let (storage, vol, size) = (storage.clone(), data.clone(), k.extra_disk * GIB);
+            let src = blocking(move || storage.create(&vol, size)).await?;
+            undo.push(Undo::Volume(data.clone()));
+            disks.push(DiskSpec {
+                source: src,
+                target: "vdb".into(),
+                device: DiskDevice::Disk,
+            });
+        }
+        // Seed: zone-local gateway first, the others as backups.
+        let mut routes = Vec::new();
+        if let Some(gw) = network.zone_gateways.get(&k.zone) {
+            routes.push(Route::default_via(*gw, LOCAL_GATEWAY_METRIC));
+        }
+        let mut metric = REMOTE_GATEWAY_METRIC;
+        for (zone, gw) in &network.zone_gateways {
+            if zone != &k.zone {
+                routes.push(Route::default_via(*gw, metric));
+                metric += 1;
+            }
+        }
+        if routes.is_empty() {
+            routes.push(Route::default_via(
+                network.subnet.gateway,
+                LOCAL_GATEWAY_METRIC,
+            ));
+        }
+        let p = &project.project;
+        let key = if p.bootstrap_pubkey.is_empty() {
+            self.inner.config.default_pubkey.clone()
+        } else {
+            p.bootstrap_pubkey.clone()
+        };
+        let address = Ipv4Net::new(info.ip, network.subnet.cidr.prefix_len())
+            .map_err(|e| CloudError::Conflict(e.to_string()))?;
+        let seed = Seed {
+            instance_id: info.domain.clone(),
+            hostname: k.name.clone(),
+            fqdn: (!p.domain.is_empty()).then(|| format!("{}.{}", k.name, p.domain)),
+            bootstrap_user: p.bootstrap_user.clone(),
+            ssh_keys: if key.is_empty() { vec![] } else { vec![key] },
+            password: password.clone(),
+            nics: vec![NicConfig {
+                name: "ens4".into(),
+                mac: info.mac,
+                address,
+                routes,
+                nameservers: vec![network.subnet.gateway],
+            }],
+        };
+        let seed_path = info.seed.clone();
+        let seed_dir = self.inner.config.seed_dir.clone();
+        undo.push(Undo::Seed(seed_path.clone()));
+        blocking(move || {
+            std::fs::create_dir_all(&seed_dir).map_err(|source| SeedError::Io {
+                context: format!("create {}", seed_dir.display()),
+                source,
+            })?;
+            seed.write_iso(&seed_path)
+        })
+        .await?;
+        disks.push(DiskSpec {
+            source: DiskSource::File {
+                path: info.seed.clone(),
+                format: DiskFormat::Raw,
+            },
+            target: "sda".into(),
+            device: DiskDevice::Cdrom,
+        });
+        // Domain.
+        let spec = DomainSpec {
+            name: info.domain.clone(),
+            uuid: None,
+            description: format!("kowabunga kompute {} of project {}", k.name, k.project),
+            domain_type: hv.domain_type(),
+            vcpus: k.vcpus,
+            memory_mib: options.memory_mib.unwrap_or(k.mem * 1024),
+            disks,
+            nics: vec![NicSpec {
+                mac: info.mac,
+                bridge: network.bridge.clone(),
+            }],
+            direct_boot: options.direct_boot.clone(),
+            serial_log: options.serial_log.clone(),
+        };
+        {
+            let (hv, spec) = (hv.clone(), spec.clone());
+            blocking(move || hv.define(&spec)).await?;
+        }
+        undo.push(Undo::Domain(hv.clone(), info.domain.clone()));
+        {
+            let (hv, name) = (hv.clone(), info.domain.clone());
+            blocking(move || hv.start(&name)).await?;
+        }
+        Ok(spec)
+    }
+
+    async fn rollback(&self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            let result = match step {
+                Undo::Domain(hv, name) => blocking(move || hv.delete(&name)).await,
+                Undo::Volume(vol) => {
+                    let storage = self.inner.storage.clone();
+                    blocking(move || storage.remove(&vol)).await
+                }
+                Undo::Seed(path) => match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(CloudError::Seed(SeedError::Io {
+                        context: format!("remove {}", path.display()),
+                        source,
+                    })),
+                },
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "rollback step failed");
+            }
+        }
+    }
+
+    /// A Kompute instance.
+    pub async fn kompute(&self, project: &str, name: &str) -> Option<KomputeInfo> {
+        self.inner
+            .state
+            .lock()
+            .await
+            .instances
+            .get(&(project.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// All Kompute instances of a project.
+    pub async fn komputes(&self, project: &str) -> Vec<KomputeInfo> {
+        self.inner
+            .state
+            .lock()
+            .await
+            .instances
+            .values()
+            .filter(|i| i.kompute.project == project)
+            .cloned()
+            .collect()
+    }
+
+    /// Run state of an instance.
+    pub async fn kompute_state(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<DomainState, CloudError> {
+        let (hv, domain) = self.ready_instance(project, name).await?;
+        blocking(move || hv.state(&domain)).await
+    }
+
+    async fn ready_instance(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<(Arc<dyn Hypervisor>, String), CloudError> {
+        let st = self.inner.state.lock().await;
+        let info = st
+            .instances
+            .get(&(project.to_owned(), name.to_owned()))
+            .filter(|i| i.ready)
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "kompute",
+                name: name.to_owned(),
+            })?;
+        let hv = st
+            .hypervisor(&info.hypervisor)
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "hypervisor",
+                name: info.hypervisor.clone(),
+            })?;
+        Ok((hv, info.domain.clone()))
+    }
+
+    /// Powers an instance off and removes its domain, disks and seed.
+    pub async fn delete_kompute(&self, project: &str, name: &str) -> Result<(), CloudError> {
+        let key = (project.to_owned(), name.to_owned());
+        let (info, hv) = {
+            let mut st = self.inner.state.lock().await;
+            let info = st
+                .instances
+                .get_mut(&key)
+                .filter(|i| i.ready)
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "kompute",
+                    name: name.to_owned(),
+                })?;
+            info.ready = false;
+            let info = info.clone();
+            let hv = st.hypervisor(&info.hypervisor);
+            (info, hv)
+        };
+        let result = async {
+            if let Some(hv) = hv {
+                let domain = info.domain.clone();
+                blocking(move || match hv.delete(&domain) {
+                    Err(HypervisorError::NotFound(_)) => Ok(()),
+                    other => other,
+                })
+                .await?;
+            }
+            for vol in std::iter::once(&info.os_volume).chain(info.data_volume.iter()) {
+                let (storage, vol) = (self.inner.storage.clone(), vol.clone());
+                blocking(move || match storage.remove(&vol) {
+                    Err(StorageError::NotFound { .. }) => Ok(()),
+                    other => other,
+                })
+                .await?;
+            }
+            match tokio::fs::remove_file(&info.seed).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(CloudError::Seed(SeedError::Io {
+                        context: format!("remove {}", info.seed.display()),
+                        source: e,
+                    }))
+                }
+                _ => Ok(()),
+            }
+        }
+        .await;
+        let mut st = self.inner.state.lock().await;
+        match result {
+            Ok(()) => {
+                st.instances.remove(&key);
+                st.specs.remove(&key);
+                drop(st);
+                self.emit(&CloudEvent::InstanceDeleted {
+                    project: project.to_owned(),
+                    name: name.to_owned(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(i) = st.instances.get_mut(&key) {
+                    i.ready = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Changes vCPUs, memory and disk sizes of an instance (quota-checked;
+    /// disks only grow). The new definition applies at the next boot.
+    pub async fn resize_kompute(
+        &self,
+        project: &str,
+        name: &str,
+        vcpus: u32,
+        mem: u64,
+        disk: u64,
+    ) -> Result<KomputeInfo, CloudError> {
+        let key = (project.to_owned(), name.to_owned());
+        let (info, spec, hv) = {
+            let st = self.inner.state.lock().await;
+            let info = st
+                .instances
+                .get(&key)
+                .filter(|i| i.ready)
+                .cloned()
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "kompute",
+                    name: name.to_owned(),
+                })?;
+            let mut resized = info.kompute.clone();
+            resized.vcpus = vcpus;
+            resized.mem = mem;
+            resized.disk = disk;
+            resized.validate().map_err(|source| CloudError::Invalid {
+                kind: "kompute",
+                source,
+            })?;
+            if disk < info.kompute.disk {
+                return Err(CloudError::Invalid {
+                    kind: "kompute",
+                    source: ValidationError::Invalid {
+                        field: "disk".into(),
+                        value: disk.to_string(),
+                        expected: format!("at least the current {} GiB", info.kompute.disk),
+                    },
+                });
+            }
+            let quotas = st
+                .projects
+                .get(project)
+                .map(|p| p.project.quotas())
+                .unwrap_or_default();
+            let others = st.usage(project).minus(usage_of(&info.kompute));
+            let mut request = usage_of(&resized);
+            request.instances = 0;
+            alloc::check_quota(&quotas, &others, &request)?;
+            let spec = st
+                .specs
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "kompute",
+                    name: name.to_owned(),
+                })?;
+            let hv = st
+                .hypervisor(&info.hypervisor)
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "hypervisor",
+                    name: info.hypervisor.clone(),
+                })?;
+            let mut info = info;
+            info.kompute = resized;
+            (info, spec, hv)
+        };
+        if disk * GIB > 0 {
+            let (storage, vol) = (self.inner.storage.clone(), info.os_volume.clone());
+            let size = disk * GIB;
+            blocking(move || {
+                let current = storage.usage(&vol)?.provisioned_bytes;
+                if size > current {
+                    storage.resize(&vol, size)
+                } else {
+                    Ok(())
+                }
+            })
+            .await?;
+        }
+        let mut spec = spec;
+        spec.vcpus = vcpus;
+        if spec.memory_mib >= 1024 {
+            spec.memory_mib = mem * 1024;
+        }
+        {
+            let (hv, spec) = (hv.clone(), spec.clone());
+            blocking(move || hv.update(&spec)).await?;
+        }
+        let mut st = self.inner.state.lock().await;
+        st.instances.insert(key.clone(), info.clone());
+        st.specs.insert(key, spec);
+        Ok(info)
+    }
+
+    /// Adds a custom DNS record to a project.
+    pub async fn create_dns_record(&self, record: DnsRecord) -> Result<(), CloudError> {
+        record.validate().map_err(|source| CloudError::Invalid {
+            kind: "dns record",
+            source,
+        })?;
+        let mut st = self.inner.state.lock().await;
+        if !st.projects.contains_key(&record.project) {
+            return Err(CloudError::NotFound {
+                kind: "project",
+                name: record.project.clone(),
+            });
+        }
+        let key = (record.project.clone(), record.name.clone());
+        if st.dns.contains_key(&key) || st.instances.contains_key(&key) {
+            return Err(CloudError::AlreadyExists {
+                kind: "dns record",
+                name: record.name.clone(),
+            });
+        }
+        st.dns.insert(key, record);
+        Ok(())
+    }
+
+    /// Removes a custom DNS record.
+    pub async fn delete_dns_record(&self, project: &str, name: &str) -> Result<(), CloudError> {
+        self.inner
+            .state
+            .lock()
+            .await
+            .dns
+            .remove(&(project.to_owned(), name.to_owned()))
+            .map(drop)
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "dns record",
+                name: name.to_owned(),
+            })
+    }
+
+    /// The DNS view of a project (what Kiwi serves): every ready instance by
+    /// its name, plus the custom records, as `name.<domain>` -> addresses.
+    pub async fn dns_records(&self, project: &str) -> BTreeMap<String, Vec<String>> {
+        let st = self.inner.state.lock().await;
+        let domain = st
+            .projects
+            .get(project)
+            .map(|p| p.project.domain.clone())
+            .unwrap_or_default();
+        let fqdn = |n: &str| {
+            if domain.is_empty() {
+                n.to_owned()
+            } else {
+                format!("{n}.{domain}")
+            }
+        };
+        let mut out = BTreeMap::new();
+        for i in st.instances.values() {
+            if i.kompute.project == project && i.ready {
+                out.insert(fqdn(&i.kompute.name), vec![i.ip.to_string()]);
+            }
+        }
+        for ((p, n), r) in &st.dns {
+            if p == project {
+                out.insert(fqdn(n), r.addresses.clone());
+            }
+        }
+        out
+    }
+
+    /// Creates a Kylo share reachable from the project's subnet in the
+    /// share's region only.
+    pub async fn create_kylo(&self, kylo: Kylo) -> Result<Share, CloudError> {
+        kylo.validate().map_err(|source| CloudError::Invalid {
+            kind: "kylo",
+            source,
+        })?;
+        let shares = self
+            .inner
+            .shares
+            .clone()
+            .ok_or(CloudError::NoBackend("file share"))?;
+        let key = (kylo.project.clone(), kylo.name.clone());
+        let request = {
+            let st = self.inner.state.lock().await;
+            let p = st
+                .projects
+                .get(&kylo.project)
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "project",
+                    name: kylo.project.clone(),
+                })?;
+            let net = p
+                .networks
+                .get(&kylo.region)
+                .ok_or_else(|| CloudError::Invalid {
+                    kind: "kylo",
+                    source: ValidationError::Invalid {
+                        field: "region".into(),
+                        value: kylo.region.clone(),
+                        expected: "a region of the project".into(),
+                    },
+                })?;
+            if st.kylos.contains_key(&key) {
+                return Err(CloudError::AlreadyExists {
+                    kind: "kylo",
+                    name: kylo.name.clone(),
+                });
+            }
+            validate_name("name", &format!("{}-{}", kylo.project, kylo.name)).map_err(
+                |source| CloudError::Invalid {
+                    kind: "kylo",
+                    source,
+                },
+            )?;
+            ShareRequest {
+                name: format!("{}-{}", kylo.project, kylo.name),
+                project: kylo.project.clone(),
+                clients: vec![IpNet::V4(net.subnet.cidr)],
+                quota_bytes: None,
+            }
+        };
+        let share = blocking(move || shares.create(&request)).await?;
+        self.inner
+            .state
+            .lock()
+            .await
+            .kylos
+            .insert(key, (kylo, share.clone()));
+        Ok(share)
+    }
+
+    /// Removes a Kylo share and its data.
+    pub async fn delete_kylo(&self, project: &str, name: &str) -> Result<(), CloudError> {
+        let shares = self
+            .inner
+            .shares
+            .clone()
+            .ok_or(CloudError::NoBackend("file share"))?;
+        let key = (project.to_owned(), name.to_owned());
+        let share = self
+            .inner
+            .state
+            .lock()
+            .await
+            .kylos
+            .get(&key)
+            .map(|(_, s)| s.name.clone())
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "kylo",
+                name: name.to_owned(),
+            })?;
+        blocking(move || shares.remove(&share)).await?;
+        self.inner.state.lock().await.kylos.remove(&key);
+        Ok(())
+    }
+}
