@@ -97,6 +97,13 @@ impl LibvirtHypervisor {
         dom.xml_desc(0).map_err(|e| map_err("dumpxml", name, e))
     }
 
+    /// The persistent definition of a domain (what its next boot uses).
+    pub fn defined_xml(&self, name: &str) -> Result<String, HypervisorError> {
+        let dom = self.lookup("dumpxml", name)?;
+        dom.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+            .map_err(|e| map_err("dumpxml", name, e))
+    }
+
     fn lookup(&self, op: &'static str, name: &str) -> Result<Domain, HypervisorError> {
         self.conn
             .lookup_domain_by_name(name)
