@@ -4,6 +4,7 @@
 //! * `test`  — deps, build everything, run every test
 //! * `lab`   — deps, build, run the Kawaii namespace lab demo
 //! * `bench` — deps, run the benchmarks
+//! * `vrrp-report` — deps, takeover times of our VRRP engine vs keepalived (root)
 //! * `ci`    — what `.ci/run` does: privileged tests, fmt check, clippy
 
 mod deps;
@@ -47,6 +48,12 @@ enum Cmd {
     },
     /// Privileged tests (KOWABUNGA_REQUIRE_PRIVILEGED=1), `cargo fmt --check`, clippy -D warnings.
     Ci,
+    /// deps, build (release), print VRRP takeover times: ours vs keepalived, 1000/100/20 ms adverts.
+    VrrpReport {
+        /// Passed to `kowabunga-vrrp-report` (e.g. `--runs 5 --rate 1000`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +64,7 @@ fn main() -> ExitCode {
         Cmd::Lab { args } => lab(&args),
         Cmd::Bench { args } => bench(&args),
         Cmd::Ci => ci(),
+        Cmd::VrrpReport { args } => vrrp_report(&args),
     };
     match result {
         Ok(code) => code,
@@ -149,6 +157,19 @@ fn lab(args: &[OsString]) -> Result<ExitCode> {
     lab.args(["build", "--release", "-p", "kowabunga-tests", "--bins"]);
     run_ok(lab)?;
     let mut cmd = Command::new(target_dir().join("release").join("kowabunga-lab"));
+    cmd.args(args).env("RUST_BACKTRACE", "1");
+    run(cmd)
+}
+
+fn vrrp_report(args: &[OsString]) -> Result<ExitCode> {
+    deps::ensure()?;
+    if !deps::is_root() {
+        bail!("the VRRP report creates network namespaces and raw sockets: run it as root");
+    }
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "kowabunga-tests", "--bins"]);
+    run_ok(build)?;
+    let mut cmd = Command::new(target_dir().join("release").join("kowabunga-vrrp-report"));
     cmd.args(args).env("RUST_BACKTRACE", "1");
     run(cmd)
 }
