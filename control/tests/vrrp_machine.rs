@@ -24,6 +24,7 @@ fn cfg(local: u8, priority: u8, interval_ms: u16) -> MachineConfig {
         local_addr: addr(local),
         garp_count: 1,
         garp_delay: Duration::ZERO,
+        immediate_handover: false,
     }
 }
 
@@ -433,4 +434,19 @@ fn three_routers_converge_to_one_master_under_jitter() {
         s.nodes.iter().map(|n| n.masters.len()).collect::<Vec<_>>(),
         "no flap after convergence"
     );
+}
+
+#[test]
+fn immediate_handover_skips_the_skew() {
+    let mut backup = cfg(12, 100, 100);
+    backup.immediate_handover = true;
+    let mut s = Sim::new(vec![cfg(11, 150, 100), backup]);
+    s.start(0);
+    s.start(1);
+    s.run_until(Duration::from_secs(2));
+    let t = s.at();
+    s.shutdown(0);
+    s.run_until(Duration::from_secs(3));
+    let took = s.nodes[1].masters[0] - t;
+    assert!(close(took, s.delay), "{took:?}");
 }

@@ -38,25 +38,26 @@ fn failover_under_traffic_100ms_adverts() -> Result<()> {
         return Ok(());
     }
     let _serial = serial();
-    for (event, bar, bound) in [
-        (
-            Event::Crash,
-            Duration::from_millis(400),
-            Duration::from_millis(1500),
-        ),
-        (
-            Event::Graceful,
-            Duration::from_millis(50),
-            Duration::from_millis(1000),
-        ),
+    for (event, immediate, bar, bound) in [
+        (Event::Crash, false, 400, 1500),
+        (Event::Graceful, false, 50, 1000),
+        (Event::Graceful, true, 50, 1000),
     ] {
-        let m = failover(ours(), Impl::Ours, 100, event, 100)?;
+        let (bar, bound) = (Duration::from_millis(bar), Duration::from_millis(bound));
+        let m = failover(ours(), Impl::Ours, 100, event, 100, immediate)?;
         let t = m.takeover;
         let verdict = match t.time {
             Some(d) if d <= bar => "within the bar",
             _ => "OVER the bar",
         };
-        println!("kowabunga, 100 ms adverts, {event}, UDP probe at 100/s: takeover {t} ({verdict} of {bar:?})");
+        let mode = if immediate {
+            "priority_zero_handover: immediate"
+        } else {
+            "RFC 9568 skew"
+        };
+        println!(
+            "kowabunga, 100 ms adverts, {event} ({mode}), UDP probe at 100/s: takeover {t} ({verdict} of {bar:?})"
+        );
         let time = t.time.context("the backup never answered")?;
         ensure!(
             time < bound,

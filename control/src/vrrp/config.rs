@@ -13,6 +13,7 @@
 //!       # preempt: true
 //!       # checksum: pseudo_header # or no_pseudo_header
 //!       # garp_count: 3, garp_delay_ms: 100
+//!       # priority_zero_handover: skew  # or immediate (see below)
 //! ```
 //!
 //! The zone rule (as upstream Kowabunga): with `node.zone` known, an instance whose
@@ -162,6 +163,23 @@ pub struct InstanceConfig {
     /// Delay between rounds in ms (default 100, at most 10000).
     #[serde(default = "default_garp_delay")]
     pub garp_delay_ms: u32,
+    /// What a backup does when the master stops gracefully (priority 0): wait
+    /// Skew_Time as RFC 9568 says (`skew`, default), or take over at once
+    /// (`immediate`, for sub-50 ms graceful handovers at 100 ms adverts; the skew
+    /// only orders backups of different priorities).
+    #[serde(default)]
+    pub priority_zero_handover: Handover,
+}
+
+/// Backup behaviour on a priority-0 advert.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handover {
+    /// Wait Skew_Time (RFC 9568).
+    #[default]
+    Skew,
+    /// Take over at once.
+    Immediate,
 }
 
 fn default_interval() -> u32 {
@@ -200,6 +218,8 @@ pub struct Instance {
     pub garp_count: u32,
     /// Delay between rounds.
     pub garp_delay: Duration,
+    /// Backup behaviour on a priority-0 advert.
+    pub priority_zero_handover: Handover,
 }
 
 impl Instance {
@@ -331,6 +351,7 @@ impl InstanceConfig {
             checksum: self.checksum,
             garp_count: self.garp_count,
             garp_delay: Duration::from_millis(u64::from(self.garp_delay_ms)),
+            priority_zero_handover: self.priority_zero_handover,
         })
     }
 }

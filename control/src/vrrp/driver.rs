@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::config::Instance;
+use super::config::{Handover, Instance};
 use super::machine::{Action, Counters, Machine, MachineConfig, State};
 use super::packet::{Advert, PacketError, IPPROTO_VRRP, MCAST_V4};
 use super::vip::{VipError, VipOwner};
@@ -370,6 +370,7 @@ impl Runtime {
             local_addr: IpAddr::V4(local),
             garp_count: inst.garp_count,
             garp_delay: inst.garp_delay,
+            immediate_handover: inst.priority_zero_handover == Handover::Immediate,
         });
         Ok((
             Runtime {

@@ -19,6 +19,7 @@
 //!     local_addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
 //!     garp_count: 1,
 //!     garp_delay: Duration::from_millis(0),
+//!     immediate_handover: false,
 //! };
 //! let t0 = Instant::now();
 //! let mut m = Machine::new(cfg);
@@ -83,6 +84,13 @@ pub struct MachineConfig {
     pub garp_count: u32,
     /// Delay between two announcement rounds.
     pub garp_delay: Duration,
+    /// On a priority-0 advert, take over at once instead of after Skew_Time.
+    ///
+    /// RFC 9568 waits Skew_Time ((256 - priority) / 256 of the advert interval) so
+    /// that the best of several backups wins; with Kowabunga's equal backup
+    /// priorities the skew orders nothing, and skipping it makes a graceful
+    /// handover take one packet time. Off by default (RFC behaviour).
+    pub immediate_handover: bool,
 }
 
 /// What the caller must do, in order.
@@ -257,7 +265,12 @@ impl Machine {
             State::Initialize => {}
             State::Backup => {
                 if advert.priority == PRIORITY_STOP {
-                    self.down_deadline = Some(now + self.skew_time());
+                    let wait = if self.cfg.immediate_handover {
+                        Duration::ZERO
+                    } else {
+                        self.skew_time()
+                    };
+                    self.down_deadline = Some(now + wait);
                     self.master = None;
                 } else if !self.cfg.preempt || advert.priority >= self.cfg.priority {
                     self.active_interval_cs = advert.max_advert_cs.max(1);

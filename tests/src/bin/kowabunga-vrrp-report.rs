@@ -8,7 +8,7 @@
 //! (`cargo xtask vrrp-report` builds and runs it.) Needs root, keepalived and the
 //! `kowabunga-vrrp-node` binary next to this one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kowabunga_tests::vrrp::node::Impl;
@@ -59,57 +59,72 @@ fn run() -> anyhow::Result<()> {
     println!("VRRP takeover, same lab (r1 priority 150 master, r2 priority 100 backup), UDP probe at {rate}/s,");
     println!("{runs} run(s) per cell: median [min-max] time from the event to the first reply of r2, median probes lost.");
     println!();
-    println!("| advert | event           | kowabunga                     | keepalived 2.2.7              |");
-    println!("|-------:|-----------------|-------------------------------|-------------------------------|");
+    println!("| advert  | event           | kowabunga (RFC 9568 skew)      | kowabunga (immediate handover) | keepalived 2.2.7               |");
+    println!("|--------:|-----------------|--------------------------------|--------------------------------|--------------------------------|");
     for &interval in &intervals {
         for event in [Event::Crash, Event::Graceful] {
-            let mut cells = Vec::new();
-            for imp in [Impl::Ours, Impl::Keepalived] {
-                let mut times = Vec::new();
-                let mut lost = Vec::new();
-                let mut failed = 0;
-                for _ in 0..runs {
-                    match failover(&ours, imp, interval, event, rate) {
-                        Ok(m) => {
-                            if let Some(t) = m.takeover.time {
-                                times.push(ms(t));
-                            }
-                            lost.push(m.takeover.lost);
-                        }
-                        Err(e) => {
-                            eprintln!("{imp} {interval} ms {event}: {e:#}");
-                            failed += 1;
-                        }
-                    }
-                }
-                times.sort_by(f64::total_cmp);
-                lost.sort_unstable();
-                let cell = if times.is_empty() {
-                    "failed".to_owned()
-                } else {
-                    format!(
-                        "{:7.1} ms [{:.0}-{:.0}] lost {}{}",
-                        times[times.len() / 2],
-                        times[0],
-                        times[times.len() - 1],
-                        lost.get(lost.len() / 2).copied().unwrap_or(0),
-                        if failed > 0 {
-                            format!(" ({failed} failed)")
-                        } else {
-                            String::new()
-                        }
-                    )
-                };
-                cells.push(cell);
-            }
+            let rfc = cell(&ours, Impl::Ours, interval, event, rate, runs, false);
+            // The option only changes what a backup does on priority 0.
+            let immediate = match event {
+                Event::Graceful => cell(&ours, Impl::Ours, interval, event, rate, runs, true),
+                Event::Crash => "(same as RFC mode)".to_owned(),
+            };
+            let keepalived = cell(&ours, Impl::Keepalived, interval, event, rate, runs, false);
             println!(
-                "| {:>4} ms | {:<15} | {:<29} | {:<29} |",
+                "| {:>4} ms | {:<15} | {:<30} | {:<30} | {:<30} |",
                 interval,
                 event.to_string(),
-                cells[0],
-                cells[1]
+                rfc,
+                immediate,
+                keepalived
             );
         }
     }
     Ok(())
+}
+
+/// One table cell: median [min-max] takeover and median loss over `runs` runs.
+fn cell(
+    ours: &Path,
+    imp: Impl,
+    interval: u32,
+    event: Event,
+    rate: u32,
+    runs: usize,
+    immediate: bool,
+) -> String {
+    let mut times = Vec::new();
+    let mut lost = Vec::new();
+    let mut failed = 0;
+    for _ in 0..runs {
+        match failover(ours, imp, interval, event, rate, immediate) {
+            Ok(m) => {
+                if let Some(t) = m.takeover.time {
+                    times.push(ms(t));
+                }
+                lost.push(m.takeover.lost);
+            }
+            Err(e) => {
+                eprintln!("{imp} {interval} ms {event}: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    lost.sort_unstable();
+    if times.is_empty() {
+        return "failed".to_owned();
+    }
+    format!(
+        "{:7.1} ms [{:.0}-{:.0}] lost {}{}",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+        lost.get(lost.len() / 2).copied().unwrap_or(0),
+        if failed > 0 {
+            format!(" ({failed} failed)")
+        } else {
+            String::new()
+        }
+    )
 }

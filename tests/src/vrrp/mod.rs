@@ -20,7 +20,7 @@ pub mod wait;
 
 use std::time::Duration;
 
-use kowabunga_control::vrrp::config::{InstanceConfig, VrrpConfig};
+use kowabunga_control::vrrp::config::{Handover, InstanceConfig, VrrpConfig};
 use kowabunga_control::vrrp::driver::{Engine, EngineOptions};
 use kowabunga_control::vrrp::packet::ChecksumMode;
 
@@ -48,6 +48,7 @@ fn parse_node_args(args: &[String]) -> Result<(InstanceConfig, bool), String> {
         checksum: ChecksumMode::PseudoHeader,
         garp_count: 3,
         garp_delay_ms: 100,
+        priority_zero_handover: Handover::Skew,
     };
     let mut realtime = true;
     let mut it = args.iter();
@@ -67,6 +68,7 @@ fn parse_node_args(args: &[String]) -> Result<(InstanceConfig, bool), String> {
             "--no-preempt" => c.preempt = false,
             "--no-pseudo-header" => c.checksum = ChecksumMode::NoPseudoHeader,
             "--no-realtime" => realtime = false,
+            "--immediate-handover" => c.priority_zero_handover = Handover::Immediate,
             other => return Err(format!("unknown argument {other}")),
         }
     }

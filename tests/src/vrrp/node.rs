@@ -43,6 +43,8 @@ pub struct Spec {
     pub vips: Vec<String>,
     /// Ours only: checksum without pseudo-header.
     pub no_pseudo_header: bool,
+    /// Ours only: take over at once on priority 0 (no Skew_Time).
+    pub immediate_handover: bool,
 }
 
 impl Spec {
@@ -55,6 +57,7 @@ impl Spec {
             preempt: true,
             vips: vec![VIP_CIDR.to_owned()],
             no_pseudo_header: false,
+            immediate_handover: false,
         }
     }
 }
@@ -115,6 +118,9 @@ impl Node {
                 }
                 if spec.no_pseudo_header {
                     c.arg("--no-pseudo-header");
+                }
+                if spec.immediate_handover {
+                    c.arg("--immediate-handover");
                 }
                 c
             }

@@ -47,23 +47,29 @@ pub struct Measurement {
 }
 
 /// Runs one failover of `imp` routers at `interval_ms` with a probe at `rate`/s.
+/// `immediate`: ours only, the backup takes over at once on priority 0.
 pub fn failover(
     ours: &Path,
     imp: Impl,
     interval_ms: u32,
     event: Event,
     rate: u32,
+    immediate: bool,
 ) -> Result<Measurement> {
     let lab = VrrpLab::new()?;
     let interval = Duration::from_millis(u64::from(interval_ms));
-    let mut master = Node::start(&lab, 0, &Spec::new(imp, 150, interval_ms), ours)?;
+    let spec = |priority| Spec {
+        immediate_handover: immediate,
+        ..Spec::new(imp, priority, interval_ms)
+    };
+    let mut master = Node::start(&lab, 0, &spec(150), ours)?;
     until(
         "r1 to hold the VIP",
         interval * 5 + Duration::from_secs(3),
         || lab.vip_on(0),
     )
     .with_context(|| master.log_text())?;
-    let backup = Node::start(&lab, 1, &Spec::new(imp, 100, interval_ms), ours)?;
+    let backup = Node::start(&lab, 1, &spec(100), ours)?;
     // Let the backup hear a few adverts (and check it stays backup).
     holds(
         "r2 staying backup",
