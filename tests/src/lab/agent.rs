@@ -5,11 +5,14 @@
 //!
 //! | subcommand | does | prints |
 //! |---|---|---|
-//! | `tcp-echo-server --port P [--seconds N]` | answers each connection with `peer=IP:PORT`, then echoes lines | `ready tcp ADDR`, `accepted peer=IP:PORT` |
-//! | `udp-echo-server --port P [--seconds N]` | answers each datagram with `peer=IP:PORT` and `echo=PAYLOAD` | `ready udp ADDR`, `datagram peer=IP:PORT` |
+//! | `tcp-echo-server --port P [--seconds N] [--name NAME]` | answers each connection with `peer=IP:PORT` (with `--name`: `name=NAME peer=IP:PORT`), then echoes lines | `ready tcp ADDR`, `accepted peer=IP:PORT` |
+//! | `udp-echo-server --port P [--seconds N] [--name NAME]` | answers each datagram with `peer=IP:PORT` and `echo=PAYLOAD` (with `--name`: `name=NAME` first) | `ready udp ADDR`, `datagram peer=IP:PORT` |
 //! | `tcp-client --to IP:PORT [--timeout-ms T] [--line L]` | connects, sends one line | `peer=...`, `echo=L` |
 //! | `udp-client --to IP:PORT [--timeout-ms T] [--line L]` | sends one datagram | `peer=...`, `echo=L` |
 //! | `tcp-hold --to IP:PORT --seconds S` | one connection, a line every 200 ms | `peer=...`, `exchanges=N` |
+//!
+//! The `--name` servers are the Konvey lab's backends: clients print the greeting,
+//! so the lab sees which backend answered (`name=b1 peer=...`).
 //!
 //! Exit codes: 0 success, [`EXIT_TIMEOUT`] timeout, [`EXIT_REFUSED`] refused, 1 other
 //! errors, 2 usage. Errors are printed as `error=...` on stdout.
@@ -194,7 +197,8 @@ fn tcp_echo_server(opts: &Opts) -> Result<(), Failure> {
             Ok((stream, peer)) => {
                 accepted += 1;
                 say(&format!("accepted peer={peer}"));
-                std::thread::spawn(move || serve_tcp(stream, peer, deadline));
+                let greeting = greeting(opts, peer);
+                std::thread::spawn(move || serve_tcp(stream, peer, greeting, deadline));
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(10))
@@ -205,13 +209,20 @@ fn tcp_echo_server(opts: &Opts) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One server connection: greet with the peer address, then echo lines until EOF
-/// or the server's deadline.
-fn serve_tcp(stream: TcpStream, peer: SocketAddr, deadline: Instant) {
+/// The greeting line: `peer=IP:PORT`, or `name=NAME peer=IP:PORT` with `--name`.
+fn greeting(opts: &Opts, peer: SocketAddr) -> String {
+    match opts.get("name") {
+        Some(name) => format!("name={name} peer={peer}"),
+        None => format!("peer={peer}"),
+    }
+}
+
+/// One server connection: greet, then echo lines until EOF or the server's deadline.
+fn serve_tcp(stream: TcpStream, peer: SocketAddr, greeting: String, deadline: Instant) {
     let run = || -> std::io::Result<()> {
         stream.set_nonblocking(false)?;
         let mut writer = stream.try_clone()?;
-        writer.write_all(format!("peer={peer}\n").as_bytes())?;
+        writer.write_all(format!("{greeting}\n").as_bytes())?;
         let mut lines = Lines::new(stream);
         while let Some(line) = lines.next(deadline)? {
             writer.write_all(format!("{line}\n").as_bytes())?;
@@ -246,7 +257,11 @@ fn udp_echo_server(opts: &Opts) -> Result<(), Failure> {
                 answered += 1;
                 say(&format!("datagram peer={peer}"));
                 let payload = String::from_utf8_lossy(&buf[..n]);
-                let reply = format!("peer={peer}\necho={}\n", payload.trim_end());
+                let name = opts
+                    .get("name")
+                    .map(|n| format!("name={n}\n"))
+                    .unwrap_or_default();
+                let reply = format!("{name}peer={peer}\necho={}\n", payload.trim_end());
                 io("send_to", socket.send_to(reply.as_bytes(), peer))?;
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}

@@ -27,6 +27,7 @@
 pub mod agent;
 pub mod counters;
 pub mod daemon;
+pub mod konvey;
 pub mod netns;
 pub mod topology;
 pub mod traffic;

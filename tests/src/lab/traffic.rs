@@ -279,6 +279,48 @@ impl Agent {
         self.server(ns, "udp-echo-server", port, seconds)
     }
 
+    fn named_server(
+        &self,
+        ns: &Netns,
+        kind: &str,
+        port: u16,
+        name: &str,
+        seconds: u64,
+    ) -> Result<Background> {
+        let (port, secs) = (port.to_string(), seconds.to_string());
+        let cmd = self.command(
+            ns,
+            &[kind, "--port", &port, "--seconds", &secs, "--name", name],
+        );
+        let mut bg = Background::spawn(&format!("{kind} {name} in {}", ns.name()), cmd)?;
+        bg.wait_for("ready ", Duration::from_secs(5))?;
+        Ok(bg)
+    }
+
+    /// A TCP server like [`Agent::tcp_echo_server`] whose greeting starts with
+    /// `name=NAME ` (a Konvey lab backend).
+    pub fn tcp_name_server(
+        &self,
+        ns: &Netns,
+        port: u16,
+        name: &str,
+        seconds: u64,
+    ) -> Result<Background> {
+        self.named_server(ns, "tcp-echo-server", port, name, seconds)
+    }
+
+    /// A UDP server like [`Agent::udp_echo_server`] whose answers start with a
+    /// `name=NAME` line.
+    pub fn udp_name_server(
+        &self,
+        ns: &Netns,
+        port: u16,
+        name: &str,
+        seconds: u64,
+    ) -> Result<Background> {
+        self.named_server(ns, "udp-echo-server", port, name, seconds)
+    }
+
     /// One TCP exchange with `to` (`IP:PORT`) from `ns`, 3 s timeout.
     pub fn tcp_client(&self, ns: &Netns, to: &str) -> Result<Finished> {
         self.tcp_client_timeout(ns, to, Duration::from_secs(3))
