@@ -1150,6 +1150,73 @@ impl Cloud {
         Ok(info)
     }
 
+    /// Live-migrates an instance to another hypervisor of its zone.
+    pub async fn migrate_kompute(
+        &self,
+        project: &str,
+        name: &str,
+        to: &str,
+    ) -> Result<KomputeInfo, CloudError> {
+        let key = (project.to_owned(), name.to_owned());
+        let (source, target, domain) = {
+            let mut st = self.inner.state.lock().await;
+            let info = st
+                .instances
+                .get(&key)
+                .filter(|i| i.ready)
+                .cloned()
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "kompute",
+                    name: name.to_owned(),
+                })?;
+            let target = st
+                .hypervisors
+                .iter()
+                .find(|h| h.hv.name() == to)
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "hypervisor",
+                    name: to.to_owned(),
+                })?;
+            if target.zone != info.kompute.zone {
+                return Err(CloudError::Conflict(format!(
+                    "hypervisor {to:?} is in zone {:?}, instance {name:?} in {:?}",
+                    target.zone, info.kompute.zone
+                )));
+            }
+            if info.hypervisor == to {
+                return Err(CloudError::Conflict(format!(
+                    "{name:?} already runs on {to:?}"
+                )));
+            }
+            let target = target.hv.clone();
+            let source = st
+                .hypervisor(&info.hypervisor)
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "hypervisor",
+                    name: info.hypervisor.clone(),
+                })?;
+            if let Some(i) = st.instances.get_mut(&key) {
+                i.ready = false;
+            }
+            (source, target, info.domain)
+        };
+        let uri = target.uri().to_owned();
+        let result = blocking(move || source.migrate(&domain, &uri)).await;
+        let mut st = self.inner.state.lock().await;
+        let info = st
+            .instances
+            .get_mut(&key)
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "kompute",
+                name: name.to_owned(),
+            })?;
+        info.ready = true;
+        result?;
+        info.hypervisor = to.to_owned();
+        tracing::info!(project, name, to, "kompute migrated");
+        Ok(info.clone())
+    }
+
     /// Adds a custom DNS record to a project.
     pub async fn create_dns_record(&self, record: DnsRecord) -> Result<(), CloudError> {
         record.validate().map_err(|source| CloudError::Invalid {

@@ -7,6 +7,8 @@
 //! and a start that fails (missing bridge), both leaving nothing behind.
 #![cfg(feature = "libvirt")]
 
+#[path = "support/guest.rs"]
+mod guest;
 #[path = "support/initramfs.rs"]
 mod initramfs;
 #[path = "support/libvirtd.rs"]
@@ -16,143 +18,38 @@ mod privileged;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kowabunga::cloud::{Cloud, CloudConfig, CloudError, CloudEvent, KomputeOptions, RegionConfig};
-use kowabunga::hypervisor::libvirt::LibvirtHypervisor;
-use kowabunga::hypervisor::{DirectBoot, DomainState, Hypervisor, HypervisorError};
-use kowabunga::model::{Kompute, Project, Region, Template, Zone};
-use kowabunga::storage::qcow2::Qcow2Storage;
+use guest::{kompute, wait_until};
+use kowabunga::cloud::{CloudError, CloudEvent};
+use kowabunga::hypervisor::{DomainState, Hypervisor, HypervisorError};
+use kowabunga::model::Project;
 use kowabunga::storage::BlockStorage;
-use tempdir::TempDir;
 
 const TEST: &str = "qemu_guest";
-
-fn tools_present() -> bool {
-    for (tool, arg) in [
-        ("qemu-system-x86_64", "--version"),
-        ("qemu-img", "--version"),
-        ("libvirtd", "--version"),
-        ("virsh", "--version"),
-        ("genisoimage", "--version"),
-        ("unshare", "--version"),
-    ] {
-        let ok = std::process::Command::new(tool)
-            .arg(arg)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !ok {
-            return privileged::missing(TEST, tool);
-        }
-    }
-    if !Path::new("/bin/busybox").exists() {
-        return privileged::missing(TEST, "/bin/busybox (busybox-static)");
-    }
-    if initramfs::kernel().is_none() {
-        return privileged::missing(TEST, "a kernel in /boot (linux-image-amd64)");
-    }
-    true
-}
-
-fn kompute(name: &str, vcpus: u32) -> Kompute {
-    Kompute {
-        name: name.into(),
-        desc: String::new(),
-        project: "acme".into(),
-        vcpus,
-        mem: 1,
-        disk: 1,
-        extra_disk: 0,
-        zone: "eu-west-a".into(),
-        template: "tiny".into(),
-        public: false,
-    }
-}
-
-/// Polls `f` every 200 ms until it returns true or `bound` elapses.
-async fn wait_until<F, Fut>(bound: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_guest_reads_its_seed_on_qemu_system() {
     if !privileged::privileged(
         TEST,
         "needs root to start libvirtd in its own mount and network namespaces",
-    ) || !tools_present()
+    ) || !guest::tools_present(TEST)
     {
         return;
     }
-    let tmp = TempDir::new("qemu-guest");
-    let (kernel, moddir) = initramfs::kernel().expect("kernel");
-    let initrd = tmp.path().join("initrd.img");
-    initramfs::build(&initrd, &moddir).expect("initramfs");
+    let lab = guest::lab("qemu-guest").await;
+    let (cloud, storage, events) = (&lab.cloud, &lab.storage, &lab.events);
 
     // The daemon, with the project's bridge in its network namespace.
     let daemon = libvirtd::Libvirtd::start("guest", &["kwt-acme"]).expect("libvirtd");
     eprintln!("timing: libvirtd start {:?}", daemon.startup);
-    let uri = daemon.uri();
-    let hv = tokio::task::spawn_blocking(move || LibvirtHypervisor::connect(&uri))
-        .await
-        .expect("join")
-        .expect("connect to our libvirtd")
-        .with_name("kaktus-1");
+    let hv = Arc::new(guest::connect(&daemon, "kaktus-1").await);
     eprintln!("domain type: {}", hv.domain_type());
-    let hv: Arc<LibvirtHypervisor> = Arc::new(hv);
-
-    // Cloud on the local qcow2 backend.
-    let storage = Arc::new(Qcow2Storage::new(tmp.path().join("pool")).expect("storage"));
-    let region = RegionConfig::new(
-        Region {
-            name: "eu-west".into(),
-            desc: String::new(),
-        },
-        vec![Zone {
-            name: "eu-west-a".into(),
-            desc: String::new(),
-            region: "eu-west".into(),
-        }],
-        vec!["10.60.0.0/16".parse().expect("pool")],
-    );
-    let mut config = CloudConfig::new(vec![region], tmp.path().join("seeds"));
-    config.bridge_prefix = "kwt-".into();
-    let cloud = Cloud::new(config, storage.clone());
     cloud
         .add_hypervisor("eu-west-a", hv.clone())
         .await
         .expect("hypervisor");
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    cloud.on_event(move |e| sink.lock().expect("events").push(e.clone()));
-
-    let image = tmp.path().join("tiny.raw");
-    std::fs::write(&image, vec![0xa5; 4 << 20]).expect("template image");
-    cloud
-        .import_template(
-            Template {
-                name: "tiny".into(),
-                desc: "test template".into(),
-                os: "linux".into(),
-                source: image.display().to_string(),
-                default: true,
-            },
-            &image,
-        )
-        .await
-        .expect("template");
     let project: Project = serde_norway::from_str(
         "name: acme\nregions: [eu-west]\ndomain: acme.local\nsubnet_size: 26\nbootstrap_pubkey: ssh-ed25519 AAAAC3NzaTestKey admin@acme\n",
     )
@@ -163,19 +60,11 @@ async fn tiny_guest_reads_its_seed_on_qemu_system() {
     assert_eq!(net.bridge, "kwt-acme");
 
     // Create: quota -> placement -> IP/MAC -> CoW disk -> seed -> define -> start.
-    let console = tmp.path().join("console.log");
-    let options = KomputeOptions {
-        direct_boot: Some(DirectBoot {
-            kernel: kernel.clone(),
-            initrd: Some(initrd.clone()),
-            cmdline: "console=ttyS0 panic=-1 loglevel=4".into(),
-        }),
-        serial_log: Some(console.clone()),
-        memory_mib: Some(256),
-    };
+    let console = lab.tmp.path().join("console.log");
+    let options = lab.options(&console, false);
     let t0 = Instant::now();
     let info = cloud
-        .create_kompute_with(kompute("guest", 1), options.clone())
+        .create_kompute_with(kompute("acme", "guest", 1), options.clone())
         .await
         .unwrap_or_else(|e| panic!("create kompute: {e}\n{}", daemon.log_tail()));
     let create_time = t0.elapsed();
@@ -256,7 +145,7 @@ async fn tiny_guest_reads_its_seed_on_qemu_system() {
     // Failure 1: libvirt refuses the definition (more vCPUs than the machine
     // type allows); nothing is left behind.
     let err = cloud
-        .create_kompute_with(kompute("huge", 400), options.clone())
+        .create_kompute_with(kompute("acme", "huge", 400), options.clone())
         .await
         .expect_err("400 vCPUs");
     assert!(
@@ -271,7 +160,7 @@ async fn tiny_guest_reads_its_seed_on_qemu_system() {
     let ghost: Project =
         serde_norway::from_str("name: ghost\nregions: [eu-west]\n").expect("project");
     cloud.create_project(ghost).await.expect("ghost project");
-    let mut k = kompute("lost", 1);
+    let mut k = kompute("acme", "lost", 1);
     k.project = "ghost".into();
     let err = cloud
         .create_kompute_with(k, options)
@@ -288,7 +177,7 @@ async fn tiny_guest_reads_its_seed_on_qemu_system() {
         .expect("list");
     assert!(domains.is_empty(), "domains left: {domains:?}");
     assert!(storage.list().expect("volumes").is_empty());
-    let seeds: Vec<_> = std::fs::read_dir(tmp.path().join("seeds"))
+    let seeds: Vec<_> = std::fs::read_dir(lab.tmp.path().join("seeds"))
         .expect("seeds")
         .flatten()
         .collect();

@@ -27,6 +27,7 @@ pub struct LibvirtHypervisor {
     uri: String,
     conn: ManuallyDrop<Connect>,
     domain_type: DomainType,
+    unsafe_migration: bool,
 }
 
 impl std::fmt::Debug for LibvirtHypervisor {
@@ -35,6 +36,7 @@ impl std::fmt::Debug for LibvirtHypervisor {
             .field("name", &self.name)
             .field("uri", &self.uri)
             .field("domain_type", &self.domain_type)
+            .field("unsafe_migration", &self.unsafe_migration)
             .finish()
     }
 }
@@ -71,6 +73,7 @@ impl LibvirtHypervisor {
             uri: uri.to_owned(),
             conn,
             domain_type,
+            unsafe_migration: false,
         })
     }
 
@@ -86,9 +89,13 @@ impl LibvirtHypervisor {
         self
     }
 
-    /// The connection URI.
-    pub fn uri(&self) -> &str {
-        &self.uri
+    /// Lets live migration proceed although libvirt cannot prove the disks
+    /// are shared (`VIR_MIGRATE_UNSAFE`): for local files that both hosts
+    /// see at the same path (one host, or a shared file system libvirt does
+    /// not recognise). RBD disks never need it.
+    pub fn with_unsafe_migration(mut self, allow: bool) -> Self {
+        self.unsafe_migration = allow;
+        self
     }
 
     /// The live XML of a domain, as libvirt holds it.
@@ -168,6 +175,10 @@ fn map_err(op: &'static str, name: &str, e: Error) -> HypervisorError {
 impl Hypervisor for LibvirtHypervisor {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn uri(&self) -> &str {
+        &self.uri
     }
 
     fn domain_type(&self) -> DomainType {
@@ -288,9 +299,12 @@ impl Hypervisor for LibvirtHypervisor {
     fn migrate(&self, name: &str, destination_uri: &str) -> Result<(), HypervisorError> {
         let dom = self.lookup("migrate", name)?;
         let dest = LibvirtHypervisor::connect(destination_uri)?;
-        let flags = virt::sys::VIR_MIGRATE_LIVE
+        let mut flags = virt::sys::VIR_MIGRATE_LIVE
             | virt::sys::VIR_MIGRATE_PERSIST_DEST
             | virt::sys::VIR_MIGRATE_UNDEFINE_SOURCE;
+        if self.unsafe_migration {
+            flags |= virt::sys::VIR_MIGRATE_UNSAFE;
+        }
         dom.migrate(&dest.conn, flags, None, None, 0)
             .map(drop)
             .map_err(|e| map_err("migrate", name, e))

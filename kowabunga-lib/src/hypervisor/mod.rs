@@ -196,6 +196,9 @@ pub trait Hypervisor: Send + Sync {
     /// Name of this hypervisor node (placement key).
     fn name(&self) -> &str;
 
+    /// The URI other hypervisors reach this one at (live migration target).
+    fn uri(&self) -> &str;
+
     /// Virtualization type used for new domains.
     fn domain_type(&self) -> DomainType;
 

@@ -1,9 +1,14 @@
 //! A tiny initramfs built from Debian packages: busybox-static plus the
 //! kernel modules needed to read a SATA CD-ROM and virtio disks, and an
 //! `/init` that mounts the `cidata` seed, prints it on the serial console
-//! between markers, reports the size of `/dev/vda`, and powers off.
+//! between markers, reports the size of `/dev/vda`, and powers off (or, with
+//! `kw_hold` on the kernel command line, prints `KOWABUNGA-TICK <n>` every
+//! second forever, for live migration).
 //!
 //! The cpio archive (newc format) is written here, no `cpio` tool needed.
+
+// Shared by several test binaries, each using a part.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub const BEGIN: &str = "KOWABUNGA-SEED-BEGIN";
 /// Printed after the seed.
 pub const END: &str = "KOWABUNGA-SEED-END";
+/// Printed every second by a held guest, followed by a counter.
+pub const TICK: &str = "KOWABUNGA-TICK";
 
 /// Modules to load, in dependency order after resolution.
 const WANTED: &[&str] = &[
@@ -40,6 +47,10 @@ echo "vda-sectors=$(cat /sys/block/vda/size 2>/dev/null)"
 echo KOWABUNGA-SEED-END
 umount /mnt
 sync
+if grep -q kw_hold /proc/cmdline; then
+  n=0
+  while true; do n=$((n+1)); echo "KOWABUNGA-TICK $n"; sleep 1; done
+fi
 poweroff -f
 "#;
 

@@ -15,6 +15,9 @@
 //! after a bounded wait) when the guard drops, also on panic; qemu
 //! processes it left behind are killed by the pids in `<tmp>/run/qemu/*.pid`.
 
+// Shared by several test binaries, each using a part.
+#![allow(dead_code)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,7 +40,22 @@ security_driver = "none"
 stdio_handler = "file"
 namespaces = [ ]
 cgroup_controllers = [ ]
+migration_address = "192.0.2.10"
+migration_host = "192.0.2.10"
 "#;
+
+/// A host UUID per daemon (libvirt refuses to migrate to "the same host").
+fn host_uuid(tag: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tag.bytes().chain(std::process::id().to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    format!(
+        "6b6f7761-6275-4e67-8{:03x}-{:012x}",
+        h >> 52,
+        h & 0xffff_ffff_ffff
+    )
+}
 
 /// Makes sure the `libvirt-qemu` user the qemu driver looks up exists.
 fn ensure_libvirt_qemu_user() -> Result<(), String> {
@@ -77,6 +95,18 @@ impl Libvirtd {
     /// Starts libvirtd with `bridges` created (up) in its network namespace,
     /// and waits (bounded) until `qemu:///system` answers on its socket.
     pub fn start(tag: &str, bridges: &[&str]) -> Result<Libvirtd, String> {
+        Self::start_in(tag, bridges, None)
+    }
+
+    /// Like [`start`](Self::start), but in the network namespace of
+    /// `neighbour` when given (two daemons that can migrate to each other
+    /// over 192.0.2.10, an address of that namespace only; the bridges are
+    /// then the neighbour's).
+    pub fn start_in(
+        tag: &str,
+        bridges: &[&str],
+        neighbour: Option<&Libvirtd>,
+    ) -> Result<Libvirtd, String> {
         ensure_libvirt_qemu_user()?;
         let dir = std::env::temp_dir().join(format!("kw-libvirtd-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -87,9 +117,10 @@ impl Libvirtd {
         fs::write(
             dir.join("etc/libvirtd.conf"),
             format!(
-                "unix_sock_dir = \"{}\"\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\nunix_sock_rw_perms = \"0700\"\nlog_outputs = \"3:file:{}\"\n",
+                "unix_sock_dir = \"{}\"\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\nunix_sock_rw_perms = \"0700\"\nlog_outputs = \"3:file:{}\"\nhost_uuid = \"{}\"\n",
                 run.display(),
-                dir.join("libvirtd.log").display()
+                dir.join("libvirtd.log").display(),
+                host_uuid(tag)
             ),
         )
         .map_err(|e| format!("write libvirtd.conf: {e}"))?;
@@ -111,8 +142,13 @@ impl Libvirtd {
                 dir.join(src).display()
             ));
         }
+        // The namespace's own address for migration traffic (libvirt refuses
+        // a loopback migration_host).
         script.push_str("ip link set lo up\n");
-        for b in bridges {
+        if neighbour.is_none() {
+            script.push_str("ip addr add 192.0.2.10/32 dev lo\n");
+        }
+        for b in bridges.iter().filter(|_| neighbour.is_none()) {
             script.push_str(&format!(
                 "ip link add '{b}' type bridge\nip link set '{b}' up\n"
             ));
@@ -125,16 +161,25 @@ impl Libvirtd {
         let stderr = fs::File::create(dir.join("libvirtd.stderr"))
             .map_err(|e| format!("libvirtd.stderr: {e}"))?;
         let t0 = Instant::now();
-        let child = Command::new("unshare")
-            .args([
-                "--mount",
-                "--net",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-            ])
+        let mut cmd = match neighbour.and_then(|n| n.child.as_ref()) {
+            Some(n) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/proc/{}/ns/net", n.id())).args([
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                ]);
+                c
+            }
+            None => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--net", "--propagation", "private"]);
+                c
+            }
+        };
+        let child = cmd
+            .args(["sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

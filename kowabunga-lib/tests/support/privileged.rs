@@ -2,6 +2,9 @@
 //! this crate cannot depend on): skip with a message when not root, unless
 //! `KOWABUNGA_REQUIRE_PRIVILEGED=1` turns the skip into a failure.
 
+// Shared by several test binaries, each using a part.
+#![allow(dead_code)]
+
 /// The environment variable that turns a privileged-test skip into a failure.
 pub const REQUIRE_PRIVILEGED: &str = "KOWABUNGA_REQUIRE_PRIVILEGED";
 

@@ -1,6 +1,9 @@
 //! A temporary directory removed on drop (also on panic), unless
 //! `KOWABUNGA_KEEP_TEST_DIRS` is set.
 
+// Shared by several test binaries, each using a part.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 /// A fresh directory under the system temp dir.
