@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kowabunga_tests::vrrp::node::Impl;
-use kowabunga_tests::vrrp::scenario::{failover, Event};
+use kowabunga_tests::vrrp::scenario::{failover, flaps_under_load, Event};
 
 fn main() {
     if let Err(e) = run() {
@@ -80,8 +80,30 @@ fn run() -> anyhow::Result<()> {
             );
         }
     }
+    println!();
+    println!("Flaps under load: stable pair, {HOGS} busy threads for {}s on this machine; times the live", LOAD.as_secs());
+    println!("master's backup became master anyway (should be 0).");
+    println!();
+    println!("| advert  | kowabunga | keepalived 2.2.7 |");
+    println!("|--------:|----------:|-----------------:|");
+    for &interval in &intervals {
+        let flaps = |imp| match flaps_under_load(&ours, imp, interval, HOGS, LOAD) {
+            Ok(n) => n.to_string(),
+            Err(e) => {
+                eprintln!("{imp} {interval} ms under load: {e:#}");
+                "failed".to_owned()
+            }
+        };
+        let (a, b) = (flaps(Impl::Ours), flaps(Impl::Keepalived));
+        println!("| {interval:>4} ms | {a:>9} | {b:>16} |");
+    }
     Ok(())
 }
+
+/// Busy threads of the load test.
+const HOGS: usize = 3;
+/// How long the load lasts.
+const LOAD: Duration = Duration::from_secs(10);
 
 /// One table cell: median [min-max] takeover and median loss over `runs` runs.
 fn cell(

@@ -80,6 +80,7 @@ pub fn node_main(args: &[String]) -> i32 {
     use nix::sys::signal::{SigSet, Signal};
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

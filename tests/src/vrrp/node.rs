@@ -180,6 +180,15 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How many times the speaker became master, from its log.
+    pub fn became_master(&self) -> usize {
+        let needle = match self.imp {
+            Impl::Ours => "to=master",
+            Impl::Keepalived => "Entering MASTER STATE",
+        };
+        self.log_text().matches(needle).count()
+    }
+
     fn vrrp_pid(&self) -> Option<i32> {
         std::fs::read_to_string(&self.vrrp_pid_file)
             .ok()

@@ -112,3 +112,54 @@ pub fn failover(
         takeover: log.takeover(t0, 1),
     })
 }
+
+/// Spins `threads` busy loops for `span` (bounded), to load the machine.
+pub fn cpu_hogs(threads: usize, span: Duration) -> Vec<std::thread::JoinHandle<()>> {
+    (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let mut x: u64 = 1;
+                while t0.elapsed() < span {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect()
+}
+
+/// A stable master/backup pair of `imp` at `interval_ms` while `hogs` busy threads
+/// load the machine for `span`: how many times the backup wrongly became master
+/// (every such transition is a flap: the master is alive).
+pub fn flaps_under_load(
+    ours: &Path,
+    imp: Impl,
+    interval_ms: u32,
+    hogs: usize,
+    span: Duration,
+) -> Result<usize> {
+    let lab = VrrpLab::new()?;
+    let interval = Duration::from_millis(u64::from(interval_ms));
+    let master = Node::start(&lab, 0, &Spec::new(imp, 150, interval_ms), ours)?;
+    until(
+        "r1 to hold the VIP",
+        interval * 5 + Duration::from_secs(3),
+        || lab.vip_on(0),
+    )
+    .with_context(|| master.log_text())?;
+    let backup = Node::start(&lab, 1, &Spec::new(imp, 100, interval_ms), ours)?;
+    holds(
+        "r2 staying backup",
+        (interval * 4).max(Duration::from_millis(600)),
+        || Ok(!lab.vip_on(1)?),
+    )
+    .with_context(|| format!("r1:\n{}\nr2:\n{}", master.log_text(), backup.log_text()))?;
+    let before = backup.became_master();
+    for h in cpu_hogs(hogs, span) {
+        let _ = h.join();
+    }
+    // Let a late transition show up in the log.
+    std::thread::sleep(interval * 2);
+    Ok(backup.became_master() - before)
+}
