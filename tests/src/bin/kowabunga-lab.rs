@@ -1,9 +1,15 @@
-//! `kowabunga-lab`: the Kawaii namespace lab demo (`cargo xtask lab`).
+//! `kowabunga-lab`: the Kawaii and Konvey namespace lab demo (`cargo xtask lab`).
 //!
-//! Builds three namespaces (private host, Kawaii gateway, Internet host), runs
-//! `kowabungad` in the gateway and shows, section by section, SNAT of TCP, UDP and
-//! ping to the VIP, DNAT of VIP:8080 to the private host, the default drop of other
-//! VIP ports, and the dataplane counters. Exits non-zero if any expectation fails.
+//! Kawaii: builds three namespaces (private host, Kawaii gateway, Internet host),
+//! runs `kowabungad` in the gateway and shows, section by section, SNAT of TCP, UDP
+//! and ping to the VIP, DNAT of VIP:8080 to the private host, the default drop of
+//! other VIP ports, and the dataplane counters.
+//!
+//! Konvey: then builds the Konvey lab (client, balancer, three backends on a
+//! bridge), runs `kowabungad` in the balancer and shows round-robin across the
+//! three backends (which backend answered each TCP connection and UDP flow), a
+//! backend leaving the rotation when it stops and coming back, and the counters.
+//! Exits non-zero if any expectation fails.
 //!
 //! Options: `--kowabungad PATH` (default: next to this binary, or `$KOWABUNGAD`),
 //! `--hold SECONDS` (keep the lab up that long at the end for poking around),
@@ -16,6 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kowabunga_tests::lab::agent::EXIT_TIMEOUT;
+use kowabunga_tests::lab::konvey::{
+    answered_by, KonveyLab, BACKENDS, CLIENT_ADDR, HEALTH_FALL, HEALTH_INTERVAL_MS, LB_ADDR,
+    TCP_BACKEND_PORT, TCP_ENDPOINT, TCP_PORT, UDP_BACKEND_PORT, UDP_ENDPOINT, UDP_PORT,
+    VIP as KONVEY_VIP,
+};
 use kowabunga_tests::lab::topology::{
     KawaiiLab, BPFFS, DNAT_PORT, GW_PRIV_ADDR, GW_PUB_ADDR, INET_ADDR, PRIVATE_SUBNET, PRIV_ADDR,
     VIP,
@@ -288,6 +299,10 @@ fn run(opts: &Options) -> Result<bool> {
     );
     drop(lab);
 
+    if let Err(e) = konvey_demo(&bin, &agent, &mut report) {
+        report.check("the Konvey lab ran to the end", false, &format!("{e:#}"));
+    }
+
     println!(
         "\n{} checks passed, {} failed",
         report.passed,
@@ -299,11 +314,182 @@ fn run(opts: &Options) -> Result<bool> {
     Ok(report.failed.is_empty())
 }
 
-/// Deletes namespaces `kwl*-{priv,gw,inet}` and pin directories `/sys/fs/bpf/kwl*`
-/// left behind by labs that were killed before they could clean up.
+/// The Konvey part: round-robin across three backends, failover and recovery.
+fn konvey_demo(bin: &std::path::Path, agent: &Agent, report: &mut Report) -> Result<()> {
+    section("Konvey topology")?;
+    let mut lab = KonveyLab::new()?;
+    println!("  {:<14} bridge br0 joining everyone", lab.sw.name());
+    println!(
+        "  {:<14} eth0 {CLIENT_ADDR}/24   (client)",
+        lab.client.name()
+    );
+    println!(
+        "  {:<14} eth0 {LB_ADDR}/24 + VIP {KONVEY_VIP}/32   (Konvey node, XDP on eth0)",
+        lab.lb.name()
+    );
+    for b in &lab.backends {
+        println!(
+            "  {:<14} eth0 {}/24   (backend {}: tcp :{TCP_BACKEND_PORT} and udp :{UDP_BACKEND_PORT} answer \"name={}\")",
+            b.ns.name(),
+            b.addr,
+            b.name,
+            b.name
+        );
+    }
+    println!(
+        "  services: {TCP_ENDPOINT} tcp {KONVEY_VIP}:{TCP_PORT} -> :{TCP_BACKEND_PORT}, {UDP_ENDPOINT} udp {KONVEY_VIP}:{UDP_PORT} -> :{UDP_BACKEND_PORT}; health every {HEALTH_INTERVAL_MS} ms, fall {HEALTH_FALL}"
+    );
+    println!(
+        "  config {}  pins {}",
+        lab.config_path().display(),
+        lab.pin_dir().display()
+    );
+    lab.start_backends(agent)?;
+
+    section("Starting kowabungad in the Konvey node")?;
+    let started = Instant::now();
+    let daemon = lab.start_daemon(bin)?;
+    println!("  ready after {:.1} s", started.elapsed().as_secs_f64());
+    for line in daemon.log().lines() {
+        println!("  | {line}");
+    }
+    lab.warm_up()?;
+
+    let round = |lab: &KonveyLab, udp: bool, n: usize| -> Result<Vec<String>> {
+        let mut who = Vec::with_capacity(n);
+        for i in 1..=n {
+            let out = if udp {
+                agent.udp_client(&lab.client, &format!("{KONVEY_VIP}:{UDP_PORT}"))?
+            } else {
+                agent.tcp_client(&lab.client, &format!("{KONVEY_VIP}:{TCP_PORT}"))?
+            };
+            let name = answered_by(&out).unwrap_or_else(|| "FAILED".to_owned());
+            println!(
+                "  {} #{i:<2} answered by {name}",
+                if udp { "flow" } else { "connection" }
+            );
+            who.push(name);
+        }
+        Ok(who)
+    };
+    let tally = |who: &[String]| -> String {
+        BACKENDS
+            .iter()
+            .map(|(n, _)| format!("{n}={}", who.iter().filter(|w| w == n).count()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+
+    section(&format!(
+        "9 new TCP connections {CLIENT_ADDR} -> {KONVEY_VIP}:{TCP_PORT} (strict round-robin)"
+    ))?;
+    let who = round(&lab, false, 9)?;
+    println!("  distribution: {}", tally(&who));
+    report.check(
+        "TCP connections rotate across b1, b2, b3 (3 each)",
+        BACKENDS
+            .iter()
+            .all(|(n, _)| who.iter().filter(|w| w == n).count() == 3),
+        &who.join(" "),
+    );
+
+    section(&format!(
+        "6 new UDP flows {CLIENT_ADDR} -> {KONVEY_VIP}:{UDP_PORT}"
+    ))?;
+    let who = round(&lab, true, 6)?;
+    println!("  distribution: {}", tally(&who));
+    report.check(
+        "UDP flows rotate across b1, b2, b3 (2 each)",
+        BACKENDS
+            .iter()
+            .all(|(n, _)| who.iter().filter(|w| w == n).count() == 2),
+        &who.join(" "),
+    );
+
+    section("Stopping b2's servers (health checks take it out of the rotation)")?;
+    let stopped = Instant::now();
+    lab.stop_backend(1);
+    let took = lab.wait_backend_states(
+        &[(TCP_ENDPOINT, "b2", "down")],
+        1,
+        stopped,
+        Duration::from_secs(10),
+    )?;
+    println!(
+        "  b2 out of the rotation after {} ms (interval {HEALTH_INTERVAL_MS} ms x fall {HEALTH_FALL})",
+        took[0].as_millis()
+    );
+    let who = round(&lab, false, 6)?;
+    println!("  distribution: {}", tally(&who));
+    report.check(
+        "with b2 stopped, every connection succeeds on b1 and b3",
+        who.iter().all(|w| w == "b1" || w == "b3"),
+        &who.join(" "),
+    );
+
+    section("Restarting b2")?;
+    let restarted = Instant::now();
+    lab.start_backend(agent, 1)?;
+    let took = lab.wait_backend_states(
+        &[(TCP_ENDPOINT, "b2", "up")],
+        1,
+        restarted,
+        Duration::from_secs(10),
+    )?;
+    println!("  b2 back after {} ms", took[0].as_millis());
+    let who = round(&lab, false, 6)?;
+    println!("  distribution: {}", tally(&who));
+    report.check(
+        "b2 is back in the rotation (2 each)",
+        BACKENDS
+            .iter()
+            .all(|(n, _)| who.iter().filter(|w| w == n).count() == 2),
+        &who.join(" "),
+    );
+
+    section(&format!(
+        "Konvey counters ({}/konvey/kw_stats)",
+        lab.pin_dir().display()
+    ))?;
+    match lab.counters() {
+        Ok(counters) => {
+            print!("{counters}");
+            report.check(
+                "packets were redirected by the Konvey program",
+                counters.packets("fwd_redirect") > 0,
+                "",
+            );
+        }
+        Err(e) => report.check("reading the Konvey counters", false, &format!("  {e:#}")),
+    }
+
+    section("kowabungad log (Konvey)")?;
+    if let Some(daemon) = lab.daemon() {
+        let log = daemon.log();
+        let lines: Vec<&str> = log.lines().collect();
+        for line in &lines[lines.len().saturating_sub(12)..] {
+            println!("  | {line}");
+        }
+    }
+    println!(
+        "\n== Cleanup: stopping kowabungad and the backends, deleting the Konvey namespaces, removing {}",
+        lab.pin_dir().display()
+    );
+    drop(lab);
+    Ok(())
+}
+
+/// Deletes lab namespaces (Kawaii `kwl*-{priv,gw,inet}`, Konvey
+/// `kwl*-{sw,client,lb,b1,b2,b3}`) and pin directories `/sys/fs/bpf/kwl*` left
+/// behind by labs that were killed before they could clean up.
 fn cleanup_stale() -> Result<()> {
     let is_lab = |name: &str| {
-        name.starts_with("kwl") && ["-priv", "-gw", "-inet"].iter().any(|s| name.ends_with(s))
+        name.starts_with("kwl")
+            && [
+                "-priv", "-gw", "-inet", "-sw", "-client", "-lb", "-b1", "-b2", "-b3",
+            ]
+            .iter()
+            .any(|s| name.ends_with(s))
     };
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for name in entries
