@@ -60,6 +60,8 @@ use crate::storage::{BlockStorage, DiskFormat, DiskSource, StorageError, GIB};
 pub const LOCAL_GATEWAY_METRIC: u32 = 100;
 /// Metric of the first default route through another zone's gateway.
 pub const REMOTE_GATEWAY_METRIC: u32 = 200;
+/// Metric of the default route of a `public` instance's public NIC.
+pub const PUBLIC_GATEWAY_METRIC: u32 = 50;
 
 /// One region the cloud serves: its zones and its private subnet pools.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,16 +74,35 @@ pub struct RegionConfig {
     pub subnet_pools: Vec<IpNet>,
     /// Addresses reserved for zone gateways after each subnet's gateway.
     pub gateway_pool_size: u32,
+    /// The region's public network, for `public` instances (none: `public`
+    /// instances are refused).
+    pub public: Option<PublicNetwork>,
+}
+
+/// A region's public (Internet-facing) network.
+///
+/// A `public` Kompute gets a first NIC (`ens3`) on `bridge` with the first
+/// free address of `subnet` (its gateway, gateway pool and reserved ranges
+/// are skipped, as for project subnets: the pool holds the Kawaii VIPs) and a
+/// default route through the subnet's gateway with metric
+/// [`PUBLIC_GATEWAY_METRIC`], preferred over the project gateways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicNetwork {
+    /// Host bridge of the public network.
+    pub bridge: String,
+    /// The public subnet and its address plan.
+    pub subnet: ProjectSubnet,
 }
 
 impl RegionConfig {
-    /// A region with the default gateway pool size.
+    /// A region with the default gateway pool size and no public network.
     pub fn new(region: Region, zones: Vec<Zone>, subnet_pools: Vec<IpNet>) -> Self {
         RegionConfig {
             region,
             zones,
             subnet_pools,
             gateway_pool_size: DEFAULT_GATEWAY_POOL_SIZE,
+            public: None,
         }
     }
 }
@@ -220,6 +241,8 @@ pub struct KomputeInfo {
     pub ip: Ipv4Addr,
     /// Private NIC's MAC.
     pub mac: MacAddr,
+    /// Public address and NIC MAC, for `public` instances.
+    pub public: Option<(Ipv4Addr, MacAddr)>,
     /// Region of its zone.
     pub region: String,
     /// OS volume name.
@@ -296,7 +319,10 @@ struct State {
 
 impl State {
     fn macs(&self) -> BTreeSet<MacAddr> {
-        self.instances.values().map(|i| i.mac).collect()
+        self.instances
+            .values()
+            .flat_map(|i| std::iter::once(i.mac).chain(i.public.map(|(_, m)| m)))
+            .collect()
     }
 
     fn usage(&self, project: &str) -> Usage {
@@ -379,6 +405,15 @@ where
         .await
         .map_err(|e| CloudError::Task(e.to_string()))?
         .map_err(Into::into)
+}
+
+/// What [`Cloud::reserve`] decided for a new instance.
+struct Reservation {
+    info: KomputeInfo,
+    hv: Arc<dyn Hypervisor>,
+    project: ProjectInfo,
+    network: ProjectNetwork,
+    public_net: Option<PublicNetwork>,
 }
 
 /// One step of a creation, undone in reverse order on failure.
@@ -649,89 +684,21 @@ impl Cloud {
             source,
         })?;
         let key = (kompute.project.clone(), kompute.name.clone());
-        // 1. Reserve: quota, placement, address, MAC (under the lock, so two
-        //    creations never get the same ones).
-        let (info, hv, project, network) =
-            {
-                let mut st = self.inner.state.lock().await;
-                let project = st.projects.get(&kompute.project).cloned().ok_or_else(|| {
-                    CloudError::NotFound {
-                        kind: "project",
-                        name: kompute.project.clone(),
-                    }
-                })?;
-                if st.instances.contains_key(&key) {
-                    return Err(CloudError::AlreadyExists {
-                        kind: "kompute",
-                        name: kompute.name.clone(),
-                    });
-                }
-                let (rc, _) =
-                    self.inner
-                        .config
-                        .zone(&kompute.zone)
-                        .ok_or_else(|| CloudError::Invalid {
-                            kind: "kompute",
-                            source: ValidationError::Invalid {
-                                field: "zone".into(),
-                                value: kompute.zone.clone(),
-                                expected: "a zone of this cloud".into(),
-                            },
-                        })?;
-                let region = rc.region.name.clone();
-                let network =
-                    project
-                        .networks
-                        .get(&region)
-                        .cloned()
-                        .ok_or_else(|| CloudError::Invalid {
-                            kind: "kompute",
-                            source: ValidationError::Invalid {
-                                field: "zone".into(),
-                                value: kompute.zone.clone(),
-                                expected: format!(
-                                    "a zone of the project's regions {:?}",
-                                    project.project.regions
-                                ),
-                            },
-                        })?;
-                alloc::check_quota(
-                    &project.project.quotas(),
-                    &st.usage(&kompute.project),
-                    &usage_of(&kompute),
-                )?;
-                let loads = st.loads();
-                let target = alloc::place(&loads, &kompute.zone, &kompute.name)?
-                    .name
-                    .clone();
-                let hv = st.hypervisor(&target).ok_or_else(|| CloudError::NotFound {
-                    kind: "hypervisor",
-                    name: target.clone(),
-                })?;
-                let used_ips: BTreeSet<Ipv4Addr> = st
-                    .instances
-                    .values()
-                    .filter(|i| network.subnet.cidr.contains(&i.ip))
-                    .map(|i| i.ip)
-                    .collect();
-                let ip = alloc::first_free_address(&network.subnet, &used_ips)?;
-                let mac = alloc::allocate_mac(&st.macs(), &mut rand::rng())?;
-                let domain = format!("{}-{}", kompute.project, kompute.name);
-                let info = KomputeInfo {
-                    os_volume: format!("{domain}-os"),
-                    data_volume: (kompute.extra_disk > 0).then(|| format!("{domain}-data")),
-                    seed: self.inner.config.seed_dir.join(format!("{domain}.iso")),
-                    domain,
-                    hypervisor: target,
-                    ip,
-                    mac,
-                    region,
-                    kompute: kompute.clone(),
-                    ready: false,
-                };
-                st.instances.insert(key.clone(), info.clone());
-                (info, hv, project, network)
-            };
+        // 1. Reserve: quota, placement, addresses, MACs (under the lock, so
+        //    two creations never get the same ones).
+        let r = {
+            let mut st = self.inner.state.lock().await;
+            let r = self.reserve(&st, &kompute)?;
+            st.instances.insert(key.clone(), r.info.clone());
+            r
+        };
+        let Reservation {
+            info,
+            hv,
+            project,
+            network,
+            public_net,
+        } = r;
         tracing::info!(
             project = %kompute.project, name = %kompute.name, hypervisor = %info.hypervisor,
             ip = %info.ip, "creating kompute"
@@ -741,7 +708,12 @@ impl Cloud {
         let password = project.project.root_password_or_generate();
         let built = self
             .build_kompute(
-                &info, &hv, &project, &network, &options, &password, &mut undo,
+                &info,
+                &hv,
+                (&project, &network, public_net.as_ref()),
+                &options,
+                &password,
+                &mut undo,
             )
             .await;
         let mut st = self.inner.state.lock().await;
@@ -772,13 +744,123 @@ impl Cloud {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Decides everything of a new instance without touching a backend.
+    fn reserve(&self, st: &State, kompute: &Kompute) -> Result<Reservation, CloudError> {
+        let invalid = |field: &str, value: &str, expected: String| CloudError::Invalid {
+            kind: "kompute",
+            source: ValidationError::Invalid {
+                field: field.into(),
+                value: value.into(),
+                expected,
+            },
+        };
+        let project =
+            st.projects
+                .get(&kompute.project)
+                .cloned()
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "project",
+                    name: kompute.project.clone(),
+                })?;
+        if st
+            .instances
+            .contains_key(&(kompute.project.clone(), kompute.name.clone()))
+        {
+            return Err(CloudError::AlreadyExists {
+                kind: "kompute",
+                name: kompute.name.clone(),
+            });
+        }
+        let (rc, _) = self
+            .inner
+            .config
+            .zone(&kompute.zone)
+            .ok_or_else(|| invalid("zone", &kompute.zone, "a zone of this cloud".into()))?;
+        let region = rc.region.name.clone();
+        let network = project.networks.get(&region).cloned().ok_or_else(|| {
+            invalid(
+                "zone",
+                &kompute.zone,
+                format!(
+                    "a zone of the project's regions {:?}",
+                    project.project.regions
+                ),
+            )
+        })?;
+        let public_net = match (kompute.public, &rc.public) {
+            (false, _) => None,
+            (true, Some(pn)) => Some(pn.clone()),
+            (true, None) => {
+                return Err(invalid(
+                    "public",
+                    "true",
+                    format!("a region with a public network ({region} has none)"),
+                ))
+            }
+        };
+        alloc::check_quota(
+            &project.project.quotas(),
+            &st.usage(&kompute.project),
+            &usage_of(kompute),
+        )?;
+        let loads = st.loads();
+        let target = alloc::place(&loads, &kompute.zone, &kompute.name)?
+            .name
+            .clone();
+        let hv = st.hypervisor(&target).ok_or_else(|| CloudError::NotFound {
+            kind: "hypervisor",
+            name: target.clone(),
+        })?;
+        let used_ips: BTreeSet<Ipv4Addr> = st
+            .instances
+            .values()
+            .filter(|i| network.subnet.cidr.contains(&i.ip))
+            .map(|i| i.ip)
+            .collect();
+        let ip = alloc::first_free_address(&network.subnet, &used_ips)?;
+        let mut macs = st.macs();
+        let mac = alloc::allocate_mac(&macs, &mut rand::rng())?;
+        macs.insert(mac);
+        let public = match &public_net {
+            Some(pn) => {
+                let used: BTreeSet<Ipv4Addr> = st
+                    .instances
+                    .values()
+                    .filter_map(|i| i.public.map(|(a, _)| a))
+                    .collect();
+                let addr = alloc::first_free_address(&pn.subnet, &used)?;
+                Some((addr, alloc::allocate_mac(&macs, &mut rand::rng())?))
+            }
+            None => None,
+        };
+        let domain = format!("{}-{}", kompute.project, kompute.name);
+        let info = KomputeInfo {
+            os_volume: format!("{domain}-os"),
+            data_volume: (kompute.extra_disk > 0).then(|| format!("{domain}-data")),
+            seed: self.inner.config.seed_dir.join(format!("{domain}.iso")),
+            domain,
+            hypervisor: target,
+            ip,
+            mac,
+            public,
+            region,
+            kompute: kompute.clone(),
+            ready: false,
+        };
+        Ok(Reservation {
+            info,
+            hv,
+            project,
+            network,
+            public_net,
+        })
+    }
+
     async fn build_kompute(
         &self,
         info: &KomputeInfo,
         hv: &Arc<dyn Hypervisor>,
-        project: &ProjectInfo,
-        network: &ProjectNetwork,
+        (project, network, public_net): (&ProjectInfo, &ProjectNetwork, Option<&PublicNetwork>),
         options: &KomputeOptions,
         password: &Secret,
         undo: &mut Vec<Undo>,
@@ -846,6 +928,33 @@ impl Cloud {
         };
         let address = Ipv4Net::new(info.ip, network.subnet.cidr.prefix_len())
             .map_err(|e| CloudError::Conflict(e.to_string()))?;
+        let mut nics = Vec::new();
+        let mut nic_specs = Vec::new();
+        if let (Some(pn), Some((addr, mac))) = (public_net, info.public) {
+            nics.push(NicConfig {
+                name: "ens3".into(),
+                mac,
+                address: Ipv4Net::new(addr, pn.subnet.cidr.prefix_len())
+                    .map_err(|e| CloudError::Conflict(e.to_string()))?,
+                routes: vec![Route::default_via(pn.subnet.gateway, PUBLIC_GATEWAY_METRIC)],
+                nameservers: vec![],
+            });
+            nic_specs.push(NicSpec {
+                mac,
+                bridge: pn.bridge.clone(),
+            });
+        }
+        nics.push(NicConfig {
+            name: "ens4".into(),
+            mac: info.mac,
+            address,
+            routes,
+            nameservers: vec![network.subnet.gateway],
+        });
+        nic_specs.push(NicSpec {
+            mac: info.mac,
+            bridge: network.bridge.clone(),
+        });
         let seed = Seed {
             instance_id: info.domain.clone(),
             hostname: k.name.clone(),
@@ -853,13 +962,7 @@ impl Cloud {
             bootstrap_user: p.bootstrap_user.clone(),
             ssh_keys: if key.is_empty() { vec![] } else { vec![key] },
             password: password.clone(),
-            nics: vec![NicConfig {
-                name: "ens4".into(),
-                mac: info.mac,
-                address,
-                routes,
-                nameservers: vec![network.subnet.gateway],
-            }],
+            nics,
         };
         let seed_path = info.seed.clone();
         let seed_dir = self.inner.config.seed_dir.clone();
@@ -889,10 +992,7 @@ impl Cloud {
             vcpus: k.vcpus,
             memory_mib: options.memory_mib.unwrap_or(k.mem * 1024),
             disks,
-            nics: vec![NicSpec {
-                mac: info.mac,
-                bridge: network.bridge.clone(),
-            }],
+            nics: nic_specs,
             direct_boot: options.direct_boot.clone(),
             serial_log: options.serial_log.clone(),
         };

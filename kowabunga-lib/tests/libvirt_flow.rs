@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use kowabunga::alloc::AllocError;
-use kowabunga::cloud::{Cloud, CloudConfig, CloudError, CloudEvent, RegionConfig};
+use kowabunga::alloc::ProjectSubnet;
+use kowabunga::cloud::{Cloud, CloudConfig, CloudError, CloudEvent, PublicNetwork, RegionConfig};
 use kowabunga::hypervisor::libvirt::LibvirtHypervisor;
 use kowabunga::hypervisor::{DomainSpec, DomainState, DomainType, Hypervisor, HypervisorError};
 use kowabunga::kylo::MemoryShares;
@@ -44,9 +45,13 @@ fn zone(name: &str) -> Zone {
 }
 
 async fn setup(tag: &str, pools: &[&str]) -> Setup {
+    setup_with(tag, pools, None).await
+}
+
+async fn setup_with(tag: &str, pools: &[&str], public: Option<PublicNetwork>) -> Setup {
     let tmp = TempDir::new(&format!("flow-{tag}"));
     let storage = Arc::new(Qcow2Storage::new(tmp.path().join("pool")).expect("storage"));
-    let region = RegionConfig::new(
+    let mut region = RegionConfig::new(
         Region {
             name: "eu-west".into(),
             desc: String::new(),
@@ -54,6 +59,7 @@ async fn setup(tag: &str, pools: &[&str]) -> Setup {
         vec![zone("eu-west-a"), zone("eu-west-b")],
         pools.iter().map(|p| p.parse().expect("pool")).collect(),
     );
+    region.public = public;
     let seeds = tmp.path().join("seeds");
     let cloud = Cloud::new(CloudConfig::new(vec![region], &seeds), storage.clone())
         .with_shares(Arc::new(MemoryShares::new("10.255.0.1")));
@@ -666,5 +672,106 @@ async fn migration_needs_a_driver_that_can() {
         .expect_err("unknown domain");
     assert!(matches!(err, HypervisorError::NotFound(_)), "{err:?}");
     s.cloud.delete_kompute("acme", "web").await.expect("delete");
+    assert_clean(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_instances_get_a_public_nic() {
+    let public = PublicNetwork {
+        bridge: "kw-public".into(),
+        subnet: ProjectSubnet::new("203.0.113.0/28".parse().expect("net"), 2).expect("plan"),
+    };
+    let s = setup_with("public", &["10.5.0.0/16"], Some(public)).await;
+    s.cloud
+        .create_project(project("name: acme\nregions: [eu-west]\n"))
+        .await
+        .expect("project");
+    let web = s
+        .cloud
+        .create_kompute(Kompute {
+            public: true,
+            ..kompute("acme", "web", 1, 1, "eu-west-a")
+        })
+        .await
+        .expect("public web");
+    let (addr, mac) = web.public.expect("public address");
+    // .0 network, .1 gateway, .2-.3 Kawaii VIPs.
+    assert_eq!(addr.to_string(), "203.0.113.4");
+    assert_ne!(mac, web.mac);
+    let xml = s.hvs[0].domain_xml("acme-web").expect("xml");
+    let public_nic = xml.find("kw-public").expect("public bridge");
+    let private_nic = xml.find("kw-acme").expect("project bridge");
+    assert!(
+        public_nic < private_nic,
+        "ens3 public first, then ens4: {xml}"
+    );
+    let db = s
+        .cloud
+        .create_kompute(kompute("acme", "db", 1, 1, "eu-west-a"))
+        .await
+        .expect("private db");
+    assert!(db.public.is_none());
+    s.cloud.delete_kompute("acme", "web").await.expect("delete");
+    s.cloud.delete_kompute("acme", "db").await.expect("delete");
+    assert_clean(&s).await;
+
+    // A region without a public network refuses public instances.
+    let t = setup("nopublic", &["10.6.0.0/16"]).await;
+    t.cloud
+        .create_project(project("name: acme\nregions: [eu-west]\n"))
+        .await
+        .expect("project");
+    let err = t
+        .cloud
+        .create_kompute(Kompute {
+            public: true,
+            ..kompute("acme", "web", 1, 1, "eu-west-a")
+        })
+        .await
+        .expect_err("no public network");
+    assert!(
+        matches!(&err, CloudError::Invalid { source, .. } if source.field() == "public"),
+        "{err:?}"
+    );
+    assert_clean(&t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creations_never_share_an_address() {
+    let s = setup("concurrent", &["10.7.0.0/16"]).await;
+    s.cloud
+        .create_project(project(
+            "name: acme\nregions: [eu-west]\nmax_instances: 6\n",
+        ))
+        .await
+        .expect("project");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let cloud = s.cloud.clone();
+        set.spawn(async move {
+            cloud
+                .create_kompute(kompute("acme", &format!("w{i}"), 1, 1, "eu-west-a"))
+                .await
+        });
+    }
+    let mut ok = Vec::new();
+    let mut quota = 0;
+    while let Some(r) = set.join_next().await {
+        match r.expect("join") {
+            Ok(info) => ok.push(info),
+            Err(CloudError::Alloc(AllocError::QuotaExceeded { .. })) => quota += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!((ok.len(), quota), (6, 2), "quota holds under concurrency");
+    let ips: BTreeSet<_> = ok.iter().map(|i| i.ip).collect();
+    let macs: BTreeSet<_> = ok.iter().map(|i| i.mac).collect();
+    assert_eq!((ips.len(), macs.len()), (6, 6));
+    for i in &ok {
+        s.cloud
+            .delete_kompute("acme", &i.kompute.name)
+            .await
+            .expect("delete");
+    }
     assert_clean(&s).await;
 }
