@@ -313,8 +313,9 @@ struct State {
     /// Key: (project, name).
     kylos: BTreeMap<(String, String), (Kylo, Share)>,
     templates: BTreeMap<String, Template>,
-    /// Domain specs of instances (to redefine on resize).
-    specs: BTreeMap<(String, String), DomainSpec>,
+    /// Domain specs of instances (to redefine on resize), and whether their
+    /// memory was set in MiB by [`KomputeOptions::memory_mib`].
+    specs: BTreeMap<(String, String), (DomainSpec, bool)>,
 }
 
 impl State {
@@ -722,7 +723,7 @@ impl Cloud {
                 let mut info = info;
                 info.ready = true;
                 st.instances.insert(key.clone(), info.clone());
-                st.specs.insert(key, spec);
+                st.specs.insert(key, (spec, options.memory_mib.is_some()));
                 drop(st);
                 self.emit(&CloudEvent::InstanceCreated {
                     project: kompute.project.clone(),
@@ -1166,8 +1167,8 @@ impl Cloud {
         disk: u64,
     ) -> Result<KomputeInfo, CloudError> {
         let key = (project.to_owned(), name.to_owned());
-        let (info, spec, hv) = {
-            let st = self.inner.state.lock().await;
+        let (info, spec, memory_override, hv) = {
+            let mut st = self.inner.state.lock().await;
             let info = st
                 .instances
                 .get(&key)
@@ -1204,27 +1205,39 @@ impl Cloud {
             let mut request = usage_of(&resized);
             request.instances = 0;
             alloc::check_quota(&quotas, &others, &request)?;
-            let spec = st
-                .specs
-                .get(&key)
-                .cloned()
-                .ok_or_else(|| CloudError::NotFound {
-                    kind: "kompute",
-                    name: name.to_owned(),
-                })?;
+            let (spec, memory_override) =
+                st.specs
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| CloudError::NotFound {
+                        kind: "kompute",
+                        name: name.to_owned(),
+                    })?;
             let hv = st
                 .hypervisor(&info.hypervisor)
                 .ok_or_else(|| CloudError::NotFound {
                     kind: "hypervisor",
                     name: info.hypervisor.clone(),
                 })?;
+            // Busy while resizing: no concurrent delete or migration.
+            if let Some(i) = st.instances.get_mut(&key) {
+                i.ready = false;
+            }
             let mut info = info;
             info.kompute = resized;
-            (info, spec, hv)
+            (info, spec, memory_override, hv)
         };
-        if disk * GIB > 0 {
-            let (storage, vol) = (self.inner.storage.clone(), info.os_volume.clone());
-            let size = disk * GIB;
+        let mut spec = spec;
+        spec.vcpus = vcpus;
+        if !memory_override {
+            spec.memory_mib = mem * 1024;
+        }
+        let result = async {
+            let (storage, vol, size) = (
+                self.inner.storage.clone(),
+                info.os_volume.clone(),
+                disk * GIB,
+            );
             blocking(move || {
                 let current = storage.usage(&vol)?.provisioned_bytes;
                 if size > current {
@@ -1234,20 +1247,26 @@ impl Cloud {
                 }
             })
             .await?;
-        }
-        let mut spec = spec;
-        spec.vcpus = vcpus;
-        if spec.memory_mib >= 1024 {
-            spec.memory_mib = mem * 1024;
-        }
-        {
             let (hv, spec) = (hv.clone(), spec.clone());
-            blocking(move || hv.update(&spec)).await?;
+            blocking(move || hv.update(&spec)).await
         }
+        .await;
         let mut st = self.inner.state.lock().await;
-        st.instances.insert(key.clone(), info.clone());
-        st.specs.insert(key, spec);
-        Ok(info)
+        match result {
+            Ok(()) => {
+                let mut info = info;
+                info.ready = true;
+                st.instances.insert(key.clone(), info.clone());
+                st.specs.insert(key, (spec, memory_override));
+                Ok(info)
+            }
+            Err(e) => {
+                if let Some(i) = st.instances.get_mut(&key) {
+                    i.ready = true;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Live-migrates an instance to another hypervisor of its zone.
