@@ -395,6 +395,18 @@ impl std::fmt::Debug for Cloud {
     }
 }
 
+/// Runs `f` as its own task, so that dropping the caller's future does not
+/// stop a multi-step operation halfway (its rollback included).
+async fn detached<T, F>(f: F) -> Result<T, CloudError>
+where
+    F: std::future::Future<Output = Result<T, CloudError>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(f)
+        .await
+        .map_err(|e| CloudError::Task(e.to_string()))?
+}
+
 /// Runs a blocking backend call on the blocking pool.
 async fn blocking<T, E, F>(f: F) -> Result<T, CloudError>
 where
@@ -675,7 +687,20 @@ impl Cloud {
     }
 
     /// [`create_kompute`](Self::create_kompute) with extra options.
+    ///
+    /// The work runs in its own task: dropping the returned future (a
+    /// timeout, a cancelled request) does not stop it halfway, so a creation
+    /// either completes or is rolled back.
     pub async fn create_kompute_with(
+        &self,
+        kompute: Kompute,
+        options: KomputeOptions,
+    ) -> Result<KomputeInfo, CloudError> {
+        let this = self.clone();
+        detached(async move { this.create_kompute_task(kompute, options).await }).await
+    }
+
+    async fn create_kompute_task(
         &self,
         kompute: Kompute,
         options: KomputeOptions,
@@ -1090,7 +1115,13 @@ impl Cloud {
     }
 
     /// Powers an instance off and removes its domain, disks and seed.
+    /// Runs in its own task, like [`create_kompute_with`](Self::create_kompute_with).
     pub async fn delete_kompute(&self, project: &str, name: &str) -> Result<(), CloudError> {
+        let (this, project, name) = (self.clone(), project.to_owned(), name.to_owned());
+        detached(async move { this.delete_kompute_task(&project, &name).await }).await
+    }
+
+    async fn delete_kompute_task(&self, project: &str, name: &str) -> Result<(), CloudError> {
         let key = (project.to_owned(), name.to_owned());
         let (info, hv) = {
             let mut st = self.inner.state.lock().await;
@@ -1158,7 +1189,24 @@ impl Cloud {
 
     /// Changes vCPUs, memory and disk sizes of an instance (quota-checked;
     /// disks only grow). The new definition applies at the next boot.
+    /// Runs in its own task, like [`create_kompute_with`](Self::create_kompute_with).
     pub async fn resize_kompute(
+        &self,
+        project: &str,
+        name: &str,
+        vcpus: u32,
+        mem: u64,
+        disk: u64,
+    ) -> Result<KomputeInfo, CloudError> {
+        let (this, project, name) = (self.clone(), project.to_owned(), name.to_owned());
+        detached(async move {
+            this.resize_kompute_task(&project, &name, vcpus, mem, disk)
+                .await
+        })
+        .await
+    }
+
+    async fn resize_kompute_task(
         &self,
         project: &str,
         name: &str,
@@ -1270,7 +1318,23 @@ impl Cloud {
     }
 
     /// Live-migrates an instance to another hypervisor of its zone.
+    /// Runs in its own task, like [`create_kompute_with`](Self::create_kompute_with).
     pub async fn migrate_kompute(
+        &self,
+        project: &str,
+        name: &str,
+        to: &str,
+    ) -> Result<KomputeInfo, CloudError> {
+        let (this, project, name, to) = (
+            self.clone(),
+            project.to_owned(),
+            name.to_owned(),
+            to.to_owned(),
+        );
+        detached(async move { this.migrate_kompute_task(&project, &name, &to).await }).await
+    }
+
+    async fn migrate_kompute_task(
         &self,
         project: &str,
         name: &str,

@@ -775,3 +775,46 @@ async fn concurrent_creations_never_share_an_address() {
     }
     assert_clean(&s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_creation_still_completes_or_rolls_back() {
+    let s = setup("cancel", &["10.8.0.0/16"]).await;
+    s.cloud
+        .create_project(project("name: acme\nregions: [eu-west]\n"))
+        .await
+        .expect("project");
+    // Give up on the creation almost at once: the caller's future is
+    // dropped, the work goes on in its own task.
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(1),
+        s.cloud
+            .create_kompute(kompute("acme", "impatient", 1, 1, "eu-west-a")),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "creation unexpectedly finished within 1 ms"
+    );
+    // It finishes on its own: the instance becomes ready, never stays half
+    // made.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match s.cloud.kompute("acme", "impatient").await {
+            Some(i) if i.ready => break,
+            _ if std::time::Instant::now() > deadline => panic!("creation never completed"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    assert_eq!(
+        s.cloud
+            .kompute_state("acme", "impatient")
+            .await
+            .expect("state"),
+        DomainState::Running
+    );
+    s.cloud
+        .delete_kompute("acme", "impatient")
+        .await
+        .expect("delete");
+    assert_clean(&s).await;
+}
