@@ -9,6 +9,8 @@
 //! (`Cloud`) calls these methods inside `spawn_blocking`.
 
 pub mod qcow2;
+#[cfg(feature = "ceph")]
+pub mod rbd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
