@@ -1369,6 +1369,23 @@ konvey:
     }
 
     #[test]
+    fn node_helpers() {
+        assert_eq!(
+            parse_port_range_sysctl("32768\t60999\n"),
+            Some((32768, 60999))
+        );
+        assert_eq!(parse_port_range_sysctl("1024 65535"), Some((1024, 65535)));
+        assert_eq!(parse_port_range_sysctl("x"), None);
+        assert_eq!(first_ipv4("lo"), Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(first_ipv4("no-such-if0"), None);
+        // Kawaii-only: no Konvey settings, no Konvey interfaces.
+        let config = config::parse_str(GOOD).expect("valid");
+        assert_eq!(konvey_config(&config, &NodeEnv::system()), Ok(None));
+        assert!(konvey_interfaces(&config).is_empty());
+        assert_eq!(interface_roles(&config).len(), 4);
+    }
+
+    #[test]
     fn cli_parses() {
         let args = Args::try_parse_from(["kowabungad", "--config", "/etc/k.yaml", "--check"])
             .expect("args");

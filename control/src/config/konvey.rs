@@ -341,6 +341,21 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_lab_example() {
+        let v = ok(include_str!("../../examples/konvey-lab.yaml"));
+        let k = v.konvey.expect("konvey");
+        assert_eq!(k.endpoints.len(), 2);
+        assert_eq!(
+            k.endpoints[1].udp_probe,
+            Some(UdpProbe {
+                send: b"health".to_vec(),
+                expect: Some(b"name=".to_vec())
+            })
+        );
+        assert_eq!(v.node.konvey.health.interval, Duration::from_millis(200));
+    }
+
+    #[test]
     fn a_konvey_only_node_with_defaults() {
         let v = ok(&format!("{NODE}{KONVEY}"));
         assert!(v.kawaii.is_none());
