@@ -355,6 +355,33 @@ impl State {
             .collect()
     }
 
+    /// A ready instance: not being created, deleted, resized or migrated.
+    fn ready(&self, key: &(String, String)) -> Result<&KomputeInfo, CloudError> {
+        self.instances
+            .get(key)
+            .filter(|i| i.ready)
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "kompute",
+                name: key.1.clone(),
+            })
+    }
+
+    /// Marks an instance busy (`false`) or ready again (`true`).
+    fn set_ready(&mut self, key: &(String, String), ready: bool) {
+        if let Some(i) = self.instances.get_mut(key) {
+            i.ready = ready;
+        }
+    }
+
+    /// The hypervisor an instance runs on.
+    fn hypervisor_of(&self, info: &KomputeInfo) -> Result<Arc<dyn Hypervisor>, CloudError> {
+        self.hypervisor(&info.hypervisor)
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "hypervisor",
+                name: info.hypervisor.clone(),
+            })
+    }
+
     fn hypervisor(&self, name: &str) -> Option<Arc<dyn Hypervisor>> {
         self.hypervisors
             .iter()
@@ -1097,21 +1124,8 @@ impl Cloud {
         name: &str,
     ) -> Result<(Arc<dyn Hypervisor>, String), CloudError> {
         let st = self.inner.state.lock().await;
-        let info = st
-            .instances
-            .get(&(project.to_owned(), name.to_owned()))
-            .filter(|i| i.ready)
-            .ok_or_else(|| CloudError::NotFound {
-                kind: "kompute",
-                name: name.to_owned(),
-            })?;
-        let hv = st
-            .hypervisor(&info.hypervisor)
-            .ok_or_else(|| CloudError::NotFound {
-                kind: "hypervisor",
-                name: info.hypervisor.clone(),
-            })?;
-        Ok((hv, info.domain.clone()))
+        let info = st.ready(&(project.to_owned(), name.to_owned()))?;
+        Ok((st.hypervisor_of(info)?, info.domain.clone()))
     }
 
     /// Powers an instance off and removes its domain, disks and seed.
@@ -1125,16 +1139,8 @@ impl Cloud {
         let key = (project.to_owned(), name.to_owned());
         let (info, hv) = {
             let mut st = self.inner.state.lock().await;
-            let info = st
-                .instances
-                .get_mut(&key)
-                .filter(|i| i.ready)
-                .ok_or_else(|| CloudError::NotFound {
-                    kind: "kompute",
-                    name: name.to_owned(),
-                })?;
-            info.ready = false;
-            let info = info.clone();
+            let info = st.ready(&key)?.clone();
+            st.set_ready(&key, false);
             let hv = st.hypervisor(&info.hypervisor);
             (info, hv)
         };
@@ -1179,9 +1185,7 @@ impl Cloud {
                 Ok(())
             }
             Err(e) => {
-                if let Some(i) = st.instances.get_mut(&key) {
-                    i.ready = true;
-                }
+                st.set_ready(&key, true);
                 Err(e)
             }
         }
@@ -1217,15 +1221,7 @@ impl Cloud {
         let key = (project.to_owned(), name.to_owned());
         let (info, spec, memory_override, hv) = {
             let mut st = self.inner.state.lock().await;
-            let info = st
-                .instances
-                .get(&key)
-                .filter(|i| i.ready)
-                .cloned()
-                .ok_or_else(|| CloudError::NotFound {
-                    kind: "kompute",
-                    name: name.to_owned(),
-                })?;
+            let info = st.ready(&key)?.clone();
             let mut resized = info.kompute.clone();
             resized.vcpus = vcpus;
             resized.mem = mem;
@@ -1261,16 +1257,9 @@ impl Cloud {
                         kind: "kompute",
                         name: name.to_owned(),
                     })?;
-            let hv = st
-                .hypervisor(&info.hypervisor)
-                .ok_or_else(|| CloudError::NotFound {
-                    kind: "hypervisor",
-                    name: info.hypervisor.clone(),
-                })?;
+            let hv = st.hypervisor_of(&info)?;
             // Busy while resizing: no concurrent delete or migration.
-            if let Some(i) = st.instances.get_mut(&key) {
-                i.ready = false;
-            }
+            st.set_ready(&key, false);
             let mut info = info;
             info.kompute = resized;
             (info, spec, memory_override, hv)
@@ -1309,9 +1298,7 @@ impl Cloud {
                 Ok(info)
             }
             Err(e) => {
-                if let Some(i) = st.instances.get_mut(&key) {
-                    i.ready = true;
-                }
+                st.set_ready(&key, true);
                 Err(e)
             }
         }
@@ -1343,15 +1330,7 @@ impl Cloud {
         let key = (project.to_owned(), name.to_owned());
         let (source, target, domain) = {
             let mut st = self.inner.state.lock().await;
-            let info = st
-                .instances
-                .get(&key)
-                .filter(|i| i.ready)
-                .cloned()
-                .ok_or_else(|| CloudError::NotFound {
-                    kind: "kompute",
-                    name: name.to_owned(),
-                })?;
+            let info = st.ready(&key)?.clone();
             let target = st
                 .hypervisors
                 .iter()
@@ -1372,15 +1351,8 @@ impl Cloud {
                 )));
             }
             let target = target.hv.clone();
-            let source = st
-                .hypervisor(&info.hypervisor)
-                .ok_or_else(|| CloudError::NotFound {
-                    kind: "hypervisor",
-                    name: info.hypervisor.clone(),
-                })?;
-            if let Some(i) = st.instances.get_mut(&key) {
-                i.ready = false;
-            }
+            let source = st.hypervisor_of(&info)?;
+            st.set_ready(&key, false);
             (source, target, info.domain)
         };
         let uri = target.uri().to_owned();
