@@ -5,6 +5,9 @@
 //! (`kylo::ceph_nfs`). [`MemoryShares`] is an in-process bookkeeping backend
 //! for tests and for services that only need the model.
 
+#[cfg(feature = "ceph")]
+pub mod ceph_nfs;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;

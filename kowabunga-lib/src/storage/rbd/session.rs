@@ -52,7 +52,6 @@ impl Conn {
     }
 
     /// Sends one JSON command to the active ceph-mgr; returns its output buffer.
-    #[allow(dead_code)] // for kylo::ceph_nfs (CephFS subvolumes)
     pub(crate) fn mgr_command(&self, op: &'static str, json: &str) -> Result<String, CephError> {
         let cmd = CString::new(json).map_err(|_| CephError::InvalidName(json.to_owned()))?;
         let mut cmds = [cmd.as_ptr()];
