@@ -143,6 +143,11 @@ const PACKAGES: &[Package] = &[
         required: true,
     },
     Package {
+        name: "qemu-block-extra",
+        why: "qemu's RBD driver for the guest on an RBD clone in kowabunga-lib's tests",
+        required: true,
+    },
+    Package {
         name: "ceph-fuse",
         why: "writes Kylo files through CephFS in kowabunga-lib's tests",
         required: true,
