@@ -390,6 +390,20 @@ fn address_mismatch_is_dropped_and_counted_unless_from_owner() {
     assert_eq!(m.counters().address_mismatch, 1);
     assert_eq!(m.counters().adverts_rx, 0);
     assert_eq!(m.master(), None);
+    // The same set in another order is the same virtual router.
+    let mut two = cfg(12, 100, 100);
+    two.addresses = vec![addr(1), addr(2)];
+    let mut m2 = Machine::new(two);
+    m2.start(t0, false);
+    let swapped = Advert {
+        vrid: 51,
+        priority: 200,
+        max_advert_cs: 10,
+        addresses: vec![addr(2), addr(1)],
+    };
+    m2.handle_advert(t0 + MS, addr(11), &swapped);
+    assert_eq!(m2.counters().address_mismatch, 0);
+    assert_eq!(m2.master(), Some((addr(11), 200)));
     let owner = Advert {
         priority: 255,
         ..other

@@ -76,6 +76,27 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The path of the offending field, e.g. `node.vrrp.instances[0].vrid`.
+    pub fn field(&self) -> &str {
+        match self {
+            ConfigError::Invalid { field, .. } | ConfigError::DuplicateVrid { field, .. } => field,
+        }
+    }
+
+    /// What is wrong, with the value, without the field path.
+    pub fn message(&self) -> String {
+        match self {
+            ConfigError::Invalid { value, why, .. } => format!("{value:?} is invalid: {why}"),
+            ConfigError::DuplicateVrid {
+                vrid, interface, ..
+            } => {
+                format!("vrid {vrid} is used twice on interface {interface}")
+            }
+        }
+    }
+}
+
 /// A virtual address with its prefix length: `10.0.0.1/25`, or `10.0.0.1` (a /32
 /// or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

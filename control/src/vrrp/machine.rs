@@ -152,6 +152,8 @@ pub struct Machine {
     master: Option<(IpAddr, u8)>,
     actions: VecDeque<Action>,
     counters: Counters,
+    /// `cfg.addresses` sorted: adverts may list the same set in another order.
+    sorted: Vec<IpAddr>,
 }
 
 fn cs(v: u16) -> Duration {
@@ -162,7 +164,10 @@ impl Machine {
     /// A machine in `Initialize`.
     pub fn new(cfg: MachineConfig) -> Self {
         let active_interval_cs = cfg.advert_interval_cs;
+        let mut sorted = cfg.addresses.clone();
+        sorted.sort_unstable();
         Machine {
+            sorted,
             cfg,
             state: State::Initialize,
             active_interval_cs,
@@ -250,7 +255,7 @@ impl Machine {
     /// Handles a valid advert for our VRID from `src` (codec, TTL and VRID checks
     /// done by the caller).
     pub fn handle_advert(&mut self, now: Instant, src: IpAddr, advert: &Advert) {
-        if advert.priority != PRIORITY_OWNER && advert.addresses != self.cfg.addresses {
+        if advert.priority != PRIORITY_OWNER && !self.same_addresses(&advert.addresses) {
             self.counters.address_mismatch += 1;
             return;
         }
@@ -343,6 +348,15 @@ impl Machine {
     /// The next action to carry out.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    fn same_addresses(&self, other: &[IpAddr]) -> bool {
+        if other.len() != self.sorted.len() {
+            return false;
+        }
+        let mut o = other.to_vec();
+        o.sort_unstable();
+        o == self.sorted
     }
 
     fn advert(&self, priority: u8) -> Advert {
