@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use guest::{kompute, wait_until};
 use kowabunga::cloud::{CloudError, CloudEvent};
 use kowabunga::hypervisor::{DomainState, Hypervisor, HypervisorError};
-use kowabunga::model::Project;
+use kowabunga::model::{Project, Secret};
 use kowabunga::storage::BlockStorage;
 
 const TEST: &str = "qemu_guest";
@@ -46,6 +46,25 @@ async fn tiny_guest_reads_its_seed_on_qemu_system() {
     eprintln!("timing: libvirtd start {:?}", daemon.startup);
     let hv = Arc::new(guest::connect(&daemon, "kaktus-1").await);
     eprintln!("domain type: {}", hv.domain_type());
+    // cephx credentials for RBD disks live in a libvirt secret.
+    let hv_secret = hv.clone();
+    let (first, again, bad) = tokio::task::spawn_blocking(move || {
+        let key = Secret::new("AQBk5Clm8rGwHhAAnqnHhoVfUCcVzT2WbNVhaA==");
+        (
+            hv_secret.set_ceph_secret("libvirt", &key),
+            hv_secret.set_ceph_secret("libvirt", &key),
+            hv_secret.set_ceph_secret("other", &Secret::new("not base64!")),
+        )
+    })
+    .await
+    .expect("join");
+    let uuid = first.expect("ceph secret");
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    assert_eq!(again.expect("same secret again"), uuid);
+    assert!(matches!(
+        bad,
+        Err(HypervisorError::InvalidDefinition { .. })
+    ));
     cloud
         .add_hypervisor("eu-west-a", hv.clone())
         .await

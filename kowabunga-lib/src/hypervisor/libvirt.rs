@@ -19,6 +19,8 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::error::{Error, ErrorNumber};
 
+use crate::model::Secret;
+
 use super::{kvm, DomainSpec, DomainState, DomainType, Hypervisor, HypervisorError};
 
 /// A libvirt connection used as a hypervisor.
@@ -104,6 +106,41 @@ impl LibvirtHypervisor {
         dom.xml_desc(0).map_err(|e| map_err("dumpxml", name, e))
     }
 
+    /// Defines (or updates) the libvirt `ceph` secret of cephx user
+    /// `username` (usage `client.<username> secret`) with `key`, the base64
+    /// key of a Ceph keyring, and returns its UUID for
+    /// [`RbdAuth::secret_uuid`](crate::storage::RbdAuth). The key is never
+    /// logged; libvirt keeps it private (not readable back through the API).
+    pub fn set_ceph_secret(&self, username: &str, key: &Secret) -> Result<String, HypervisorError> {
+        let usage = format!("client.{username} secret");
+        let bytes =
+            decode_base64(key.expose()).ok_or_else(|| HypervisorError::InvalidDefinition {
+                name: usage.clone(),
+                message: "the Ceph key is not base64".into(),
+            })?;
+        let secret = match self
+            .conn
+            .lookup_secret_by_usage(virt::sys::VIR_SECRET_USAGE_TYPE_CEPH as i32, &usage)
+        {
+            Ok(s) => s,
+            Err(_) => {
+                let xml = format!(
+                    "<secret ephemeral='no' private='yes'><usage type='ceph'><name>{}</name></usage></secret>",
+                    super::xml::escape(&usage)
+                );
+                self.conn
+                    .define_secret_xml(&xml, 0)
+                    .map_err(|e| map_err("define", &usage, e))?
+            }
+        };
+        secret
+            .set_value(&bytes, 0)
+            .map_err(|e| map_err("secret", &usage, e))?;
+        secret
+            .uuid_string()
+            .map_err(|e| map_err("secret", &usage, e))
+    }
+
     /// The persistent definition of a domain (what its next boot uses).
     pub fn defined_xml(&self, name: &str) -> Result<String, HypervisorError> {
         let dom = self.lookup("dumpxml", name)?;
@@ -128,6 +165,31 @@ impl Drop for LibvirtHypervisor {
             tracing::warn!(uri = %self.uri, "closing the libvirt connection failed");
         }
     }
+}
+
+/// Decodes standard base64 (with or without padding); `None` if malformed.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.trim().trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // Leftover bits must be zero padding of less than one byte.
+    (bits < 6 && acc == 0 && !out.is_empty()).then_some(out)
 }
 
 /// Maps a libvirt error to a [`HypervisorError`].
@@ -394,6 +456,21 @@ mod tests {
             }
             assert!(!hv.exists(&bad.name).expect("exists"));
         }
+    }
+
+    #[test]
+    fn base64_keys() {
+        assert_eq!(decode_base64("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("aGVsbG8").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            decode_base64("AAEC/w==").as_deref(),
+            Some(&[0, 1, 2, 255][..])
+        );
+        assert_eq!(decode_base64("not base64!"), None);
+        assert_eq!(decode_base64(""), None);
+        // A real cephx key is 16 bytes of header + 16 of secret.
+        let key = "AQBk5Clm8rGwHhAAnqnHhoVfUCcVzT2WbNVhaA==";
+        assert_eq!(decode_base64(key).map(|k| k.len()), Some(28));
     }
 
     #[test]
