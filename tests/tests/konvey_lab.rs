@@ -222,3 +222,61 @@ fn a_removed_backend_keeps_its_established_connection() -> Result<()> {
     );
     Ok(())
 }
+
+/// A daemon restart keeps established flows and the rotations (the program and
+/// its maps are pinned): traffic flows while no daemon runs, the new daemon
+/// rewrites nothing, and `--detach` then removes the program and the pins.
+#[test]
+fn a_daemon_restart_keeps_flows_and_detach_cleans_up() -> Result<()> {
+    if !privileged("a_daemon_restart_keeps_flows_and_detach_cleans_up") {
+        return Ok(());
+    }
+    let _serial = serial();
+    let agent = agent();
+    let bin = find_kowabungad()?;
+    let mut lab = lab_with_daemon(&agent)?;
+
+    let mut hold = agent.tcp_hold(&lab.client, &format!("{VIP}:{TCP_PORT}"), 4)?;
+    hold.wait_for("name=", Duration::from_secs(5))?;
+    lab.stop_daemon();
+
+    // No daemon: the pinned program keeps balancing new connections.
+    let tcp = distribution(&lab, &agent, false, 6)?;
+    println!("TCP without a daemon: {tcp:?}");
+    let want = counts(&[("b1", 2), ("b2", 2), ("b3", 2)]);
+    ensure!(tcp == want, "without a daemon: {tcp:?}, want {want:?}");
+
+    let daemon = lab.start_daemon(&bin)?;
+    let rewrites = daemon.log_count(" rotation: ");
+    ensure!(
+        rewrites == 0,
+        "the restarted daemon rewrote {rewrites} rotations:\n{}",
+        daemon.log()
+    );
+    let code = hold.wait_exit(Duration::from_secs(10))?;
+    ensure!(
+        code == Some(0),
+        "the long connection broke across the restart (exit {code:?}):\n{}",
+        hold.output()
+    );
+
+    lab.stop_daemon();
+    let out = lab.detach(&bin)?;
+    ensure!(out.success(), "kowabungad --detach: {out}");
+    ensure!(
+        !lab.pin_dir().join("konvey").exists(),
+        "{} still exists",
+        lab.pin_dir().join("konvey").display()
+    );
+    // Without the program, the balancer's own kernel answers VIP:80: refused.
+    let out = agent.tcp_client_timeout(
+        &lab.client,
+        &format!("{VIP}:{TCP_PORT}"),
+        Duration::from_millis(1500),
+    )?;
+    ensure!(
+        !out.success(),
+        "VIP:{TCP_PORT} still balanced after --detach: {out}"
+    );
+    Ok(())
+}

@@ -296,6 +296,24 @@ impl KonveyLab {
         Ok(self.daemon.insert(daemon))
     }
 
+    /// Stops the daemon (SIGTERM); its pinned program and maps stay.
+    pub fn stop_daemon(&mut self) {
+        self.daemon = None;
+    }
+
+    /// Runs `kowabungad --config FILE --detach` in the balancer namespace
+    /// (20 s limit): removes the program and the pins.
+    pub fn detach(&self, bin: &Path) -> Result<Finished> {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .arg("--detach")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info");
+        self.lb.enter_net_only(&mut cmd)?;
+        super::traffic::run_bounded(cmd, Duration::from_secs(20))
+    }
+
     /// The running daemon, if started.
     pub fn daemon(&mut self) -> Option<&mut Daemon> {
         self.daemon.as_mut()
