@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -119,7 +120,16 @@ pub struct CloudConfig {
     pub bridge_prefix: String,
     /// SSH key used when a project has no bootstrap key.
     pub default_pubkey: String,
+    /// Bound on one backend call (define, start, clone, seed...).
+    pub backend_timeout: Duration,
+    /// Bound on one live migration.
+    pub migration_timeout: Duration,
 }
+
+/// Default [`CloudConfig::backend_timeout`].
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default [`CloudConfig::migration_timeout`].
+pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl CloudConfig {
     /// A configuration with bridges named `kw-<project>`.
@@ -129,6 +139,8 @@ impl CloudConfig {
             seed_dir: seed_dir.into(),
             bridge_prefix: "kw-".into(),
             default_pubkey: String::new(),
+            backend_timeout: DEFAULT_BACKEND_TIMEOUT,
+            migration_timeout: DEFAULT_MIGRATION_TIMEOUT,
         }
     }
 
@@ -201,6 +213,14 @@ pub enum CloudError {
     /// The operation is not possible in the resource's current state.
     #[error("{0}")]
     Conflict(String),
+    /// A backend call did not return within its bound.
+    #[error("{op} did not finish within {after:?}")]
+    Timeout {
+        /// The backend operation.
+        op: &'static str,
+        /// The bound that was hit.
+        after: Duration,
+    },
     /// A blocking backend task panicked or was cancelled.
     #[error("backend task failed: {0}")]
     Task(String),
@@ -434,19 +454,6 @@ where
         .map_err(|e| CloudError::Task(e.to_string()))?
 }
 
-/// Runs a blocking backend call on the blocking pool.
-async fn blocking<T, E, F>(f: F) -> Result<T, CloudError>
-where
-    F: FnOnce() -> Result<T, E> + Send + 'static,
-    T: Send + 'static,
-    E: Into<CloudError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| CloudError::Task(e.to_string()))?
-        .map_err(Into::into)
-}
-
 /// What [`Cloud::reserve`] decided for a new instance.
 struct Reservation {
     info: KomputeInfo,
@@ -461,9 +468,75 @@ enum Undo {
     Volume(String),
     Seed(PathBuf),
     Domain(Arc<dyn Hypervisor>, String),
+    /// A call that timed out and may still succeed: wait for it (bounded),
+    /// then undo what it made.
+    Late(tokio::task::JoinHandle<bool>, Box<Undo>),
 }
 
 impl Cloud {
+    /// Runs a blocking backend call on the blocking pool, bounded by
+    /// [`CloudConfig::backend_timeout`].
+    async fn call<T, E, F>(&self, op: &'static str, f: F) -> Result<T, CloudError>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<CloudError> + Send + 'static,
+    {
+        self.call_within(op, self.inner.config.backend_timeout, f)
+            .await
+    }
+
+    /// Like [`call`](Self::call) with its own bound. When the bound is hit
+    /// the caller gets [`CloudError::Timeout`]; the stuck call itself cannot
+    /// be interrupted and finishes (or not) on its blocking thread.
+    async fn call_within<T, E, F>(
+        &self,
+        op: &'static str,
+        bound: Duration,
+        f: F,
+    ) -> Result<T, CloudError>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<CloudError> + Send + 'static,
+    {
+        match tokio::time::timeout(bound, tokio::task::spawn_blocking(f)).await {
+            Err(_) => Err(CloudError::Timeout { op, after: bound }),
+            Ok(joined) => joined
+                .map_err(|e| CloudError::Task(e.to_string()))?
+                .map_err(Into::into),
+        }
+    }
+
+    /// Like [`call`](Self::call) for a call that creates something: if it
+    /// times out, `late` (the undo of what it creates) is queued in `undo`
+    /// behind a wait for the stuck call, so a late success is undone too.
+    async fn call_tracked<T, E, F>(
+        &self,
+        op: &'static str,
+        f: F,
+        undo: &mut Vec<Undo>,
+        late: Undo,
+    ) -> Result<T, CloudError>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<CloudError> + Send + 'static,
+    {
+        let bound = self.inner.config.backend_timeout;
+        let mut handle = tokio::task::spawn_blocking(f);
+        match tokio::time::timeout(bound, &mut handle).await {
+            Ok(joined) => joined
+                .map_err(|e| CloudError::Task(e.to_string()))?
+                .map_err(Into::into),
+            Err(_) => {
+                let watcher = tokio::spawn(async move { matches!(handle.await, Ok(Ok(_))) });
+                undo.push(Undo::Late(watcher, Box::new(late)));
+                Err(CloudError::Timeout { op, after: bound })
+            }
+        }
+    }
+
     /// A cloud over `storage`, with no hypervisor yet.
     pub fn new(config: CloudConfig, storage: Arc<dyn BlockStorage>) -> Self {
         Cloud {
@@ -562,7 +635,10 @@ impl Cloud {
         })?;
         let storage = self.inner.storage.clone();
         let (name, image) = (template.name.clone(), image.to_owned());
-        blocking(move || storage.import_template(&name, &image)).await?;
+        self.call("import_template", move || {
+            storage.import_template(&name, &image)
+        })
+        .await?;
         self.inner
             .state
             .lock()
@@ -921,12 +997,13 @@ impl Cloud {
         let k = &info.kompute;
         let storage = self.inner.storage.clone();
         let template = k.template.clone();
-        if !blocking({
-            let storage = storage.clone();
-            let template = template.clone();
-            move || storage.has_template(&template)
-        })
-        .await?
+        if !self
+            .call("has_template", {
+                let storage = storage.clone();
+                let template = template.clone();
+                move || storage.has_template(&template)
+            })
+            .await?
         {
             return Err(StorageError::NotFound {
                 kind: "template",
@@ -937,7 +1014,13 @@ impl Cloud {
         // Disks.
         let os = {
             let (storage, vol, size) = (storage.clone(), info.os_volume.clone(), k.disk * GIB);
-            blocking(move || storage.clone_template(&template, &vol, size)).await?
+            self.call_tracked(
+                "clone_template",
+                move || storage.clone_template(&template, &vol, size),
+                undo,
+                Undo::Volume(info.os_volume.clone()),
+            )
+            .await?
         };
         undo.push(Undo::Volume(info.os_volume.clone()));
         let mut disks = vec![DiskSpec {
@@ -947,7 +1030,14 @@ impl Cloud {
         }];
         if let Some(data) = &info.data_volume {
             let (storage, vol, size) = (storage.clone(), data.clone(), k.extra_disk * GIB);
-            let src = blocking(move || storage.create(&vol, size)).await?;
+            let src = self
+                .call_tracked(
+                    "create_volume",
+                    move || storage.create(&vol, size),
+                    undo,
+                    Undo::Volume(data.clone()),
+                )
+                .await?;
             undo.push(Undo::Volume(data.clone()));
             disks.push(DiskSpec {
                 source: src,
@@ -1020,7 +1110,7 @@ impl Cloud {
         let seed_path = info.seed.clone();
         let seed_dir = self.inner.config.seed_dir.clone();
         undo.push(Undo::Seed(seed_path.clone()));
-        blocking(move || {
+        self.call("write_seed", move || {
             std::fs::create_dir_all(&seed_dir).map_err(|source| SeedError::Io {
                 context: format!("create {}", seed_dir.display()),
                 source,
@@ -1051,36 +1141,77 @@ impl Cloud {
         };
         {
             let (hv, spec) = (hv.clone(), spec.clone());
-            blocking(move || hv.define(&spec)).await?;
+            let late = Undo::Domain(hv.clone(), info.domain.clone());
+            self.call_tracked("define", move || hv.define(&spec), undo, late)
+                .await?;
         }
         undo.push(Undo::Domain(hv.clone(), info.domain.clone()));
         {
             let (hv, name) = (hv.clone(), info.domain.clone());
-            blocking(move || hv.start(&name)).await?;
+            self.call("start", move || hv.start(&name)).await?;
         }
         Ok(spec)
     }
 
-    async fn rollback(&self, undo: Vec<Undo>) {
-        for step in undo.into_iter().rev() {
+    async fn rollback(&self, mut steps: Vec<Undo>) {
+        while let Some(step) = steps.pop() {
             let result = match step {
-                Undo::Domain(hv, name) => blocking(move || hv.delete(&name)).await,
-                Undo::Volume(vol) => {
-                    let storage = self.inner.storage.clone();
-                    blocking(move || storage.remove(&vol)).await
+                Undo::Late(mut watcher, then) => {
+                    // Wait (bounded) for the stuck call and undo what it made
+                    // if it succeeded late; if it is still stuck, a reaper
+                    // task waits for it and undoes it then.
+                    let bound = self.inner.config.backend_timeout;
+                    match tokio::time::timeout(bound, &mut watcher).await {
+                        Ok(Ok(true)) => self.undo(*then).await,
+                        Ok(_) => Ok(()),
+                        Err(_) => {
+                            let this = self.clone();
+                            tokio::spawn(async move {
+                                if let Ok(true) = watcher.await {
+                                    if let Err(e) = this.undo(*then).await {
+                                        tracing::error!(error = %e, "late rollback step failed");
+                                    }
+                                }
+                            });
+                            Ok(())
+                        }
+                    }
                 }
-                Undo::Seed(path) => match tokio::fs::remove_file(&path).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(source) => Err(CloudError::Seed(SeedError::Io {
-                        context: format!("remove {}", path.display()),
-                        source,
-                    })),
-                },
+                step => self.undo(step).await,
             };
             if let Err(e) = result {
                 tracing::error!(error = %e, "rollback step failed");
             }
+        }
+    }
+
+    /// Undoes one step (a `Late` step is treated as done).
+    async fn undo(&self, step: Undo) -> Result<(), CloudError> {
+        match step {
+            Undo::Domain(hv, name) => {
+                self.call("delete_domain", move || match hv.delete(&name) {
+                    Err(HypervisorError::NotFound(_)) => Ok(()),
+                    other => other,
+                })
+                .await
+            }
+            Undo::Volume(vol) => {
+                let storage = self.inner.storage.clone();
+                self.call("remove_volume", move || match storage.remove(&vol) {
+                    Err(StorageError::NotFound { .. }) => Ok(()),
+                    other => other,
+                })
+                .await
+            }
+            Undo::Seed(path) => match tokio::fs::remove_file(&path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(CloudError::Seed(SeedError::Io {
+                    context: format!("remove {}", path.display()),
+                    source,
+                })),
+            },
+            Undo::Late(..) => Ok(()),
         }
     }
 
@@ -1115,7 +1246,7 @@ impl Cloud {
         name: &str,
     ) -> Result<DomainState, CloudError> {
         let (hv, domain) = self.ready_instance(project, name).await?;
-        blocking(move || hv.state(&domain)).await
+        self.call("state", move || hv.state(&domain)).await
     }
 
     async fn ready_instance(
@@ -1147,7 +1278,7 @@ impl Cloud {
         let result = async {
             if let Some(hv) = hv {
                 let domain = info.domain.clone();
-                blocking(move || match hv.delete(&domain) {
+                self.call("delete_domain", move || match hv.delete(&domain) {
                     Err(HypervisorError::NotFound(_)) => Ok(()),
                     other => other,
                 })
@@ -1155,7 +1286,7 @@ impl Cloud {
             }
             for vol in std::iter::once(&info.os_volume).chain(info.data_volume.iter()) {
                 let (storage, vol) = (self.inner.storage.clone(), vol.clone());
-                blocking(move || match storage.remove(&vol) {
+                self.call("remove_volume", move || match storage.remove(&vol) {
                     Err(StorageError::NotFound { .. }) => Ok(()),
                     other => other,
                 })
@@ -1275,7 +1406,7 @@ impl Cloud {
                 info.os_volume.clone(),
                 disk * GIB,
             );
-            blocking(move || {
+            self.call("resize_volume", move || {
                 let current = storage.usage(&vol)?.provisioned_bytes;
                 if size > current {
                     storage.resize(&vol, size)
@@ -1285,7 +1416,7 @@ impl Cloud {
             })
             .await?;
             let (hv, spec) = (hv.clone(), spec.clone());
-            blocking(move || hv.update(&spec)).await
+            self.call("update", move || hv.update(&spec)).await
         }
         .await;
         let mut st = self.inner.state.lock().await;
@@ -1356,7 +1487,11 @@ impl Cloud {
             (source, target, info.domain)
         };
         let uri = target.uri().to_owned();
-        let result = blocking(move || source.migrate(&domain, &uri)).await;
+        let result = self
+            .call_within("migrate", self.inner.config.migration_timeout, move || {
+                source.migrate(&domain, &uri)
+            })
+            .await;
         let mut st = self.inner.state.lock().await;
         let info = st
             .instances
@@ -1493,7 +1628,9 @@ impl Cloud {
                 quota_bytes: None,
             }
         };
-        let share = blocking(move || shares.create(&request)).await?;
+        let share = self
+            .call("create_share", move || shares.create(&request))
+            .await?;
         self.inner
             .state
             .lock()
@@ -1523,7 +1660,8 @@ impl Cloud {
                 kind: "kylo",
                 name: name.to_owned(),
             })?;
-        blocking(move || shares.remove(&share)).await?;
+        self.call("remove_share", move || shares.remove(&share))
+            .await?;
         self.inner.state.lock().await.kylos.remove(&key);
         Ok(())
     }

@@ -818,3 +818,151 @@ async fn a_dropped_creation_still_completes_or_rolls_back() {
         .expect("delete");
     assert_clean(&s).await;
 }
+
+/// A hypervisor whose `define` or `start` hangs for a while (a stuck
+/// libvirtd), then goes through.
+struct Slow(Arc<LibvirtHypervisor>, &'static str, std::time::Duration);
+
+impl Slow {
+    fn maybe_hang(&self, op: &str) {
+        if op == self.1 {
+            std::thread::sleep(self.2);
+        }
+    }
+}
+
+impl Hypervisor for Slow {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn uri(&self) -> &str {
+        self.0.uri()
+    }
+    fn domain_type(&self) -> DomainType {
+        self.0.domain_type()
+    }
+    fn define(&self, spec: &DomainSpec) -> Result<(), HypervisorError> {
+        self.maybe_hang("define");
+        self.0.define(spec)
+    }
+    fn update(&self, spec: &DomainSpec) -> Result<(), HypervisorError> {
+        self.0.update(spec)
+    }
+    fn start(&self, name: &str) -> Result<(), HypervisorError> {
+        self.maybe_hang("start");
+        self.0.start(name)
+    }
+    fn shutdown(&self, name: &str) -> Result<(), HypervisorError> {
+        self.0.shutdown(name)
+    }
+    fn stop(&self, name: &str) -> Result<(), HypervisorError> {
+        self.0.stop(name)
+    }
+    fn reboot(&self, name: &str) -> Result<(), HypervisorError> {
+        self.0.reboot(name)
+    }
+    fn delete(&self, name: &str) -> Result<(), HypervisorError> {
+        self.0.delete(name)
+    }
+    fn state(&self, name: &str) -> Result<DomainState, HypervisorError> {
+        self.0.state(name)
+    }
+    fn exists(&self, name: &str) -> Result<bool, HypervisorError> {
+        self.0.exists(name)
+    }
+    fn list(&self) -> Result<Vec<String>, HypervisorError> {
+        self.0.list()
+    }
+    fn migrate(&self, name: &str, destination_uri: &str) -> Result<(), HypervisorError> {
+        self.0.migrate(name, destination_uri)
+    }
+}
+
+/// A cloud whose only hypervisor hangs 2 s in `op`, with 300 ms bounds.
+async fn stuck_cloud(
+    tmp: &TempDir,
+    op: &'static str,
+) -> (Cloud, Arc<Qcow2Storage>, Arc<LibvirtHypervisor>) {
+    let storage = Arc::new(Qcow2Storage::new(tmp.path().join("pool")).expect("storage"));
+    let region = RegionConfig::new(
+        Region {
+            name: "eu-west".into(),
+            desc: String::new(),
+        },
+        vec![zone("eu-west-a")],
+        vec!["10.9.0.0/16".parse().expect("pool")],
+    );
+    let mut config = CloudConfig::new(vec![region], tmp.path().join("seeds"));
+    config.backend_timeout = std::time::Duration::from_millis(300);
+    let cloud = Cloud::new(config, storage.clone());
+    let node = tmp.path().join("node.xml");
+    std::fs::write(&node, NODE).expect("node");
+    let uri = format!("test://{}", node.display());
+    let inner = Arc::new(
+        tokio::task::spawn_blocking(move || LibvirtHypervisor::connect(&uri))
+            .await
+            .expect("join")
+            .expect("test driver"),
+    );
+    let slow = Arc::new(Slow(inner.clone(), op, std::time::Duration::from_secs(2)));
+    cloud.add_hypervisor("eu-west-a", slow).await.expect("add");
+    let image = tmp.path().join("base.raw");
+    std::fs::write(&image, vec![1u8; 1 << 20]).expect("image");
+    cloud
+        .import_template(
+            Template {
+                name: "debian-12".into(),
+                desc: String::new(),
+                os: "linux".into(),
+                source: String::new(),
+                default: true,
+            },
+            &image,
+        )
+        .await
+        .expect("template");
+    cloud
+        .create_project(project("name: acme\nregions: [eu-west]\n"))
+        .await
+        .expect("project");
+    (cloud, storage, inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_backend_call_times_out_and_rolls_back() {
+    for op in ["start", "define"] {
+        let tmp = TempDir::new(&format!("flow-stuck-{op}"));
+        let (cloud, storage, inner) = stuck_cloud(&tmp, op).await;
+        let t0 = std::time::Instant::now();
+        let err = cloud
+            .create_kompute(kompute("acme", "stuck", 1, 1, "eu-west-a"))
+            .await
+            .expect_err("hangs");
+        assert!(
+            matches!(err, CloudError::Timeout { op: o, .. } if o == op),
+            "{op}: {err:?}"
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "{op}: the caller waited for the stuck call"
+        );
+        // Rolled back: no volume, no seed, no record at once...
+        assert!(storage.list().expect("volumes").is_empty(), "{op}");
+        assert!(cloud.komputes("acme").await.is_empty(), "{op}");
+        let seeds = std::fs::read_dir(tmp.path().join("seeds"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(seeds, 0, "{op}");
+        // ...and the domain that the stuck call makes late is removed too.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut left = Vec::new();
+        while std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            left = inner.list().expect("list");
+            if left.is_empty() && t0.elapsed() > std::time::Duration::from_millis(2500) {
+                break;
+            }
+        }
+        assert!(left.is_empty(), "{op}: domains left {left:?}");
+    }
+}
