@@ -619,7 +619,11 @@ impl Cloud {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         for h in hooks {
-            h(event);
+            // A panicking hook must not turn a finished operation into a
+            // failed one.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(event))).is_err() {
+                tracing::error!("an event hook panicked");
+            }
         }
     }
 

@@ -154,6 +154,8 @@ async fn assert_clean(s: &Setup) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn project_komputes_dns_kylo_and_delete() {
     let s = setup("main", &["10.0.0.0/16"]).await;
+    // A hook that panics does not break anything.
+    s.cloud.on_event(|_| panic!("hook panics"));
     let p = s
         .cloud
         .create_project(project(
