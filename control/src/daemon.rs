@@ -179,8 +179,8 @@ pub fn konvey_interfaces(config: &ValidConfig) -> Vec<String> {
 pub struct NodeEnv {
     /// `/proc/sys`, or a test directory.
     pub proc_sys: PathBuf,
-    /// The first IPv4 address of an interface.
-    pub interface_ipv4: fn(&str) -> Option<Ipv4Addr>,
+    /// The IPv4 addresses of an interface, in the kernel's order.
+    pub interface_ipv4: fn(&str) -> Vec<Ipv4Addr>,
 }
 
 impl NodeEnv {
@@ -188,17 +188,21 @@ impl NodeEnv {
     pub fn system() -> Self {
         NodeEnv {
             proc_sys: PathBuf::from(sysctl::PROC_SYS),
-            interface_ipv4: first_ipv4,
+            interface_ipv4: ipv4_addresses,
         }
     }
 }
 
-/// The first IPv4 address of `ifname` in this network namespace.
-pub fn first_ipv4(ifname: &str) -> Option<Ipv4Addr> {
-    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+/// The IPv4 addresses of `ifname` in this network namespace (empty when it
+/// has none or does not exist).
+pub fn ipv4_addresses(ifname: &str) -> Vec<Ipv4Addr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
     addrs
         .filter(|a| a.interface_name == ifname)
-        .find_map(|a| a.address?.as_sockaddr_in().map(|sin| sin.ip()))
+        .filter_map(|a| a.address?.as_sockaddr_in().map(|sin| sin.ip()))
+        .collect()
 }
 
 /// Parses `ip_local_port_range` ("32768\t60999").
@@ -212,7 +216,8 @@ pub fn parse_port_range_sysctl(text: &str) -> Option<(u16, u16)> {
 
 /// Konvey's node-wide dataplane settings for `config`: the source address
 /// (`node.konvey.source_ip`, else the first IPv4 address of the first
-/// Konvey interface) and the port range, checked against
+/// Konvey interface that is not the VIP, which VRRP moves between nodes)
+/// and the port range, checked against
 /// `net.ipv4.ip_local_port_range`. `None` without a `konvey` section.
 ///
 /// # Errors
@@ -231,11 +236,15 @@ pub fn konvey_config(config: &ValidConfig, env: &NodeEnv) -> Result<Option<Konve
                 .konvey
                 .first()
                 .map_or("", String::as_str);
-            (env.interface_ipv4)(ifname).ok_or_else(|| {
-                format!(
-                    "node.konvey.source_ip: not set, and interface {ifname:?} (node.interfaces.konvey[0]) has no IPv4 address"
-                )
-            })?
+            let vip = config.konvey.as_ref().map(|k| k.vip);
+            (env.interface_ipv4)(ifname)
+                .into_iter()
+                .find(|a| Some(*a) != vip)
+                .ok_or_else(|| {
+                    format!(
+                        "node.konvey.source_ip: not set, and interface {ifname:?} (node.interfaces.konvey[0]) has no IPv4 address besides the VIP"
+                    )
+                })?
         }
     };
     let (min, max) = node.nat_ports;
@@ -1229,7 +1238,11 @@ konvey:
             fn env(&self) -> NodeEnv {
                 NodeEnv {
                     proc_sys: self.0.clone(),
-                    interface_ipv4: |name| (name == "lb0").then_some(Ipv4Addr::new(10, 0, 0, 5)),
+                    interface_ipv4: |name| match name {
+                        "lb0" => vec![Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 5)],
+                        "lb2" => vec![Ipv4Addr::new(10, 0, 0, 100)],
+                        _ => Vec::new(),
+                    },
                 }
             }
         }
@@ -1287,7 +1300,7 @@ konvey:
             assert_eq!(
                 config.source,
                 Ipv4Addr::new(10, 0, 0, 5),
-                "first address of lb0"
+                "first address of lb0 that is not the VIP"
             );
             assert_eq!((config.port_min, config.port_max), (1024, 32767));
             assert_eq!(fake.services[&web()], [be(11), be(12), be(13)]);
@@ -1313,8 +1326,11 @@ konvey:
             let (_file, d) = start("kv-source", &yaml, &proc_sys);
             assert_eq!(
                 d.expect_err("no address").to_string(),
-                r#"node.konvey.source_ip: not set, and interface "lb1" (node.interfaces.konvey[0]) has no IPv4 address"#
+                r#"node.konvey.source_ip: not set, and interface "lb1" (node.interfaces.konvey[0]) has no IPv4 address besides the VIP"#
             );
+            let only_vip = KONVEY.replace("konvey: [lb0]", "konvey: [lb2]");
+            let (_file, d) = start("kv-source-vip", &only_vip, &proc_sys);
+            assert!(d.is_err(), "the VIP is not a source address");
             let yaml = yaml.replace("    health:", "    source_ip: 10.0.0.6\n    health:");
             let (_file, d) = start("kv-source2", &yaml, &proc_sys);
             let d = d.expect("explicit source");
@@ -1376,8 +1392,8 @@ konvey:
         );
         assert_eq!(parse_port_range_sysctl("1024 65535"), Some((1024, 65535)));
         assert_eq!(parse_port_range_sysctl("x"), None);
-        assert_eq!(first_ipv4("lo"), Some(Ipv4Addr::LOCALHOST));
-        assert_eq!(first_ipv4("no-such-if0"), None);
+        assert_eq!(ipv4_addresses("lo"), [Ipv4Addr::LOCALHOST]);
+        assert!(ipv4_addresses("no-such-if0").is_empty());
         // Kawaii-only: no Konvey settings, no Konvey interfaces.
         let config = config::parse_str(GOOD).expect("valid");
         assert_eq!(konvey_config(&config, &NodeEnv::system()), Ok(None));
