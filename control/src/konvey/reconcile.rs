@@ -165,6 +165,9 @@ pub struct Balancer<E: KonveyDataplane> {
     draining: BTreeMap<Backend, Option<usize>>,
     /// The rotations the maps hold, as far as we know.
     programmed: BTreeMap<ServiceKey, Vec<Backend>>,
+    /// The node settings to write when [`Balancer::reconcile`] runs (set by
+    /// [`Balancer::apply`], cleared once written).
+    pending_config: Option<KonveyConfig>,
     /// A write failed: retry at the next [`Balancer::reconcile`].
     dirty: bool,
 }
@@ -188,6 +191,7 @@ impl<E: KonveyDataplane> Balancer<E> {
             checks: BTreeMap::new(),
             draining: BTreeMap::new(),
             programmed,
+            pending_config: None,
             dirty: false,
         })
     }
@@ -216,9 +220,7 @@ impl<E: KonveyDataplane> Balancer<E> {
         health: HealthConfig,
         now: Instant,
     ) -> Result<(), ReconcileError> {
-        self.engine
-            .set_config(config)
-            .map_err(ReconcileError::Dataplane)?;
+        self.pending_config = Some(*config);
         self.health = health;
 
         let before: BTreeSet<Backend> = self
@@ -307,8 +309,9 @@ impl<E: KonveyDataplane> Balancer<E> {
             .collect()
     }
 
-    /// Writes every rotation that differs from the maps, then removes the
-    /// services the configuration no longer has. Returns how many writes.
+    /// Writes the node settings if they changed, every rotation that differs
+    /// from the maps, then removes the services the configuration no longer
+    /// has. Returns how many writes.
     ///
     /// # Errors
     /// A write failed; the others were still attempted, and the next call
@@ -316,6 +319,17 @@ impl<E: KonveyDataplane> Balancer<E> {
     pub fn reconcile(&mut self) -> Result<usize, ReconcileError> {
         let mut writes = 0;
         let mut first_error = None;
+        if let Some(config) = self.pending_config {
+            match self.engine.set_config(&config) {
+                Ok(()) => {
+                    writes += 1;
+                    self.pending_config = None;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
         let keys: Vec<ServiceKey> = self.services.keys().copied().collect();
         for key in keys {
             let rotation = self.rotation(&key);
@@ -625,7 +639,7 @@ mod tests {
         )
         .expect("apply");
         probe_round(&mut b, t0, |_| true);
-        assert_eq!(b.reconcile().expect("reconcile"), 0);
+        assert_eq!(b.reconcile().expect("reconcile"), 0, "config written once");
         assert_eq!(b.engine().writes.len(), 1);
         assert_eq!(b.poll_timeout(), Some(t0 + 100 * MS));
     }
@@ -798,6 +812,17 @@ mod tests {
         );
         b.engine_mut().fail = false;
         assert_eq!(b.reconcile().expect("retry"), 1);
+        // A config write that fails is retried too.
+        b.engine_mut().fail = true;
+        let mut other = kv_config();
+        other.port_max = 20000;
+        assert!(b
+            .apply(&other, vec![service(web(), "web", &[11, 12])], health(), t0)
+            .is_err());
+        assert_eq!(b.engine().config, Some(kv_config()));
+        b.engine_mut().fail = false;
+        assert_eq!(b.reconcile().expect("retry"), 1);
+        assert_eq!(b.engine().config, Some(other));
         assert!(!b.dirty());
         assert_eq!(b.engine().services[&web()], [be(12)]);
     }
