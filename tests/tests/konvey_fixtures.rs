@@ -1122,3 +1122,67 @@ fn a_tcp_service_and_a_udp_service_share_a_port_number_apart() {
         },
     );
 }
+
+#[test]
+fn a_backend_can_be_a_client_of_its_own_service() {
+    run("a_backend_can_be_a_client_of_its_own_service", |h| {
+        // hairpin: turn 0 sends backend 0's own connection back to it; full
+        // NAT makes the reply come back through the balancer
+        let (b0, b0_mac) = BACKENDS[0];
+        let s = step(h, &syn(b0, 60000));
+        expect_fwd(&s, &syn_to_backend(0, 60000));
+        let s = step(
+            h,
+            &tcp(b0, TCP_BACKEND_PORT, SOURCE, 60000, TcpFlags::SYN_ACK),
+        );
+        expect_fwd(
+            &s,
+            &fwd(
+                BACK_MAC,
+                b0_mac,
+                VIP,
+                b0,
+                L4::Tcp {
+                    sport: TCP_PORT,
+                    dport: 60000,
+                    flags: TcpFlags::SYN_ACK,
+                },
+            ),
+        );
+    });
+}
+
+#[test]
+fn icmp_errors_about_flows_go_to_the_host_untranslated() {
+    run("icmp_errors_about_flows_go_to_the_host_untranslated", |h| {
+        // Konvey does not translate ICMP errors (Kawaii does): a backend's
+        // port unreachable and a client's fragmentation needed reach the host
+        let s = step(h, &udp(C0, 61000, VIP, UDP_PORT));
+        let quoted = s.data[14..14 + 28].to_vec();
+        let f = frame(
+            ANY_MAC,
+            FRONT_MAC,
+            &Ip::new(BACKENDS[0].0, SOURCE),
+            &L4::IcmpError {
+                kind: port_unreachable(),
+                quoted,
+            },
+            &[],
+        );
+        let s = step(h, &f);
+        expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_OURS);
+        let quoted = udp(VIP, UDP_PORT, C0, 61000)[14..14 + 28].to_vec();
+        let f = frame(
+            ANY_MAC,
+            FRONT_MAC,
+            &Ip::new(C0, VIP),
+            &L4::IcmpError {
+                kind: kowabunga_tests::packets::frag_needed(1400),
+                quoted,
+            },
+            &[],
+        );
+        let s = step(h, &f);
+        expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+    });
+}
