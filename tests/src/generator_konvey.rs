@@ -8,11 +8,12 @@
 //! untracked traffic to the source address (health-check replies), other
 //! protocols, fragments, IP options, non-IPv4 frames. A share of all frames
 //! is mangled (bytes flipped, truncated, header fields broken). Now and then
-//! a service's rotation is replaced, or a service removed or added.
+//! a service's rotation is replaced, or a service removed or added, or the
+//! source port range changed.
 
 use std::net::Ipv4Addr;
 
-use kowabunga_dataplane::konvey::{Backend, Proto, ServiceKey};
+use kowabunga_dataplane::konvey::{Backend, KonveyConfig, Proto, ServiceKey};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 
@@ -57,6 +58,8 @@ pub enum Input {
     SetService(ServiceKey, Vec<Backend>),
     /// Remove a service.
     RemoveService(ServiceKey),
+    /// Replace the balancer settings (another source port range).
+    SetConfig(KonveyConfig),
 }
 
 /// Generator state: frames forwarded so far, to answer them.
@@ -172,6 +175,14 @@ impl KonveyGenerator {
         if roll < 6 {
             let keys = service_keys();
             return Input::SetService(pick(rng, &keys), random_rotation(rng));
+        }
+        if roll < 7 && rng.random_bool(0.5) {
+            let (port_min, port_max) = pick(rng, &[(1024, 65535), (40000, 40003), (40000, 40000)]);
+            return Input::SetConfig(KonveyConfig {
+                port_min,
+                port_max,
+                ..crate::fixture_konvey::config()
+            });
         }
         let mut f = if roll < 350 && !self.forwarded.is_empty() {
             self.reply(rng)

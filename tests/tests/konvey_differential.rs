@@ -1,5 +1,5 @@
 //! Konvey differential test: random and malformed packet sequences, with
-//! service and rotation changes in the middle, through the BPF program
+//! service, rotation and port range changes in the middle, through the BPF program
 //! (`BPF_PROG_TEST_RUN`) and the reference model; zero divergence in verdict
 //! and bytes per packet, and in counters and the whole conntrack map (tuples,
 //! translations, flags, states, packet and byte counts) per sequence.
@@ -30,8 +30,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// One sequence; returns the outcome counts and the number of service
-/// changes applied.
+/// One sequence; returns the outcome counts and the number of service and
+/// configuration changes applied.
 fn run_sequence(seed: u64, index: u64, packets: usize) -> Result<(Stats, u64)> {
     let mut cfg = fixture_konvey::config();
     // a narrow port range in every other sequence: collisions and exhaustion
@@ -50,7 +50,7 @@ fn run_sequence(seed: u64, index: u64, packets: usize) -> Result<(Stats, u64)> {
     let before = h.counters()?;
     let mut i = 0usize;
     // bounded: every iteration either runs a packet or is one of at most
-    // `packets` service changes
+    // `packets` service or configuration changes
     let mut budget = 2 * packets;
     while i < packets && budget > 0 {
         budget -= 1;
@@ -62,6 +62,11 @@ fn run_sequence(seed: u64, index: u64, packets: usize) -> Result<(Stats, u64)> {
             }
             Input::RemoveService(key) => {
                 h.remove_service(key)?;
+                changes += 1;
+                continue;
+            }
+            Input::SetConfig(cfg) => {
+                h.set_config(cfg)?;
                 changes += 1;
                 continue;
             }
@@ -128,7 +133,7 @@ fn konvey_program_and_model_agree_on_random_traffic() -> Result<()> {
         index += 1;
     }
     eprintln!(
-        "konvey differential: {done} packets and {changes} service changes agreed; outcomes:"
+        "konvey differential: {done} packets and {changes} service/config changes agreed; outcomes:"
     );
     for s in 0..kw_stat::KW_STAT_COUNT {
         eprintln!("  {:<22} {}", stat_name(s), stats[s as usize]);
