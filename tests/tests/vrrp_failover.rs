@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use kowabunga_tests::lab::privileged;
-use kowabunga_tests::vrrp::lab::VrrpLab;
+use kowabunga_tests::vrrp::lab::{VrrpLab, VIP_CIDR};
 use kowabunga_tests::vrrp::node::{Impl, Node, Spec};
 use kowabunga_tests::vrrp::scenario::{failover, flaps_under_load, Event};
 use kowabunga_tests::vrrp::wait::until;
@@ -120,5 +120,33 @@ fn no_flap_under_cpu_load_at_20ms() -> Result<()> {
     let flaps = flaps_under_load(ours(), Impl::Ours, 20, 3, Duration::from_secs(5))?;
     println!("kowabunga, 20 ms adverts, 3 CPU hogs for 5 s: backup became master {flaps} time(s)");
     ensure!(flaps == 0, "the backup flapped {flaps} time(s) under load");
+    Ok(())
+}
+
+/// A VIP deleted by hand from the master's interface comes back (the master
+/// checks every second), and the backup stays backup.
+#[test]
+fn vip_removed_behind_our_back_is_restored() -> Result<()> {
+    if !privileged("vip_removed_behind_our_back_is_restored") {
+        return Ok(());
+    }
+    let _serial = serial();
+    let lab = VrrpLab::new()?;
+    let m = Node::start(&lab, 0, &Spec::new(Impl::Ours, 150, 100), ours())?;
+    until("r1 to hold the VIP", Duration::from_secs(3), || {
+        lab.vip_on(0)
+    })?;
+    lab.routers[0].ip(&["addr", "del", VIP_CIDR, "dev", "eth0"])?;
+    ensure!(!lab.vip_on(0)?);
+    let took = until("the VIP to come back", Duration::from_secs(3), || {
+        lab.vip_on(0)
+    })
+    .with_context(|| m.log_text())?;
+    println!("VIP deleted by hand on the master: back after {took:?}");
+    ensure!(
+        m.log_text().contains("VIP removed behind our back"),
+        "{}",
+        m.log_text()
+    );
     Ok(())
 }

@@ -24,6 +24,8 @@ use super::vip::{VipError, VipOwner};
 
 /// Default `SCHED_RR` priority of the VRRP thread.
 pub const DEFAULT_RT_PRIORITY: i32 = 10;
+/// How often a master checks that its VIPs are still on the interface.
+pub const RECONCILE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Driver errors (startup only; at run time failures are counted and logged).
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,8 @@ pub struct DriverCounters {
     pub vip_errors: u64,
     /// Gratuitous ARPs sent.
     pub garp_sent: u64,
+    /// VIPs found missing while master (removed behind our back) and re-added.
+    pub vip_readded: u64,
 }
 
 impl DriverCounters {
@@ -541,6 +545,41 @@ impl Runtime {
         }
     }
 
+    /// While master, puts back VIPs someone removed (and announces them).
+    fn reconcile(&mut self, vips: &mut VipOwner) {
+        if self.machine.state() != State::Master {
+            return;
+        }
+        let present = match vips.present(self.ifindex) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counters.vip_errors += 1;
+                tracing::warn!(instance = %self.inst.name, "listing addresses: {e}");
+                return;
+            }
+        };
+        let missing: Vec<_> = self
+            .inst
+            .virtual_ips
+            .iter()
+            .filter(|v| !present.contains(&v.addr))
+            .copied()
+            .collect();
+        for v in &missing {
+            tracing::warn!(instance = %self.inst.name, vip = %v, "VIP removed behind our back: adding it again");
+            match vips.add(self.ifindex, v) {
+                Ok(()) => self.counters.vip_readded += 1,
+                Err(e) => {
+                    self.counters.vip_errors += 1;
+                    tracing::error!(instance = %self.inst.name, "adding VIP: {e}");
+                }
+            }
+        }
+        if !missing.is_empty() {
+            self.announce();
+        }
+    }
+
     fn run_actions(&mut self, vips: &mut VipOwner) {
         while let Some(action) = self.machine.poll_action() {
             match action {
@@ -671,8 +710,13 @@ fn run(
             revents: 0,
         })
         .collect();
+    let mut reconcile_at = Instant::now() + RECONCILE_PERIOD;
     loop {
-        let next = rts.iter().filter_map(|r| r.machine.poll_timeout()).min();
+        let next = rts
+            .iter()
+            .filter_map(|r| r.machine.poll_timeout())
+            .chain(std::iter::once(reconcile_at))
+            .min();
         let wait = next.map(|d| d.saturating_duration_since(Instant::now()));
         let ts = wait.map(|w| libc::timespec {
             tv_sec: w.as_secs().min(3600) as libc::time_t,
@@ -713,6 +757,12 @@ fn run(
                 rt.machine.handle_timeout(now);
             }
             rt.run_actions(&mut vips);
+        }
+        if now >= reconcile_at {
+            for rt in &mut rts {
+                rt.reconcile(&mut vips);
+            }
+            reconcile_at = now + RECONCILE_PERIOD;
         }
         let snapshot: Vec<InstanceStatus> = rts.iter().map(Runtime::status).collect();
         *status.lock().unwrap_or_else(PoisonError::into_inner) = snapshot;
