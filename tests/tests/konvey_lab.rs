@@ -214,6 +214,12 @@ fn a_removed_backend_keeps_its_established_connection() -> Result<()> {
     // The daemon reported the flow count of the draining backend.
     let daemon = lab.daemon().context("daemon")?;
     let log = daemon.log();
+    for line in log
+        .lines()
+        .filter(|l| l.contains(&format!("backend {held_addr}:7000 ")))
+    {
+        println!("  | {line}");
+    }
     ensure!(
         log.contains(&format!(
             "backend {held_addr}:7000 is draining: 1 flows left"
