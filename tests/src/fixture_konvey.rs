@@ -168,6 +168,50 @@ pub fn mac_of(addr: Ipv4Addr) -> Option<[u8; 6]> {
         .map(|(_, m)| *m)
 }
 
+/// What `bpf_fib_lookup` answers in the Konvey fixture network (the model
+/// half of [`KonveyNet`], usable without privileges).
+pub fn fib_model() -> FibModel {
+    let net = |s: &str| -> Ipv4Net { s.parse().expect("static prefix") };
+    FibModel {
+        routes: vec![
+            Route {
+                dst: net("0.0.0.0/0"),
+                via: Some(ROUTER),
+                dev_mac: FRONT_MAC,
+                mtu: MTU,
+            },
+            Route {
+                dst: net("10.20.0.0/24"),
+                via: None,
+                dev_mac: FRONT_MAC,
+                mtu: MTU,
+            },
+            Route {
+                dst: net("10.20.1.0/24"),
+                via: None,
+                dev_mac: BACK_MAC,
+                mtu: MTU,
+            },
+        ],
+        neighbours: CLIENTS
+            .iter()
+            .chain(BACKENDS.iter())
+            .chain(std::iter::once(&(ROUTER, ROUTER_MAC)))
+            .copied()
+            .collect::<HashMap<_, _>>(),
+        local: [
+            FRONT_ADDR,
+            SOURCE,
+            Ipv4Addr::new(10, 20, 0, 255),
+            Ipv4Addr::new(10, 20, 1, 255),
+        ]
+        .into_iter()
+        .map(Ipv4Net::from)
+        .chain([net("127.0.0.0/8")])
+        .collect(),
+    }
+}
+
 /// The Konvey fixture network of the calling thread.
 #[derive(Debug)]
 pub struct KonveyNet {
@@ -223,44 +267,7 @@ impl KonveyNet {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .context("enable forwarding in the Konvey fixture namespace")?;
 
-        let net = |s: &str| -> Ipv4Net { s.parse().expect("static prefix") };
-        let fib = FibModel {
-            routes: vec![
-                Route {
-                    dst: net("0.0.0.0/0"),
-                    via: Some(ROUTER),
-                    dev_mac: FRONT_MAC,
-                    mtu: MTU,
-                },
-                Route {
-                    dst: net("10.20.0.0/24"),
-                    via: None,
-                    dev_mac: FRONT_MAC,
-                    mtu: MTU,
-                },
-                Route {
-                    dst: net("10.20.1.0/24"),
-                    via: None,
-                    dev_mac: BACK_MAC,
-                    mtu: MTU,
-                },
-            ],
-            neighbours: neigh
-                .iter()
-                .map(|(a, m, _)| (*a, *m))
-                .collect::<HashMap<_, _>>(),
-            local: [
-                FRONT_ADDR,
-                SOURCE,
-                Ipv4Addr::new(10, 20, 0, 255),
-                Ipv4Addr::new(10, 20, 1, 255),
-            ]
-            .into_iter()
-            .map(Ipv4Net::from)
-            .chain([net("127.0.0.0/8")])
-            .collect(),
-        };
-        Ok(Self { fib })
+        Ok(Self { fib: fib_model() })
     }
 
     /// What `bpf_fib_lookup` answers in this network.

@@ -225,3 +225,85 @@ impl KonveyModel {
         flow::new_flow(&mut self.ct, &self.fib, p, env, n, plan)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The model alone, without privileges (the fixtures hold it to the
+    //! kernel): round-robin, turns, port reallocation, reply translation.
+
+    use super::*;
+    use crate::fixture_konvey::{
+        backend, config, fib_model, services, tcp_service, BACKENDS, CLIENTS, FRONT_MAC, SOURCE,
+        TCP_BACKEND_PORT, TCP_PORT, VIP,
+    };
+    use crate::model::{XDP_DROP, XDP_REDIRECT};
+    use crate::packets::{frame, verify_checksums, Ip, TcpFlags, L4};
+
+    fn model() -> KonveyModel {
+        let mut m = KonveyModel::new(config(), fib_model());
+        for (k, r) in services() {
+            m.set_service(k, &r);
+        }
+        m
+    }
+
+    fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
+        let l4 = L4::Tcp {
+            sport,
+            dport,
+            flags,
+        };
+        frame([2, 0, 0, 0, 0, 9], FRONT_MAC, &Ip::new(src, dst), &l4, b"x")
+    }
+
+    fn daddr(f: &[u8]) -> Ipv4Addr {
+        Ipv4Addr::new(f[30], f[31], f[32], f[33])
+    }
+
+    #[test]
+    fn new_flows_round_robin_and_non_syn_takes_no_turn() {
+        let mut m = model();
+        let c = CLIENTS[0].0;
+        let ack = m.process(&tcp(c, 999, VIP, TCP_PORT, TcpFlags::ACK));
+        assert_eq!(
+            (ack.verdict, ack.stat),
+            (XDP_DROP, kw_stat::KW_STAT_DROP_TCP_NOT_SYN)
+        );
+        for i in 0..6u16 {
+            let o = m.process(&tcp(c, 2000 + i, VIP, TCP_PORT, TcpFlags::SYN));
+            assert_eq!(o.verdict, XDP_REDIRECT);
+            assert_eq!(daddr(&o.packet), BACKENDS[usize::from(i % 3)].0);
+            verify_checksums(&o.packet).expect("checksums");
+        }
+        assert_eq!(m.turns(&tcp_service()), Some(6));
+        assert_eq!(m.ct_len(), 12);
+    }
+
+    #[test]
+    fn colliding_source_port_is_reallocated_and_replies_find_their_client() {
+        let mut m = model();
+        m.set_service(tcp_service(), &[backend(0, TCP_BACKEND_PORT)]);
+        let (c0, c1) = (CLIENTS[0].0, CLIENTS[1].0);
+        let a = m.process(&tcp(c0, 40000, VIP, TCP_PORT, TcpFlags::SYN));
+        let b = m.process(&tcp(c1, 40000, VIP, TCP_PORT, TcpFlags::SYN));
+        let port = |f: &[u8]| u16::from_be_bytes([f[34], f[35]]);
+        assert_eq!(port(&a.packet), 40000);
+        let p = port(&b.packet);
+        assert_ne!(p, 40000);
+        let reply = m.process(&tcp(
+            BACKENDS[0].0,
+            TCP_BACKEND_PORT,
+            SOURCE,
+            p,
+            TcpFlags::SYN_ACK,
+        ));
+        assert_eq!(reply.verdict, XDP_REDIRECT);
+        assert_eq!(daddr(&reply.packet), c1);
+        assert_eq!(&reply.packet[26..30], &VIP.octets());
+        let orig = Tuple::new(6, c1, 40000, VIP, TCP_PORT);
+        assert_eq!(
+            m.ct_get(&orig).map(|e| e.state),
+            Some(crate::model::flow::CT_ESTABLISHED)
+        );
+    }
+}
