@@ -144,13 +144,24 @@ impl CloudConfig {
         }
     }
 
-    /// The bridge of a project's private network.
+    /// The bridge of a project's private network: `<prefix><project>`, or,
+    /// when that exceeds the 15 bytes of an interface name, the prefix, the
+    /// start of the name and a hash of the whole name (so two long names
+    /// sharing a start still get different bridges).
     pub fn bridge_for(&self, project: &str) -> String {
-        let mut b = format!("{}{project}", self.bridge_prefix);
-        while b.len() > 15 {
-            b.pop();
+        let full = format!("{}{project}", self.bridge_prefix);
+        if full.len() <= 15 {
+            return full;
         }
-        b
+        let mut h: u32 = 0x811c_9dc5;
+        for b in project.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        let tag = format!("{:04x}", (h ^ (h >> 16)) & 0xffff);
+        let mut head: String = full.chars().take(15 - tag.len() - 1).collect();
+        head.push('-');
+        head.push_str(&tag);
+        head
     }
 
     fn region(&self, name: &str) -> Option<&RegionConfig> {
@@ -666,6 +677,17 @@ impl Cloud {
                 name: project.name.clone(),
             });
         }
+        let bridge = self.inner.config.bridge_for(&project.name);
+        if let Some(other) = st
+            .projects
+            .values()
+            .find(|p| p.networks.values().any(|n| n.bridge == bridge))
+        {
+            return Err(CloudError::Conflict(format!(
+                "project {:?} would share bridge {bridge} with project {:?}",
+                project.name, other.project.name
+            )));
+        }
         let mut networks = BTreeMap::new();
         for (i, region) in project.regions.iter().enumerate() {
             let rc = self
@@ -680,10 +702,13 @@ impl Cloud {
                         expected: "a region of this cloud".into(),
                     },
                 })?;
+            // Other projects' subnets, and this project's in earlier regions
+            // (regions may share pools).
             let taken: Vec<IpNet> = st
                 .projects
                 .values()
                 .flat_map(|p| p.networks.values())
+                .chain(networks.values())
                 .map(|n| IpNet::V4(n.subnet.cidr))
                 .collect();
             let cidr = match alloc::allocate_subnet(&rc.subnet_pools, &taken, project.subnet_size)?
@@ -712,7 +737,7 @@ impl Cloud {
                     subnet,
                     zone_gateways,
                     vrids,
-                    bridge: self.inner.config.bridge_for(&project.name),
+                    bridge: bridge.clone(),
                 },
             );
         }
@@ -1668,5 +1693,23 @@ impl Cloud {
             .await?;
         self.inner.state.lock().await.kylos.remove(&key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_fit_and_stay_distinct() {
+        let c = CloudConfig::new(vec![], "/tmp");
+        assert_eq!(c.bridge_for("acme"), "kw-acme");
+        assert_eq!(c.bridge_for("abcdefghijkl"), "kw-abcdefghijkl");
+        let a = c.bridge_for("acme-corporation-1");
+        let b = c.bridge_for("acme-corporation-2");
+        assert!(a.len() <= 15 && b.len() <= 15, "{a} {b}");
+        assert_ne!(a, b);
+        assert!(a.starts_with("kw-acme-co"), "{a}");
+        assert_eq!(a, c.bridge_for("acme-corporation-1"), "stable");
     }
 }
