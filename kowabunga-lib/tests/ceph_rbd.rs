@@ -272,6 +272,14 @@ fn rbd_backend_on_a_real_cluster() {
     assert!(rbd.list().expect("list").is_empty());
     assert_eq!(cluster.rbd(&["ls", "rbd"]).expect("rbd ls").trim(), "");
 
+    // A pool that does not exist is reported when connecting.
+    let err = RbdStorage::connect(RbdConfig::new(cluster.conf_path(), "no-such-pool"))
+        .expect_err("missing pool");
+    assert!(
+        matches!(err, StorageError::Unavailable { ref reason, .. } if reason.contains("\"no-such-pool\" not found")),
+        "{err:?}"
+    );
+
     // Ceph down: a live connection gets a typed error in bounded time, and so does a new one.
     cluster.kill_all();
     let t = Instant::now();

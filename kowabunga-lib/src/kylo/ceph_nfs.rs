@@ -284,7 +284,22 @@ impl FileShares for CephNfsShares {
         if let Some(q) = request.quota_bytes {
             let _ = write!(args, ", \"size\": {q}");
         }
-        self.mgr("fs subvolume create", args)?;
+        if let Err(e) = self.mgr("fs subvolume create", args) {
+            if matches!(e, ShareError::Timeout { .. }) {
+                // The create may still happen once the cluster answers: queue its undo
+                // behind it on the owner thread.
+                let rm = format!(
+                    "{{\"prefix\": \"fs subvolume rm\", {}, \"force\": true}}",
+                    self.subvolume_args(&request.name)
+                );
+                self.session.queue(move |c| {
+                    if let Err(e) = c.mgr_command("fs subvolume rm", &rm) {
+                        tracing::debug!(error = %e, "undo of a timed-out subvolume create");
+                    }
+                });
+            }
+            return Err(e);
+        }
         // From here on, undo the subvolume if anything fails.
         let made = (|| {
             let path = self.path(&request.name)?;
