@@ -1304,32 +1304,23 @@ impl Cloud {
             let hv = st.hypervisor(&info.hypervisor);
             (info, hv)
         };
+        // The same steps as a rollback; a retry after a partial failure
+        // finds what is already gone and goes on.
+        let mut steps: Vec<Undo> = hv
+            .map(|hv| Undo::Domain(hv, info.domain.clone()))
+            .into_iter()
+            .collect();
+        steps.extend(
+            std::iter::once(&info.os_volume)
+                .chain(info.data_volume.iter())
+                .map(|v| Undo::Volume(v.clone())),
+        );
+        steps.push(Undo::Seed(info.seed.clone()));
         let result = async {
-            if let Some(hv) = hv {
-                let domain = info.domain.clone();
-                self.call("delete_domain", move || match hv.delete(&domain) {
-                    Err(HypervisorError::NotFound(_)) => Ok(()),
-                    other => other,
-                })
-                .await?;
+            for step in steps {
+                self.undo(step).await?;
             }
-            for vol in std::iter::once(&info.os_volume).chain(info.data_volume.iter()) {
-                let (storage, vol) = (self.inner.storage.clone(), vol.clone());
-                self.call("remove_volume", move || match storage.remove(&vol) {
-                    Err(StorageError::NotFound { .. }) => Ok(()),
-                    other => other,
-                })
-                .await?;
-            }
-            match tokio::fs::remove_file(&info.seed).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(CloudError::Seed(SeedError::Io {
-                        context: format!("remove {}", info.seed.display()),
-                        source: e,
-                    }))
-                }
-                _ => Ok(()),
-            }
+            Ok::<(), CloudError>(())
         }
         .await;
         let mut st = self.inner.state.lock().await;
