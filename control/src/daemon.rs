@@ -1375,6 +1375,87 @@ konvey:
             assert_eq!(d.config(), &before);
         }
 
+        /// The main loop's probe machinery (deadline, spawned probes, results
+        /// fed back) against real listeners on loopback: a backend whose
+        /// listener closes leaves the rotation, and comes back when it listens
+        /// again. Bounded: at most 5 s of loop per phase.
+        #[test]
+        fn probes_drive_the_rotation_over_real_sockets() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let listeners: Vec<std::net::TcpListener> = (11..=13)
+                    .map(|last| {
+                        std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, last), 0))
+                            .expect("bind")
+                    })
+                    .collect();
+                // One backend_port for all: bind the others on the first one's port.
+                let port = listeners[0].local_addr().expect("addr").port();
+                drop(listeners);
+                let bind = |last: u8| {
+                    std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, last), port))
+                        .expect("bind backend")
+                };
+                let mut up: Vec<Option<std::net::TcpListener>> =
+                    vec![Some(bind(11)), Some(bind(12)), Some(bind(13))];
+                let yaml = format!(
+                    "node:\n  zone: a\n  interfaces: {{konvey: [lb0]}}\n  konvey:\n    source_ip: 127.0.0.5\n    health: {{interval_ms: 50, timeout_ms: 40, rise: 2, fall: 2}}\nkonvey:\n  vip: 10.0.0.100\n  endpoints:\n    - {{name: web, protocol: tcp, port: 80, backend_port: {port}, backend_ips: [127.0.0.11, 127.0.0.12, 127.0.0.13]}}\n"
+                );
+                let proc_sys = ProcSys::new("probes", "32768 60999");
+                let (_file, d) = start("kv-probes", &yaml, &proc_sys);
+                let mut d = d.expect("start");
+                let key = ServiceKey {
+                    vip: Ipv4Addr::new(10, 0, 0, 100),
+                    proto: Proto::Tcp,
+                    port: 80,
+                };
+                let backend = |last: u8| Backend {
+                    addr: Ipv4Addr::new(127, 0, 0, last),
+                    port,
+                };
+                let (tx, mut rx) = mpsc::unbounded_channel::<ProbeResult>();
+
+                // Runs the loop until the programmed rotation is `want`.
+                async fn run_until(
+                    d: &mut Daemon<Fake, FakeKonvey>,
+                    tx: &mpsc::UnboundedSender<ProbeResult>,
+                    rx: &mut mpsc::UnboundedReceiver<ProbeResult>,
+                    key: ServiceKey,
+                    want: &[Backend],
+                ) -> Duration {
+                    let started = Instant::now();
+                    while started.elapsed() < Duration::from_secs(5) {
+                        if engine(d).services.get(&key).map(Vec::as_slice) == Some(want) {
+                            return started.elapsed();
+                        }
+                        let deadline = next_probe_deadline(d);
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(deadline) => start_probes(d, tx),
+                            Some((k, id, outcome)) = rx.recv() => {
+                                let b = d.konvey_mut().expect("konvey");
+                                let _ = b.on_outcome(k, id, Instant::now(), outcome);
+                            }
+                        }
+                    }
+                    panic!("rotation never became {want:?}: {:?}", engine(d).services);
+                }
+
+                let all = [backend(11), backend(12), backend(13)];
+                run_until(&mut d, &tx, &mut rx, key, &all).await;
+                up[1] = None; // 127.0.0.12 stops listening: refused
+                let took = run_until(&mut d, &tx, &mut rx, key, &[backend(11), backend(13)]).await;
+                assert!(took < Duration::from_secs(2), "out after {took:?}");
+                up[1] = Some(bind(12));
+                run_until(&mut d, &tx, &mut rx, key, &all).await;
+                let status = d.konvey().expect("konvey").status();
+                assert!(status.iter().all(|s| s.state == State::Up), "{status:?}");
+                drop(up);
+            });
+        }
+
         #[test]
         fn a_konvey_config_needs_a_konvey_dataplane() {
             let config = config::parse_str(KONVEY).expect("valid");
