@@ -1457,6 +1457,50 @@ konvey:
         }
 
         #[test]
+        fn one_node_runs_kawaii_and_konvey() {
+            let proc_sys = ProcSys::new("both", "32768 60999");
+            let yaml = format!(
+                "{}{}",
+                GOOD.replace(
+                    "peerings: [peer0, peer1]}",
+                    "peerings: [peer0, peer1], konvey: [lb0]}"
+                ),
+                KONVEY
+                    .split("konvey:\n  vip")
+                    .nth(1)
+                    .map(|rest| format!("konvey:\n  vip{rest}"))
+                    .expect("konvey section")
+            );
+            let file = TempFile::new("kv-both", &yaml);
+            let config = config::load(&file.0).expect("valid");
+            let mut d = Daemon::start_with_env(
+                Some(Fake::default()),
+                Some(FakeKonvey::default()),
+                file.0.clone(),
+                config,
+                proc_sys.env(),
+            )
+            .expect("start");
+            let kawaii = d.dataplane().expect("kawaii");
+            assert_eq!(kawaii.applied.len(), 1);
+            assert_eq!(kawaii.attached.len(), 4);
+            assert_eq!(engine(&d).attached, ["lb0"]);
+            assert_eq!(engine(&d).services[&web()].len(), 3);
+            // A reload reaches both.
+            file.write(
+                &yaml
+                    .replace("10.0.0.12, ", "")
+                    .replace("\"8080\"", "\"8081\""),
+            );
+            assert_eq!(d.reload().expect("reload"), 1);
+            assert_eq!(engine(&d).services[&web()], [be(11), be(13)]);
+            assert_eq!(d.dataplane().expect("kawaii").applied.len(), 2);
+            d.sweep(7);
+            assert_eq!(d.dataplane().expect("kawaii").sweeps, [7]);
+            assert_eq!(engine(&d).sweeps, [7]);
+        }
+
+        #[test]
         fn a_konvey_config_needs_a_konvey_dataplane() {
             let config = config::parse_str(KONVEY).expect("valid");
             let err = Daemon::<Fake, FakeKonvey>::start(None, None, "x".into(), config)
