@@ -52,7 +52,7 @@ use crate::hypervisor::{
 use crate::kylo::{FileShares, Share, ShareError, ShareRequest};
 use crate::model::{
     validate_name, DnsRecord, Kompute, Kylo, Project, Region, Secret, Template, ValidationError,
-    Zone,
+    Volume, VolumeType, Zone,
 };
 use crate::storage::{BlockStorage, DiskFormat, DiskSource, StorageError, GIB};
 
@@ -343,6 +343,8 @@ struct State {
     dns: BTreeMap<(String, String), DnsRecord>,
     /// Key: (project, name).
     kylos: BTreeMap<(String, String), (Kylo, Share)>,
+    /// Standalone volumes; key: (project, name).
+    volumes: BTreeMap<(String, String), Volume>,
     templates: BTreeMap<String, Template>,
     /// Domain specs of instances (to redefine on resize), and whether their
     /// memory was set in MiB by [`KomputeOptions::memory_mib`].
@@ -358,10 +360,22 @@ impl State {
     }
 
     fn usage(&self, project: &str) -> Usage {
+        let volumes: u64 = self
+            .volumes
+            .values()
+            .filter(|v| v.project == project)
+            .map(|v| v.size)
+            .sum();
         self.instances
             .values()
             .filter(|i| i.kompute.project == project)
-            .fold(Usage::default(), |u, i| u.plus(usage_of(&i.kompute)))
+            .fold(
+                Usage {
+                    storage: volumes,
+                    ..Usage::default()
+                },
+                |u, i| u.plus(usage_of(&i.kompute)),
+            )
     }
 
     fn loads(&self) -> Vec<HypervisorLoad> {
@@ -765,6 +779,7 @@ impl Cloud {
             });
         }
         let busy = st.instances.keys().any(|(p, _)| p == name)
+            || st.volumes.keys().any(|(p, _)| p == name)
             || st.dns.keys().any(|(p, _)| p == name)
             || st.kylos.keys().any(|(p, _)| p == name);
         if busy {
@@ -1525,6 +1540,84 @@ impl Cloud {
         info.hypervisor = to.to_owned();
         tracing::info!(project, name, to, "kompute migrated");
         Ok(info.clone())
+    }
+
+    /// Name of a standalone volume in the block storage backend:
+    /// `<project>.vol.<name>` (instance disks never hold a dot).
+    pub fn volume_storage_name(project: &str, name: &str) -> String {
+        format!("{project}.vol.{name}")
+    }
+
+    /// Creates a standalone volume (counted by the storage quota): an empty
+    /// thin data volume, or, for `type: os`, a copy-on-write clone of its
+    /// template.
+    pub async fn create_volume(&self, volume: Volume) -> Result<DiskSource, CloudError> {
+        volume.validate().map_err(|source| CloudError::Invalid {
+            kind: "volume",
+            source,
+        })?;
+        let key = (volume.project.clone(), volume.name.clone());
+        {
+            let mut st = self.inner.state.lock().await;
+            let quotas = st
+                .projects
+                .get(&volume.project)
+                .map(|p| p.project.quotas())
+                .ok_or_else(|| CloudError::NotFound {
+                    kind: "project",
+                    name: volume.project.clone(),
+                })?;
+            if st.volumes.contains_key(&key) {
+                return Err(CloudError::AlreadyExists {
+                    kind: "volume",
+                    name: volume.name.clone(),
+                });
+            }
+            let request = Usage {
+                storage: volume.size,
+                ..Usage::default()
+            };
+            alloc::check_quota(&quotas, &st.usage(&volume.project), &request)?;
+            // Reserved (counted) while being created.
+            st.volumes.insert(key.clone(), volume.clone());
+        }
+        let storage = self.inner.storage.clone();
+        let name = Self::volume_storage_name(&volume.project, &volume.name);
+        let size = volume.size * GIB;
+        let template = volume.template.clone().unwrap_or_default();
+        let kind = volume.kind;
+        let mut undo = Vec::new();
+        let created = self
+            .call_tracked(
+                "create_volume",
+                move || match kind {
+                    VolumeType::Os => storage.clone_template(&template, &name, size),
+                    VolumeType::Raw | VolumeType::Iso => storage.create(&name, size),
+                },
+                &mut undo,
+                Undo::Volume(Self::volume_storage_name(&volume.project, &volume.name)),
+            )
+            .await;
+        if created.is_err() {
+            self.rollback(undo).await;
+            self.inner.state.lock().await.volumes.remove(&key);
+        }
+        created
+    }
+
+    /// Removes a standalone volume.
+    pub async fn delete_volume(&self, project: &str, name: &str) -> Result<(), CloudError> {
+        let key = (project.to_owned(), name.to_owned());
+        if !self.inner.state.lock().await.volumes.contains_key(&key) {
+            return Err(CloudError::NotFound {
+                kind: "volume",
+                name: name.to_owned(),
+            });
+        }
+        self.undo(Undo::Volume(Self::volume_storage_name(project, name)))
+            .await?;
+        self.inner.state.lock().await.volumes.remove(&key);
+        Ok(())
     }
 
     /// Adds a custom DNS record to a project.

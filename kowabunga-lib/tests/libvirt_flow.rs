@@ -17,7 +17,7 @@ use kowabunga::cloud::{Cloud, CloudConfig, CloudError, CloudEvent, PublicNetwork
 use kowabunga::hypervisor::libvirt::LibvirtHypervisor;
 use kowabunga::hypervisor::{DomainSpec, DomainState, DomainType, Hypervisor, HypervisorError};
 use kowabunga::kylo::MemoryShares;
-use kowabunga::model::{DnsRecord, Kompute, Kylo, Project, Region, Template, Zone};
+use kowabunga::model::{DnsRecord, Kompute, Kylo, Project, Region, Template, Volume, Zone};
 use kowabunga::storage::qcow2::Qcow2Storage;
 use kowabunga::storage::{BlockStorage, StorageError, GIB};
 use tempdir::TempDir;
@@ -967,4 +967,85 @@ async fn a_stuck_backend_call_times_out_and_rolls_back() {
         }
         assert!(left.is_empty(), "{op}: domains left {left:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_volumes_count_against_the_storage_quota() {
+    let s = setup("volumes", &["10.10.0.0/16"]).await;
+    s.cloud
+        .create_project(project("name: acme\nregions: [eu-west]\nmax_storage: 60\n"))
+        .await
+        .expect("project");
+    let data: Volume =
+        serde_norway::from_str("name: data\nproject: acme\nsize: 40\n").expect("volume");
+    s.cloud
+        .create_volume(data.clone())
+        .await
+        .expect("data volume");
+    let os: Volume = serde_norway::from_str(
+        "name: os\nproject: acme\ntype: os\nsize: 10\ntemplate: debian-12\n",
+    )
+    .expect("volume");
+    s.cloud.create_volume(os).await.expect("os volume");
+    assert_eq!(s.cloud.usage("acme").await.storage, 50);
+    assert_eq!(
+        s.storage.list().expect("volumes"),
+        vec!["acme.vol.data", "acme.vol.os"]
+    );
+    // The OS volume is a thin clone of the template.
+    let u = s.storage.usage("acme.vol.os").expect("usage");
+    assert_eq!(u.provisioned_bytes, 10 * GIB);
+    assert!(u.used_bytes < 16 << 20);
+    // 50 + 20 > 60: refused, for volumes and instances alike.
+    let more: Volume =
+        serde_norway::from_str("name: more\nproject: acme\nsize: 20\n").expect("volume");
+    let err = s.cloud.create_volume(more).await.expect_err("quota");
+    assert!(
+        matches!(
+            err,
+            CloudError::Alloc(AllocError::QuotaExceeded {
+                quota: "storage",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let err = s
+        .cloud
+        .create_kompute(Kompute {
+            disk: 11,
+            ..kompute("acme", "web", 1, 1, "eu-west-a")
+        })
+        .await
+        .expect_err("quota");
+    assert!(matches!(
+        err,
+        CloudError::Alloc(AllocError::QuotaExceeded { .. })
+    ));
+    assert!(matches!(
+        s.cloud.create_volume(data).await,
+        Err(CloudError::AlreadyExists { .. })
+    ));
+    let missing: Volume =
+        serde_norway::from_str("name: broken\nproject: acme\ntype: os\nsize: 1\ntemplate: nope\n")
+            .expect("volume");
+    assert!(matches!(
+        s.cloud.create_volume(missing).await,
+        Err(CloudError::Storage(StorageError::NotFound { .. }))
+    ));
+    assert_eq!(
+        s.cloud.usage("acme").await.storage,
+        50,
+        "failed ones not counted"
+    );
+    assert!(matches!(
+        s.cloud.delete_project("acme").await,
+        Err(CloudError::Conflict(_))
+    ));
+    for v in ["data", "os"] {
+        s.cloud.delete_volume("acme", v).await.expect("delete");
+    }
+    assert_eq!(s.cloud.usage("acme").await.storage, 0);
+    s.cloud.delete_project("acme").await.expect("project");
+    assert_clean(&s).await;
 }
