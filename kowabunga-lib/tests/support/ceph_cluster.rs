@@ -40,7 +40,7 @@ const BLOCK_SIZE: u64 = 20 << 30;
 /// Why the Ceph tests cannot run here, if they cannot: not root, or a binary missing.
 pub fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
+    if unsafe { libc::geteuid() } != 0 {
         return Some("the Ceph tests need root (ceph-fuse, nfs-ganesha, daemons)".into());
     }
     for (bin, pkg) in BINARIES {
@@ -66,11 +66,6 @@ pub fn skip_unless_available(test: &str) -> bool {
             true
         }
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
@@ -151,6 +146,8 @@ pub struct CephCluster {
     mounts: Vec<PathBuf>,
     /// Time from the first command to a cluster with active PGs, an active mgr and MDS.
     pub start_time: Duration,
+    /// When each stage was seen ready, from the first command (upper bounds: polled).
+    pub stages: Vec<(&'static str, Duration)>,
     /// Name of the RBD pool created at start.
     pub rbd_pool: String,
     /// Name of the CephFS file system created at start.
@@ -179,23 +176,30 @@ impl CephCluster {
             daemons: Vec::new(),
             mounts: Vec::new(),
             start_time: Duration::ZERO,
+            stages: Vec::new(),
             rbd_pool: "rbd".into(),
             fs_name: "cephfs".into(),
         };
-        if let Err(e) = cluster.bootstrap() {
+        if let Err(e) = cluster.bootstrap(t0) {
             return Err(format!("{e}\n{}", cluster.log_tails()));
         }
         cluster.start_time = t0.elapsed();
+        let stages: Vec<String> = cluster
+            .stages
+            .iter()
+            .map(|(what, at)| format!("{what} {:.1} s", at.as_secs_f64()))
+            .collect();
         eprintln!(
-            "ceph cluster up in {:.1} s (mon 127.0.0.1:{}, dir {})",
+            "ceph cluster up in {:.1} s ({}; mon 127.0.0.1:{}, dir {})",
             cluster.start_time.as_secs_f64(),
+            stages.join(", "),
             cluster.mon_port,
             cluster.dir.display()
         );
         Ok(cluster)
     }
 
-    fn bootstrap(&mut self) -> Result<(), String> {
+    fn bootstrap(&mut self, t0: Instant) -> Result<(), String> {
         let d = self.dir.clone();
         for sub in [
             "run",
@@ -336,6 +340,7 @@ impl CephCluster {
                 .map(|s| s.contains("1 up"))
                 .unwrap_or(false)
         })?;
+        self.stages.push(("mon+osd up", t0.elapsed()));
         // Pools: RBD, and CephFS with its metadata and data pools.
         let pool = self.rbd_pool.clone();
         self.ceph(&["osd", "pool", "create", &pool, "8", "8"])?;
@@ -349,16 +354,19 @@ impl CephCluster {
                 .map(|s| pgs_all_active(&s))
                 .unwrap_or(false)
         })?;
+        self.stages.push(("pools and PGs active", t0.elapsed()));
         wait_for("mgr active", Duration::from_secs(90), || {
             self.ceph(&["mgr", "stat"])
                 .map(|s| s.contains("\"available\": true"))
                 .unwrap_or(false)
         })?;
+        self.stages.push(("mgr active", t0.elapsed()));
         wait_for("mds active", Duration::from_secs(60), || {
             self.ceph(&["fs", "status", &fs_name])
                 .map(|s| s.contains("active"))
                 .unwrap_or(false)
         })?;
+        self.stages.push(("mds active", t0.elapsed()));
         Ok(())
     }
 
@@ -596,7 +604,7 @@ impl Drop for CephCluster {
 fn terminate(child: &mut Child) {
     let pid = child.id() as i32;
     // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-    unsafe { libc_kill(pid, 15) };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -606,11 +614,6 @@ fn terminate(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 fn is_mounted(path: &Path) -> bool {
@@ -691,7 +694,7 @@ fn sweep_stale() {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).contains(&dir_s) {
                 // SAFETY: kill(2) with a pid checked to be one of that cluster's daemons.
-                unsafe { libc_kill(pid, 9) };
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
         sleep(Duration::from_millis(200));
