@@ -827,6 +827,43 @@ impl Cloud {
         Ok(alloc::expand_multi_zone(resource, &zones))
     }
 
+    /// Creates the instances of a Multi-Zone Resource (a Kawaii or Konvey
+    /// of `shape.project` in `region`): one Kompute per zone of the region,
+    /// named `<shape.name>-<zone>` (`shape.zone` is ignored). All or
+    /// nothing: when one fails, those already made are deleted.
+    pub async fn create_multi_zone(
+        &self,
+        region: &str,
+        shape: Kompute,
+    ) -> Result<Vec<KomputeInfo>, CloudError> {
+        let plan = self
+            .multi_zone_plan(&shape.project, region, &shape.name)
+            .await?;
+        let mut made: Vec<KomputeInfo> = Vec::new();
+        for zi in plan {
+            let k = Kompute {
+                name: zi.name,
+                zone: zi.zone,
+                ..shape.clone()
+            };
+            match self.create_kompute(k).await {
+                Ok(info) => made.push(info),
+                Err(e) => {
+                    for info in made.iter().rev() {
+                        if let Err(d) = self
+                            .delete_kompute(&info.kompute.project, &info.kompute.name)
+                            .await
+                        {
+                            tracing::error!(error = %d, "multi-zone rollback failed");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(made)
+    }
+
     /// Creates and starts a Kompute instance (see the module documentation).
     pub async fn create_kompute(&self, kompute: Kompute) -> Result<KomputeInfo, CloudError> {
         self.create_kompute_with(kompute, KomputeOptions::default())

@@ -360,6 +360,32 @@ async fn project_komputes_dns_kylo_and_delete() {
         ["kawaii-eu-west-a", "kawaii-eu-west-b"]
     );
 
+    // ...and created: one Kawaii VM per zone (upstream: 1 vCPU, 1 GiB, 16 GiB).
+    let kawaii = s
+        .cloud
+        .create_multi_zone(
+            "eu-west",
+            Kompute {
+                disk: 16,
+                ..kompute("acme", "kawaii", 1, 1, "ignored")
+            },
+        )
+        .await
+        .expect("multi-zone");
+    assert_eq!(
+        kawaii
+            .iter()
+            .map(|k| (k.kompute.zone.as_str(), k.hypervisor.as_str()))
+            .collect::<Vec<_>>(),
+        [("eu-west-a", "kaktus-2"), ("eu-west-b", "kaktus-3")]
+    );
+    for k in &kawaii {
+        s.cloud
+            .delete_kompute("acme", &k.kompute.name)
+            .await
+            .expect("delete kawaii");
+    }
+
     // Delete everything: nothing left, and the address is reused.
     for n in ["web-1", "web-2", "db", "web-b"] {
         s.cloud.delete_kompute("acme", n).await.expect("delete");
@@ -432,6 +458,24 @@ async fn quota_exceeded_leaves_nothing() {
             })
         ),
         "{err:?}"
+    );
+    assert_clean(&s).await;
+    // A Multi-Zone Resource is all or nothing: the first zone's instance
+    // fits the quota of one, the second does not, the first is removed.
+    let events_before = s.events.lock().expect("events").len();
+    let err = s
+        .cloud
+        .create_multi_zone("eu-west", kompute("tight", "lb", 1, 1, "ignored"))
+        .await
+        .expect_err("quota");
+    assert!(matches!(
+        err,
+        CloudError::Alloc(AllocError::QuotaExceeded { .. })
+    ));
+    let events = s.events.lock().expect("events")[events_before..].to_vec();
+    assert!(
+        matches!(events.as_slice(), [CloudEvent::InstanceCreated { name, .. }, CloudEvent::InstanceDeleted { .. }] if name == "lb-eu-west-a"),
+        "{events:?}"
     );
     assert_clean(&s).await;
     s.cloud
