@@ -137,7 +137,7 @@ fn check_share_name(what: &str, name: &str) -> Result<(), ShareError> {
     } else {
         Err(ShareError::Backend {
             op: "validate".into(),
-            code: -22,
+            code: -libc::EINVAL,
             message: format!("invalid {what} name {name:?} (1-64 of [A-Za-z0-9_-])"),
         })
     }

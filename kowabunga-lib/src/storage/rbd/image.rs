@@ -76,7 +76,7 @@ pub(crate) fn list(io: &IoCtx) -> Result<Vec<String>, CephError> {
         let mut buf = vec![0u8; size];
         // SAFETY: valid ioctx; `buf` is writable for `size` bytes, which librbd is told.
         let ret = unsafe { ffi::rbd_list(raw(io), buf.as_mut_ptr().cast(), &mut size) };
-        if ret == -34 && size > buf.len() {
+        if ret == -libc::ERANGE && size > buf.len() {
             continue; // ERANGE: `size` now holds what is needed
         }
         check("list", "", ret)?;
@@ -128,7 +128,7 @@ impl<'io> Image<'io> {
         let mut overlap = 0u64;
         // SAFETY: open image handle, out-pointer to a local. ENOENT means "no parent".
         let ret = unsafe { ffi::rbd_get_overlap(self.handle, &mut overlap) };
-        if ret == -libc_enoent() {
+        if ret == -libc::ENOENT {
             return Ok(0);
         }
         check("get_overlap", &self.name, ret)?;
@@ -205,7 +205,7 @@ impl<'io> Image<'io> {
             // SAFETY: open image handle; `snaps` has room for `max` entries (plus the end
             // marker librbd writes).
             let ret = unsafe { ffi::rbd_snap_list(self.handle, snaps.as_mut_ptr(), &mut max) };
-            if ret == -34 {
+            if ret == -libc::ERANGE {
                 continue; // ERANGE: `max` now holds the count needed
             }
             check("snap_list", &self.name, ret)?;
@@ -247,7 +247,7 @@ impl<'io> Image<'io> {
                 return Err(errno_error(
                     "write",
                     &self.name,
-                    if n == 0 { -5 } else { n as c_int },
+                    if n == 0 { -libc::EIO } else { n as c_int },
                 ));
             }
             offset += n as u64;
@@ -303,8 +303,4 @@ impl Drop for Image<'_> {
             tracing::warn!(image = %self.name, ret, "rbd_close failed");
         }
     }
-}
-
-const fn libc_enoent() -> c_int {
-    2
 }

@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use libc::{EBUSY, EEXIST, ENOENT, ETIMEDOUT};
+
 use self::image::Image;
 use self::session::{CephSession, SessionConfig};
 use super::{check_name, BlockStorage, DiskSource, RbdAuth, StorageError, VolumeUsage};
@@ -124,11 +126,6 @@ impl CephError {
         }
     }
 }
-
-const ENOENT: i32 = 2;
-const EEXIST: i32 = 17;
-const EBUSY: i32 = 16;
-const ETIMEDOUT: i32 = 110;
 
 /// Turns a negative return code into a [`CephError`] (`ETIMEDOUT` from librados' own
 /// op timeout becomes [`CephError::CephDown`]).
