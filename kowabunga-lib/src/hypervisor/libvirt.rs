@@ -45,9 +45,10 @@ impl std::fmt::Debug for LibvirtHypervisor {
 
 impl LibvirtHypervisor {
     /// Connects to `uri` (e.g. `qemu:///system`, `test:///default`). The
-    /// domain type is `test` for the test driver; otherwise
+    /// domain type is `test` for the test driver; for a local daemon
     /// [`kvm::detect_domain_type`] decides (`kvm` only if KVM can really run
-    /// guests and libvirt offers it). The hypervisor's name is the host name.
+    /// guests here and libvirt offers it); for a remote one, whether its
+    /// libvirt offers `kvm`. The hypervisor's name is the host name.
     pub fn connect(uri: &str) -> Result<Self, HypervisorError> {
         virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(|e| HypervisorError::Connection {
@@ -55,17 +56,24 @@ impl LibvirtHypervisor {
             message: e.message().to_owned(),
         })?;
         let conn = ManuallyDrop::new(conn);
+        let libvirt_offers_kvm = || {
+            conn.domain_capabilities(None, Some("x86_64"), None, Some("kvm"), 0)
+                .is_ok()
+        };
         let domain_type = if uri.starts_with("test:") {
             DomainType::Test
+        } else if !uri.contains(":///") {
+            // A remote host (`qemu+ssh://host/system`): the local probe says
+            // nothing about it; trust its libvirt (override with
+            // `with_domain_type` on restricted KVM hosts).
+            if libvirt_offers_kvm() {
+                DomainType::Kvm
+            } else {
+                DomainType::Qemu
+            }
         } else {
             match kvm::detect_domain_type() {
-                DomainType::Kvm
-                    if conn
-                        .domain_capabilities(None, Some("x86_64"), None, Some("kvm"), 0)
-                        .is_ok() =>
-                {
-                    DomainType::Kvm
-                }
+                DomainType::Kvm if libvirt_offers_kvm() => DomainType::Kvm,
                 _ => DomainType::Qemu,
             }
         };
