@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use ceph_cluster::CephCluster;
 use guest::{kompute, wait_until};
-use kowabunga::cloud::{Cloud, CloudConfig, RegionConfig};
-use kowabunga::hypervisor::DomainState;
+use kowabunga::cloud::{Cloud, CloudConfig, CloudError, RegionConfig};
+use kowabunga::hypervisor::{DomainState, Hypervisor};
 use kowabunga::model::{Project, Region, Secret, Template, Zone};
 use kowabunga::storage::rbd::{RbdConfig, RbdStorage};
-use kowabunga::storage::{BlockStorage, RbdAuth};
+use kowabunga::storage::{BlockStorage, RbdAuth, StorageError};
 
 const TEST: &str = "ceph_guest";
 
@@ -117,7 +117,7 @@ async fn kompute_boots_from_an_rbd_clone() {
     {
         return;
     }
-    let cluster = tokio::task::spawn_blocking(CephCluster::start)
+    let mut cluster = tokio::task::spawn_blocking(CephCluster::start)
         .await
         .expect("join")
         .expect("ceph cluster");
@@ -158,6 +158,8 @@ async fn kompute_boots_from_an_rbd_clone() {
         username: "admin".into(),
         secret_uuid,
     });
+    // Every RBD call of a Kompute creation takes milliseconds; fail fast when Ceph is down.
+    cfg.op_timeout = Duration::from_secs(8);
     let storage = Arc::new(RbdStorage::connect(cfg).expect("rbd"));
 
     // The facade, as guest::lab builds it, but on RBD.
@@ -277,6 +279,55 @@ async fn kompute_boots_from_an_rbd_clone() {
         .await
         .expect("delete");
     assert!(storage.list().expect("volumes").is_empty());
+    let left = cluster.rbd(&["ls", "rbd"]).expect("rbd ls");
+    assert_eq!(left.trim(), "template.tiny", "only the template remains");
+
+    // Ceph half down (the OSD is gone): creating a Kompute fails with a typed storage
+    // error in bounded time, and nothing is left behind: no domain, no seed, and once the
+    // OSD is back, no volume (the backend queued the undo of the clone that timed out).
+    cluster.pause("osd.0");
+    let t = Instant::now();
+    let err = cloud
+        .create_kompute_with(
+            kompute("acme", "rbd-outage", 1),
+            lab_options(&tmp.path().join("outage.log")),
+        )
+        .await
+        .expect_err("OSD down");
+    eprintln!(
+        "timing: kompute create with the OSD down failed after {:?}: {err}",
+        t.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            CloudError::Storage(StorageError::Timeout { .. } | StorageError::Unavailable { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(40), "{:?}", t.elapsed());
+    let hv3 = hv.clone();
+    let domains = tokio::task::spawn_blocking(move || hv3.list())
+        .await
+        .expect("join")
+        .expect("list");
+    assert!(domains.is_empty(), "domains left: {domains:?}");
+    let seeds: Vec<_> = std::fs::read_dir(tmp.path().join("seeds"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(seeds.is_empty(), "seeds left: {seeds:?}");
+    cluster.restart("osd.0").expect("restart osd");
+    let storage2 = storage.clone();
+    tokio::task::spawn_blocking(move || {
+        ceph_cluster::wait_for(
+            "no volume after the outage",
+            Duration::from_secs(150),
+            || storage2.list().is_ok_and(|v| v.is_empty()),
+        )
+    })
+    .await
+    .expect("join")
+    .expect("volume left behind");
     let left = cluster.rbd(&["ls", "rbd"]).expect("rbd ls");
     assert_eq!(left.trim(), "template.tiny", "only the template remains");
 }
