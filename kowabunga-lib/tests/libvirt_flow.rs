@@ -154,8 +154,14 @@ async fn assert_clean(s: &Setup) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn project_komputes_dns_kylo_and_delete() {
     let s = setup("main", &["10.0.0.0/16"]).await;
-    // A hook that panics does not break anything.
-    s.cloud.on_event(|_| panic!("hook panics"));
+    // A hook that panics (once, to keep the output short) breaks nothing.
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = panicked.clone();
+    s.cloud.on_event(move |_| {
+        if !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("an event hook panics (expected by this test)");
+        }
+    });
     let p = s
         .cloud
         .create_project(project(
@@ -213,6 +219,7 @@ async fn project_komputes_dns_kylo_and_delete() {
         .create_kompute(kompute("acme", "web-b", 1, 1, "eu-west-b"))
         .await
         .expect("web-b");
+    assert!(panicked.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(
         [&a, &b, &c, &d].map(|i| i.hypervisor.as_str()),
         ["kaktus-1", "kaktus-2", "kaktus-1", "kaktus-3"]
