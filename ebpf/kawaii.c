@@ -19,6 +19,7 @@
 #include "kw_nat.h"
 #include "kw_fwd.h"
 #include "kw_flow.h"
+#include "kw_icmp.h"
 
 /* Everything a decision needs besides the packet. */
 struct kw_env {
@@ -27,108 +28,16 @@ struct kw_env {
 	struct kw_flow_env flow;
 };
 
-/*
- * An ICMP error: find the flow of the embedded packet (which travelled in
- * the opposite direction), translate the outer header and the embedded one.
- */
+/* An ICMP error: translated when it is about a flow, else dropped. */
 static __always_inline int kw_icmp_error(struct xdp_md *ctx, struct kw_pkt *p,
 					 const struct kw_env *env, __u8 role)
 {
-	void *data_end = (void *)(long)ctx->data_end;
-	__u8 shift = env->cfg->sample_shift;
-	__u8 *icmp = p->l4;
-	struct iphdr *in = (void *)(icmp + KW_ICMP_LEN);
-	__u8 *il4 = (void *)(in + 1);
-	__u16 avail = bpf_ntohs(p->ip->tot_len) - sizeof(struct iphdr);
-	__u16 *icmp_sum, *l4sum = 0, *idp = 0;
-	struct kw_ct_key k;
-	struct kw_ct_value *v;
-	struct kw_nat n;
-	struct bpf_fib_lookup fib;
-	__be16 isport = 0, idport = 0;
-	__u8 itype = 0;
-	long rc;
+	struct kw_icmp_ref ref;
+	__u32 why = kw_icmp_find(ctx, p, role, &ref);
 
-	if ((void *)(il4 + 8) > data_end || avail < KW_ICMP_LEN + sizeof(struct iphdr) + 8)
-		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED_L4, shift);
-	if (in->version != 4 || in->ihl != 5)
-		return kw_drop(ctx, p, KW_STAT_DROP_UNSUPPORTED, shift);
-	if (in->protocol == IPPROTO_TCP || in->protocol == IPPROTO_UDP) {
-		isport = *(__be16 *)il4;
-		idport = *(__be16 *)(il4 + 2);
-	} else if (in->protocol == IPPROTO_ICMP) {
-		itype = il4[0];
-		if (itype == KW_ICMP_ECHO)
-			isport = *(__be16 *)(il4 + 4);
-		else if (itype == KW_ICMP_ECHOREPLY)
-			idport = *(__be16 *)(il4 + 4);
-		else
-			return kw_drop(ctx, p, KW_STAT_DROP_UNSUPPORTED, shift);
-	} else {
-		return kw_drop(ctx, p, KW_STAT_DROP_UNSUPPORTED, shift);
-	}
-
-	kw_ct_reverse(&k, in->saddr, in->daddr, isport, idport, in->protocol);
-	v = bpf_map_lookup_elem(&kw_ct4, &k);
-	if (!v || v->in_role != role || p->ip->daddr != in->saddr)
-		return kw_drop(ctx, p, KW_STAT_DROP_ICMP_UNMATCHED, shift);
-	if (kw_ttl_expiring(p))
-		return kw_pass(p, KW_STAT_PASS_TTL);
-
-	/* outer: to the flow's original endpoint; from the VIP if the peer sent it */
-	n.daddr = v->nat_daddr;
-	n.saddr = p->ip->saddr == k.saddr ? v->nat_saddr : p->ip->saddr;
-	rc = kw_fib(ctx, p, n.saddr, n.daddr, &fib);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return kw_pass(p, KW_STAT_PASS_FIB);
-
-	/* re-check every byte we write, relative to data_end */
-	if ((void *)(il4 + 8) > data_end)
-		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED_L4, shift);
-	icmp_sum = (__u16 *)(icmp + 2);
-	if (in->protocol == IPPROTO_UDP) {
-		if (*(__u16 *)(il4 + 6))
-			l4sum = (__u16 *)(il4 + 6);
-	} else if (in->protocol == IPPROTO_TCP) {
-		if ((void *)(il4 + 18) <= data_end &&
-		    avail >= KW_ICMP_LEN + sizeof(struct iphdr) + 18)
-			l4sum = (__u16 *)(il4 + 16);
-	}
-
-	/* embedded packet: reverse of the flow's rewritten tuple */
-	kw_icmp_addr(icmp_sum, (__u16 *)&in->check, l4sum, &in->saddr, v->nat_daddr);
-	kw_icmp_addr(icmp_sum, (__u16 *)&in->check, l4sum, &in->daddr, v->nat_saddr);
-	if (in->protocol == IPPROTO_ICMP) {
-		idp = (__u16 *)(il4 + 4);
-		kw_icmp_field2(icmp_sum, (__u16 *)(il4 + 2), idp,
-			       itype == KW_ICMP_ECHO ? v->nat_dport : v->nat_sport);
-	} else {
-		kw_icmp_field2(icmp_sum, l4sum, (__u16 *)il4, v->nat_dport);
-		kw_icmp_field2(icmp_sum, l4sum, (__u16 *)(il4 + 2), v->nat_sport);
-		if (in->protocol == IPPROTO_UDP && l4sum && *l4sum == 0) {
-			*l4sum = 0xffff;
-			kw_csum_replace2(icmp_sum, 0, 0xffff);
-		}
-	}
-
-	/* outer header (the ICMP checksum does not cover it) */
-	{
-		struct iphdr *ip = p->ip;
-
-		if ((void *)(ip + 1) > data_end)
-			return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED, shift);
-		if (ip->saddr != n.saddr) {
-			kw_csum_replace4(&ip->check, ip->saddr, n.saddr);
-			ip->saddr = n.saddr;
-		}
-		if (ip->daddr != n.daddr) {
-			kw_csum_replace4(&ip->check, ip->daddr, n.daddr);
-			ip->daddr = n.daddr;
-		}
-	}
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return kw_pass(p, KW_STAT_PASS_NO_NEIGH);
-	return kw_fwd_commit(p, data_end, &fib);
+	if (why != KW_ICMP_FOUND)
+		return kw_drop(ctx, p, why, env->cfg->sample_shift);
+	return kw_icmp_forward(ctx, p, &ref, env->cfg->sample_shift);
 }
 
 /* New flow arriving on the public side, addressed to a VIP. */

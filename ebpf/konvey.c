@@ -19,6 +19,7 @@
 #include "kw_counters.h"
 #include "kw_ct.h"
 #include "kw_flow.h"
+#include "kw_icmp.h"
 #include "kw_lb.h"
 
 /* A TCP or UDP packet to a VIP that is not part of a tracked flow. */
@@ -51,6 +52,28 @@ static __always_inline int kv_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	n.dport = be->port;
 	return kw_new_flow(ctx, p, fe, &n, KW_ROLE_KONVEY, KW_ROLE_KONVEY, KW_CT_F_SNAT | KW_CT_F_DNAT,
 			   1);
+}
+
+/*
+ * ICMP to a VIP or to the balancer's address: an error about one of our
+ * flows is translated like Kawaii's (path MTU discovery through the
+ * balancer); anything else (ping, errors about the host's own traffic such
+ * as a UDP health check's port unreachable) is the host's.
+ */
+static __always_inline int kv_icmp(struct xdp_md *ctx, struct kw_pkt *p, int to_vip,
+				   const struct kw_flow_env *fe)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 host = to_vip ? KW_STAT_PASS_TO_HOST : KW_STAT_PASS_NOT_OURS;
+	struct kw_icmp_ref ref;
+
+	if (p->ip->ihl != 5 || (p->ip->frag_off & bpf_htons(KW_IP_MF | KW_IP_OFFSET)))
+		return kw_pass(p, host);
+	if (kw_parse_l4(p, data_end) < 0 || p->kind != KW_L4_ICMP_ERROR)
+		return kw_pass(p, host);
+	if (kw_icmp_find(ctx, p, KW_ROLE_KONVEY, &ref) != KW_ICMP_FOUND)
+		return kw_pass(p, host);
+	return kw_icmp_forward(ctx, p, &ref, fe->sample_shift);
 }
 
 SEC("xdp")
@@ -93,10 +116,11 @@ int konvey(struct xdp_md *ctx)
 	to_vip = bpf_map_lookup_elem(&kv_vips, &p.key.daddr) != 0;
 	if (!to_vip && p.key.daddr != cfg->snat_ip)
 		return kw_pass(&p, KW_STAT_PASS_NOT_OURS);
-	if (p.key.proto != IPPROTO_TCP && p.key.proto != IPPROTO_UDP) {
-		/* ICMP (ping, errors), other protocols: the host's business */
+	if (p.key.proto == IPPROTO_ICMP)
+		return kv_icmp(ctx, &p, to_vip, &fe);
+	if (p.key.proto != IPPROTO_TCP && p.key.proto != IPPROTO_UDP)
+		/* other protocols: the host's business */
 		return kw_pass(&p, to_vip ? KW_STAT_PASS_TO_HOST : KW_STAT_PASS_NOT_OURS);
-	}
 	if (!to_vip && (p.ip->ihl != 5 || (p.ip->frag_off & bpf_htons(KW_IP_MF | KW_IP_OFFSET))))
 		/* cannot be one of our replies' translatable packets: the host's */
 		return kw_pass(&p, KW_STAT_PASS_NOT_OURS);

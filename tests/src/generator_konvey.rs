@@ -184,8 +184,10 @@ impl KonveyGenerator {
                 ..crate::fixture_konvey::config()
             });
         }
-        let mut f = if roll < 350 && !self.forwarded.is_empty() {
+        let mut f = if roll < 310 && !self.forwarded.is_empty() {
             self.reply(rng)
+        } else if roll < 350 && !self.forwarded.is_empty() {
+            self.icmp_error(rng)
         } else if roll < 400 {
             self.health_reply(rng)
         } else if roll < 415 {
@@ -245,6 +247,37 @@ impl KonveyGenerator {
         };
         let payload: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         frame(SRC_MAC, FRONT_MAC, &ip, &l4, &payload)
+    }
+
+    /// An ICMP error quoting a forwarded frame, from its destination or a
+    /// router, to where the frame came from (the balancer's source or a VIP).
+    fn icmp_error(&mut self, rng: &mut impl Rng) -> Vec<u8> {
+        let out = self.forwarded.choose(rng).expect("non-empty").clone();
+        let quoted_src = Ipv4Addr::new(out[26], out[27], out[28], out[29]);
+        let quoted_dst = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
+        let from = if rng.random_bool(0.5) {
+            quoted_dst
+        } else {
+            Ipv4Addr::new(192, 0, 2, rng.random_range(1..4))
+        };
+        let kind = match rng.random_range(0..3) {
+            0 => crate::packets::port_unreachable(),
+            1 => crate::packets::time_exceeded(),
+            _ => crate::packets::frag_needed(1400),
+        };
+        let quoted_len = match rng.random_range(0..3) {
+            0 => 28,
+            1 => 20 + rng.random_range(0..8),
+            _ => out.len() - 14,
+        };
+        let quoted = out[14..14 + quoted_len.min(out.len() - 14)].to_vec();
+        frame(
+            SRC_MAC,
+            FRONT_MAC,
+            &Ip::new(from, quoted_src),
+            &L4::IcmpError { kind, quoted },
+            &[],
+        )
     }
 
     /// A reply to a forwarded frame: addresses and ports swapped (the

@@ -21,9 +21,12 @@ use kowabunga_tests::fixture_konvey::{
 };
 use kowabunga_tests::harness::{privileged, Step};
 use kowabunga_tests::harness_konvey::KonveyHarness;
+use kowabunga_tests::model::csum::replace2;
 use kowabunga_tests::model::flow::{Tuple, CT_CLOSING, CT_ESTABLISHED, CT_NEW};
 use kowabunga_tests::model::{XDP_DROP, XDP_PASS, XDP_REDIRECT};
-use kowabunga_tests::packets::{frame, port_unreachable, verify_checksums, Ip, TcpFlags, L4};
+use kowabunga_tests::packets::{
+    frag_needed, frame, ip_packet, port_unreachable, verify_checksums, Ip, TcpFlags, L4,
+};
 
 const ANY_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
 const PAYLOAD: &[u8] = b"kowabunga";
@@ -1152,33 +1155,120 @@ fn a_backend_can_be_a_client_of_its_own_service() {
     });
 }
 
+/// `frame`'s IPv4 packet (header and the first 8 bytes of L4) as an ICMP
+/// error quotes it, with the TTL it had after one hop (63).
+fn quoted_after_one_hop(frame: &[u8]) -> Vec<u8> {
+    let mut q = ip_packet(frame)[..28].to_vec();
+    let ck = replace2(
+        u16::from_be_bytes([q[10], q[11]]),
+        u16::from_be_bytes([q[8], q[9]]),
+        u16::from_be_bytes([63, q[9]]),
+    );
+    q[8] = 63;
+    q[10..12].copy_from_slice(&ck.to_be_bytes());
+    q
+}
+
 #[test]
-fn icmp_errors_about_flows_go_to_the_host_untranslated() {
-    run("icmp_errors_about_flows_go_to_the_host_untranslated", |h| {
-        // Konvey does not translate ICMP errors (Kawaii does): a backend's
-        // port unreachable and a client's fragmentation needed reach the host
-        let s = step(h, &udp(C0, 61000, VIP, UDP_PORT));
-        let quoted = s.data[14..14 + 28].to_vec();
-        let f = frame(
+fn icmp_errors_about_flows_are_translated_both_ways() {
+    run("icmp_errors_about_flows_are_translated_both_ways", |h| {
+        // a UDP flow client -> backend 0, and the backend's reply
+        let request = udp(C0, 61000, VIP, UDP_PORT);
+        let to_backend = step(h, &request);
+        expect(&to_backend, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        let reply = udp(BACKENDS[0].0, UDP_BACKEND_PORT, SOURCE, 61000);
+        let to_client = step(h, &reply);
+        expect(&to_client, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+
+        // the backend itself says port unreachable about what it received:
+        // the client hears it from the VIP, about the packet it sent
+        let err = frame(
             ANY_MAC,
-            FRONT_MAC,
+            BACK_MAC,
             &Ip::new(BACKENDS[0].0, SOURCE),
             &L4::IcmpError {
                 kind: port_unreachable(),
-                quoted,
+                quoted: ip_packet(&to_backend.data)[..28].to_vec(),
+            },
+            &[],
+        );
+        let want = frame(
+            FRONT_MAC,
+            C0_MAC,
+            &Ip::new(VIP, C0).ttl(63),
+            &L4::IcmpError {
+                kind: port_unreachable(),
+                quoted: quoted_after_one_hop(&request),
+            },
+            &[],
+        );
+        expect_fwd(&step(h, &err), &want);
+
+        // a router on the client's side says fragmentation needed about the
+        // reply: the backend hears it from the router, about its own packet
+        let router = Ipv4Addr::new(192, 0, 2, 1);
+        let err = frame(
+            ANY_MAC,
+            FRONT_MAC,
+            &Ip::new(router, VIP),
+            &L4::IcmpError {
+                kind: frag_needed(1400),
+                quoted: ip_packet(&to_client.data)[..28].to_vec(),
+            },
+            &[],
+        );
+        let want = frame(
+            BACK_MAC,
+            BACKENDS[0].1,
+            &Ip::new(router, BACKENDS[0].0).ttl(63),
+            &L4::IcmpError {
+                kind: frag_needed(1400),
+                quoted: quoted_after_one_hop(&reply),
+            },
+            &[],
+        );
+        expect_fwd(&step(h, &err), &want);
+    });
+}
+
+#[test]
+fn icmp_errors_about_no_flow_go_to_the_host() {
+    run("icmp_errors_about_no_flow_go_to_the_host", |h| {
+        // a UDP health check's port unreachable: the host's own socket needs it
+        let probe = udp(SOURCE, 50000, BACKENDS[1].0, UDP_BACKEND_PORT);
+        let f = frame(
+            ANY_MAC,
+            BACK_MAC,
+            &Ip::new(BACKENDS[1].0, SOURCE),
+            &L4::IcmpError {
+                kind: port_unreachable(),
+                quoted: ip_packet(&probe)[..28].to_vec(),
             },
             &[],
         );
         let s = step(h, &f);
         expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_OURS);
+        // an error to the VIP about nothing we track, and a truncated one
         let quoted = udp(VIP, UDP_PORT, C0, 61000)[14..14 + 28].to_vec();
         let f = frame(
             ANY_MAC,
             FRONT_MAC,
             &Ip::new(C0, VIP),
             &L4::IcmpError {
-                kind: kowabunga_tests::packets::frag_needed(1400),
-                quoted,
+                kind: frag_needed(1400),
+                quoted: quoted.clone(),
+            },
+            &[],
+        );
+        let s = step(h, &f);
+        expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+        let f = frame(
+            ANY_MAC,
+            FRONT_MAC,
+            &Ip::new(C0, VIP),
+            &L4::IcmpError {
+                kind: frag_needed(1400),
+                quoted: quoted[..24].to_vec(),
             },
             &[],
         );

@@ -3,20 +3,15 @@
 //! Each function below names the C function it restates. Offsets are those
 //! of option-less IPv4 (the program drops options on translated paths).
 
-use std::net::Ipv4Addr;
-
 use kowabunga_bindings::{
     kw_config, kw_role, kw_rule, kw_stat, kw_table, KW_CT_F_DNAT, KW_CT_F_SNAT,
     KW_MAX_RULES_PER_TABLE,
 };
 
-use super::csum::{replace2, replace4};
-use super::fib::{FibModel, FibResult};
-use super::flow::{
-    self, drop, fwd_commit, parse_l4, pass, Conntrack, FlowEnv, Kind, Pkt, Plan, ETH, IPPROTO_ICMP,
-    IPPROTO_TCP, IPPROTO_UDP,
-};
+use super::fib::FibModel;
+use super::flow::{self, drop, parse_l4, pass, Conntrack, FlowEnv, Kind, Pkt, Plan};
 pub use super::flow::{CtEntry, Outcome, Tuple};
+use super::icmp;
 
 const POLICY_ACCEPT: u8 = 0;
 
@@ -169,103 +164,9 @@ impl KawaiiModel {
 
     // kw_icmp_error()
     fn icmp_error(&mut self, p: &mut Pkt, role: u8) -> (u32, u32) {
-        let icmp = ETH + 20;
-        let inner = icmp + 8;
-        let il4 = inner + 20;
-        let avail = usize::from(p.tot_len()) - 20;
-        if il4 + 8 > p.buf.len() || avail < 8 + 20 + 8 {
-            return drop(kw_stat::KW_STAT_DROP_MALFORMED_L4);
-        }
-        if p.buf[inner] != 0x45 {
-            return drop(kw_stat::KW_STAT_DROP_UNSUPPORTED);
-        }
-        let iproto = p.buf[inner + 9];
-        let (mut isport, mut idport, mut itype) = (0u16, 0u16, 0u8);
-        match iproto {
-            IPPROTO_TCP | IPPROTO_UDP => {
-                isport = p.u16_at(il4);
-                idport = p.u16_at(il4 + 2);
-            }
-            IPPROTO_ICMP => {
-                itype = p.buf[il4];
-                match itype {
-                    8 => isport = p.u16_at(il4 + 4),
-                    0 => idport = p.u16_at(il4 + 4),
-                    _ => return drop(kw_stat::KW_STAT_DROP_UNSUPPORTED),
-                }
-            }
-            _ => return drop(kw_stat::KW_STAT_DROP_UNSUPPORTED),
-        }
-        let in_saddr = p.u32_at(inner + 12);
-        let in_daddr = p.u32_at(inner + 16);
-        let k = Tuple {
-            saddr: in_daddr,
-            daddr: in_saddr,
-            sport: idport,
-            dport: isport,
-            proto: iproto,
-        };
-        let Some(v) = self.ct.get(&k).copied() else {
-            return drop(kw_stat::KW_STAT_DROP_ICMP_UNMATCHED);
-        };
-        if v.in_role != role || p.key.daddr != in_saddr {
-            return drop(kw_stat::KW_STAT_DROP_ICMP_UNMATCHED);
-        }
-        if p.ttl_expiring() {
-            return pass(kw_stat::KW_STAT_PASS_TTL);
-        }
-        let n_daddr = v.nat.daddr;
-        let n_saddr = if p.key.saddr == k.saddr {
-            v.nat.saddr
-        } else {
-            p.key.saddr
-        };
-        let fib = self.fib.lookup(Ipv4Addr::from(n_daddr), p.tot_len());
-        if fib == FibResult::Other {
-            return pass(kw_stat::KW_STAT_PASS_FIB);
-        }
-
-        let icmp_sum = icmp + 2;
-        let ip_sum = inner + 10;
-        let l4sum = match iproto {
-            IPPROTO_UDP if p.u16_at(il4 + 6) != 0 => Some(il4 + 6),
-            IPPROTO_TCP if il4 + 18 <= p.buf.len() && avail >= 8 + 20 + 18 => Some(il4 + 16),
-            _ => None,
-        };
-        icmp_addr(p, icmp_sum, ip_sum, l4sum, inner + 12, v.nat.daddr);
-        icmp_addr(p, icmp_sum, ip_sum, l4sum, inner + 16, v.nat.saddr);
-        if iproto == IPPROTO_ICMP {
-            let nid = if itype == 8 { v.nat.dport } else { v.nat.sport };
-            icmp_field2(p, icmp_sum, Some(il4 + 2), il4 + 4, nid);
-        } else {
-            icmp_field2(p, icmp_sum, l4sum, il4, v.nat.dport);
-            icmp_field2(p, icmp_sum, l4sum, il4 + 2, v.nat.sport);
-            if iproto == IPPROTO_UDP {
-                if let Some(off) = l4sum {
-                    if p.u16_at(off) == 0 {
-                        p.set16(off, 0xffff);
-                        let s = replace2(p.u16_at(icmp_sum), 0, 0xffff);
-                        p.set16(icmp_sum, s);
-                    }
-                }
-            }
-        }
-        // outer header
-        let old_s = p.u32_at(ETH + 12);
-        if old_s != n_saddr {
-            let s = replace4(p.u16_at(ETH + 10), old_s, n_saddr);
-            p.set16(ETH + 10, s);
-            p.set32(ETH + 12, n_saddr);
-        }
-        let old_d = p.u32_at(ETH + 16);
-        if old_d != n_daddr {
-            let s = replace4(p.u16_at(ETH + 10), old_d, n_daddr);
-            p.set16(ETH + 10, s);
-            p.set32(ETH + 16, n_daddr);
-        }
-        match fib {
-            FibResult::Success { smac, dmac } => fwd_commit(p, smac, dmac),
-            _ => pass(kw_stat::KW_STAT_PASS_NO_NEIGH),
+        match icmp::find(&self.ct, p, role) {
+            Ok(r) => icmp::forward(&self.fib, p, &r),
+            Err(why) => drop(why),
         }
     }
 
@@ -457,47 +358,4 @@ fn is_ipsec(cfg: &kw_config, addr: u32) -> bool {
         .iter()
         .take(usize::from(cfg.n_ipsec))
         .any(|c| in_cidr(addr, (be32(c.addr), be32(c.mask))))
-}
-
-// kw_icmp_field2()
-fn icmp_field2(p: &mut Pkt, icmp_sum: usize, inner_sum: Option<usize>, field: usize, nv: u16) {
-    let old = p.u16_at(field);
-    if old == nv {
-        return;
-    }
-    if let Some(is) = inner_sum {
-        let before = p.u16_at(is);
-        let after = replace2(before, old, nv);
-        p.set16(is, after);
-        let s = replace2(p.u16_at(icmp_sum), before, after);
-        p.set16(icmp_sum, s);
-    }
-    p.set16(field, nv);
-    let s = replace2(p.u16_at(icmp_sum), old, nv);
-    p.set16(icmp_sum, s);
-}
-
-// kw_icmp_addr()
-fn icmp_addr(
-    p: &mut Pkt,
-    icmp_sum: usize,
-    ip_sum: usize,
-    l4_sum: Option<usize>,
-    field: usize,
-    nv: u32,
-) {
-    let old = p.u32_at(field);
-    if old == nv {
-        return;
-    }
-    for sum in std::iter::once(ip_sum).chain(l4_sum) {
-        let before = p.u16_at(sum);
-        let after = replace4(before, old, nv);
-        p.set16(sum, after);
-        let s = replace2(p.u16_at(icmp_sum), before, after);
-        p.set16(icmp_sum, s);
-    }
-    p.set32(field, nv);
-    let s = replace4(p.u16_at(icmp_sum), old, nv);
-    p.set16(icmp_sum, s);
 }

@@ -18,8 +18,9 @@ use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
 use super::fib::FibModel;
 use super::flow::{
     self, drop, pass, tcp_not_syn, Conntrack, CtEntry, FlowEnv, Kind, Outcome, Pkt, Plan, Tuple,
-    IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
 };
+use super::icmp;
 
 const ROLE: u8 = kw_role::KW_ROLE_KONVEY as u8;
 
@@ -144,12 +145,16 @@ impl KonveyModel {
         if !to_vip && p.key.daddr != snat_ip {
             return pass(kw_stat::KW_STAT_PASS_NOT_OURS);
         }
+        let host = if to_vip {
+            kw_stat::KW_STAT_PASS_TO_HOST
+        } else {
+            kw_stat::KW_STAT_PASS_NOT_OURS
+        };
+        if p.key.proto == IPPROTO_ICMP {
+            return self.icmp(p, ihl, host);
+        }
         if p.key.proto != IPPROTO_TCP && p.key.proto != IPPROTO_UDP {
-            return pass(if to_vip {
-                kw_stat::KW_STAT_PASS_TO_HOST
-            } else {
-                kw_stat::KW_STAT_PASS_NOT_OURS
-            });
+            return pass(host);
         }
         if !to_vip && (ihl != 5 || p.is_fragment()) {
             return pass(kw_stat::KW_STAT_PASS_NOT_OURS);
@@ -173,6 +178,21 @@ impl KonveyModel {
             return pass(kw_stat::KW_STAT_PASS_NOT_OURS);
         }
         self.new_flow(p, &cfg)
+    }
+
+    // kv_icmp(): an error about one of our flows is translated, the rest is
+    // the host's (`host`: the pass counter for this destination).
+    fn icmp(&mut self, p: &mut Pkt, ihl: usize, host: u32) -> (u32, u32) {
+        if ihl != 5 || p.is_fragment() {
+            return pass(host);
+        }
+        if !flow::parse_l4(p) || p.kind != Kind::IcmpError {
+            return pass(host);
+        }
+        match icmp::find(&self.ct, p, ROLE) {
+            Ok(r) => icmp::forward(&self.fib, p, &r),
+            Err(_) => pass(host),
+        }
     }
 
     // kv_new_flow()

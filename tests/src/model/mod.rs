@@ -10,6 +10,7 @@
 pub mod csum;
 pub mod fib;
 pub mod flow;
+pub mod icmp;
 pub mod kawaii;
 pub mod konvey;
 
