@@ -18,6 +18,10 @@
 //! attach the programs (Kawaii: public, private, each peering; Konvey: each
 //! of `node.interfaces.konvey`), then log `kowabungad ready`.
 //!
+//! VRRP (`node.vrrp`): after the dataplanes, the VRRPv3 engine starts on its own
+//! `SCHED_RR` thread (see [`crate::vrrp`]); transitions are logged at `info`,
+//! every instance's state, priority, master and counters every 60 s.
+//!
 //! Konvey: the backends are probed from the start (see
 //! [`crate::konvey::health`]: a backend is up until proven down); each
 //! state change reprograms the affected rotations. Every second, rotations
@@ -27,11 +31,12 @@
 //! Running:
 //! * `SIGHUP`: re-read, validate and apply the file. On any error the
 //!   running configuration stays, one line is logged, the daemon continues.
-//!   `node.interfaces`, `node.bpffs`, `node.conntrack_entries` and the
-//!   presence of the `kawaii` / `konvey` sections only change with a
+//!   `node.interfaces`, `node.bpffs`, `node.conntrack_entries`, `node.vrrp`
+//!   and the presence of the `kawaii` / `konvey` sections only change with a
 //!   restart (a reload that changes them is refused).
-//! * `SIGTERM` / `SIGINT`: exit 0. Pinned maps and links stay, so traffic
-//!   keeps flowing and the next daemon takes over without a gap; run
+//! * `SIGTERM` / `SIGINT`: exit 0. VRRP masters send priority 0 and remove
+//!   their VIPs (a backup takes over at once). Pinned maps and links stay, so
+//!   traffic keeps flowing and the next daemon takes over without a gap; run
 //!   `kowabungad --config FILE --detach` to remove them.
 //! * Every 10 s: conntrack sweep. Every 200 ms: drop events are logged at
 //!   `debug` with reason and tuple. Every 60 s: counters at `debug`.
@@ -407,6 +412,9 @@ impl<D: Dataplane, K: KonveyDataplane> Daemon<D, K> {
                 field: "node.conntrack_entries",
             });
         }
+        if old.vrrp != next.vrrp {
+            return Err(ReloadError::NeedsRestart { field: "node.vrrp" });
+        }
         if self.current.kawaii.is_some() != new.kawaii.is_some() {
             return Err(ReloadError::NeedsRestart { field: "kawaii" });
         }
@@ -734,9 +742,15 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
             )?)?),
             None => None,
         };
+        let vrrp_instances = config.node.vrrp.clone();
         let mut daemon = Daemon::start(dp, kv, config_path, config)?;
+        let vrrp = start_vrrp(vrrp_instances)?;
         info!("{READY_LINE}");
-        main_loop(&mut daemon, &mut signals).await;
+        main_loop(&mut daemon, &mut signals, vrrp.as_ref()).await;
+        if let Some(engine) = vrrp {
+            engine.shutdown();
+            info!("vrrp: stopped (masters sent priority 0 and removed their VIPs)");
+        }
         Ok(())
     })
 }
@@ -768,6 +782,31 @@ fn check_interfaces(config: &ValidConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts the VRRP engine when `node.vrrp` has instances.
+fn start_vrrp(
+    instances: Vec<crate::vrrp::config::Instance>,
+) -> anyhow::Result<Option<crate::vrrp::driver::Engine>> {
+    if instances.is_empty() {
+        return Ok(None);
+    }
+    let engine = crate::vrrp::driver::Engine::start(
+        instances,
+        crate::vrrp::driver::EngineOptions::default(),
+    )?;
+    log_vrrp(Some(&engine));
+    Ok(Some(engine))
+}
+
+/// One `info` line per VRRP instance: state, priority, master, counters.
+fn log_vrrp(vrrp: Option<&crate::vrrp::driver::Engine>) {
+    for s in vrrp
+        .map(crate::vrrp::driver::Engine::status)
+        .unwrap_or_default()
+    {
+        info!("{s}");
+    }
 }
 
 struct Signals {
@@ -830,6 +869,7 @@ fn next_probe_deadline<D: Dataplane, K: KonveyDataplane>(
 async fn main_loop<D: Dataplane, K: KonveyDataplane>(
     daemon: &mut Daemon<D, K>,
     signals: &mut Signals,
+    vrrp: Option<&crate::vrrp::driver::Engine>,
 ) {
     let mut sweep = ticker(SWEEP_PERIOD);
     let mut events = ticker(EVENTS_PERIOD);
@@ -867,7 +907,10 @@ async fn main_loop<D: Dataplane, K: KonveyDataplane>(
             }
             _ = sweep.tick() => daemon.sweep(kowabunga_dataplane::monotonic_now_ns()),
             _ = events.tick() => { daemon.poll_events(); }
-            _ = counters.tick() => { daemon.log_counters(); }
+            _ = counters.tick() => {
+                daemon.log_counters();
+                log_vrrp(vrrp);
+            }
         }
     }
 }

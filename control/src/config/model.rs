@@ -88,6 +88,10 @@ pub struct Node {
     /// Konvey settings of this node (all optional).
     #[serde(default)]
     pub konvey: NodeKonvey,
+    /// VIP failover: the VRRPv3 instances this node runs (optional, see
+    /// [`crate::vrrp::config`]).
+    #[serde(default)]
+    pub vrrp: crate::vrrp::config::VrrpConfig,
 }
 
 /// The interfaces of the node, by role.

@@ -59,6 +59,9 @@ pub struct ValidationError {
 /// What is wrong with a field; every variant carries the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ErrorKind {
+    /// A `node.vrrp` setting (the message carries the value).
+    #[error("{0}")]
+    Vrrp(String),
     /// Not a dotted-quad IPv4 address.
     #[error("{0:?} is not an IPv4 address")]
     NotAnAddress(String),
@@ -506,6 +509,8 @@ pub struct ValidNode {
     pub conntrack_entries: Option<u32>,
     /// Konvey settings of the node (defaults when absent).
     pub konvey: ValidNodeKonvey,
+    /// VRRP instances, with the zone rule applied to their priorities.
+    pub vrrp: Vec<crate::vrrp::config::Instance>,
 }
 
 /// The validated Kawaii section.
@@ -793,6 +798,13 @@ fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
         nat_ports,
         conntrack_entries: node.conntrack_entries,
         konvey: super::konvey::validate_node_konvey(&node.konvey)?,
+        vrrp: node
+            .vrrp
+            .resolve(Some(&node.zone))
+            .map_err(|e| ValidationError {
+                path: e.field().to_owned(),
+                kind: ErrorKind::Vrrp(e.message()),
+            })?,
     })
 }
 
