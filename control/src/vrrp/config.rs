@@ -13,7 +13,7 @@
 //!       # preempt: true
 //!       # checksum: pseudo_header # or no_pseudo_header
 //!       # garp_count: 3, garp_delay_ms: 100
-//!       # priority_zero_handover: skew  # or immediate (see below)
+//!       # priority_zero_handover: immediate  # or skew (see below)
 //! ```
 //!
 //! The zone rule (as upstream Kowabunga): with `node.zone` known, an instance whose
@@ -184,10 +184,12 @@ pub struct InstanceConfig {
     /// Delay between rounds in ms (default 100, at most 10000).
     #[serde(default = "default_garp_delay")]
     pub garp_delay_ms: u32,
-    /// What a backup does when the master stops gracefully (priority 0): wait
-    /// Skew_Time as RFC 9568 says (`skew`, default), or take over at once
-    /// (`immediate`, for sub-50 ms graceful handovers at 100 ms adverts; the skew
-    /// only orders backups of different priorities).
+    /// What a backup does when the master stops gracefully (priority 0): take
+    /// over at once (`immediate`, default: a graceful stop costs one packet
+    /// time), or wait Skew_Time as RFC 9568 says (`skew`: 61 ms for priority
+    /// 100 at 100 ms adverts). The skew only orders backups of *different*
+    /// priorities; under the zone rule every backup of a VIP has 100, so waiting
+    /// buys nothing there, and equal-priority backups settle by address either way.
     #[serde(default)]
     pub priority_zero_handover: Handover,
 }
@@ -197,9 +199,9 @@ pub struct InstanceConfig {
 #[serde(rename_all = "snake_case")]
 pub enum Handover {
     /// Wait Skew_Time (RFC 9568).
-    #[default]
     Skew,
-    /// Take over at once.
+    /// Take over at once (the default).
+    #[default]
     Immediate,
 }
 
