@@ -12,12 +12,12 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use ipnet::Ipv4Net;
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, Proto, ServiceKey};
 
+use crate::fixture_net;
 use crate::model::fib::{FibModel, Route};
 
 /// MAC of the balancer's client-side interface `front0`.
@@ -64,28 +64,6 @@ pub const TCP_BACKEND_PORT: u16 = 8080;
 pub const UDP_BACKEND_PORT: u16 = 5353;
 /// Device MTU of every fixture link.
 pub const MTU: u16 = 1500;
-
-fn run(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("cannot run {}", args[0]))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-fn mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// The balancer settings of the fixtures: source [`SOURCE`], the whole
 /// unprivileged port range, every drop sampled.
@@ -222,51 +200,18 @@ impl KonveyNet {
     /// Move the calling thread into a new network namespace and build the
     /// fixture links in it. Needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
     pub fn enter() -> Result<Self> {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .context("unshare(CLONE_NEWNET) for the Konvey fixture network")?;
-        run(&["ip", "link", "set", "lo", "up"])?;
-        for (dev, peer, m, addr) in [
-            ("front0", "front1", FRONT_MAC, "10.20.0.5/24"),
-            ("back0", "back1", BACK_MAC, "10.20.1.5/24"),
-        ] {
-            run(&[
-                "ip", "link", "add", dev, "type", "veth", "peer", "name", peer,
-            ])?;
-            run(&["ip", "link", "set", dev, "address", &mac(&m)])?;
-            run(&["ip", "addr", "add", addr, "dev", dev])?;
-            run(&["ip", "link", "set", peer, "up"])?;
-            run(&["ip", "link", "set", dev, "up"])?;
-        }
-        run(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &ROUTER.to_string(),
-            "dev",
-            "front0",
-        ])?;
         let mut neigh = vec![(ROUTER, ROUTER_MAC, "front0")];
         neigh.extend(CLIENTS.iter().map(|(a, m)| (*a, *m, "front0")));
         neigh.extend(BACKENDS.iter().map(|(a, m)| (*a, *m, "back0")));
-        for (addr, m, dev) in &neigh {
-            run(&[
-                "ip",
-                "neigh",
-                "replace",
-                &addr.to_string(),
-                "lladdr",
-                &mac(m),
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ])?;
-        }
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-            .context("enable forwarding in the Konvey fixture namespace")?;
-
+        fixture_net::build(
+            "Konvey fixture network",
+            &[
+                ("front0", "front1", FRONT_MAC, "10.20.0.5/24"),
+                ("back0", "back1", BACK_MAC, "10.20.1.5/24"),
+            ],
+            (ROUTER, "front0"),
+            &neigh,
+        )?;
         Ok(Self { fib: fib_model() })
     }
 

@@ -59,11 +59,60 @@ fn run(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn mac(m: &[u8; 6]) -> String {
+pub(crate) fn mac(m: &[u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// One veth of a fixture network: the end the program runs on, its peer,
+/// the end's MAC and its address with prefix.
+pub(crate) type Link<'a> = (&'a str, &'a str, [u8; 6], &'a str);
+
+/// Moves the calling thread into a new network namespace and builds the
+/// fixture links, a default route via `router` on `router_dev`, permanent
+/// neighbours, and forwarding. `what` names the network in errors. Needs
+/// CAP_SYS_ADMIN and CAP_NET_ADMIN.
+pub(crate) fn build(
+    what: &str,
+    links: &[Link<'_>],
+    router: (Ipv4Addr, &str),
+    neigh: &[(Ipv4Addr, [u8; 6], &str)],
+) -> Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("unshare(CLONE_NEWNET) for the {what}"))?;
+    run(&["ip", "link", "set", "lo", "up"])?;
+    for (dev, peer, m, addr) in links {
+        run(&[
+            "ip", "link", "add", dev, "type", "veth", "peer", "name", peer,
+        ])?;
+        run(&["ip", "link", "set", dev, "address", &mac(m)])?;
+        run(&["ip", "addr", "add", addr, "dev", dev])?;
+        run(&["ip", "link", "set", peer, "up"])?;
+        run(&["ip", "link", "set", dev, "up"])?;
+    }
+    let via = router.0.to_string();
+    run(&[
+        "ip", "route", "add", "default", "via", &via, "dev", router.1,
+    ])?;
+    for (addr, m, dev) in neigh {
+        let addr = addr.to_string();
+        run(&[
+            "ip",
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &mac(m),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])?;
+    }
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+        .with_context(|| format!("enable forwarding in the {what} namespace"))
 }
 
 /// The fixture network of the calling thread.
@@ -76,51 +125,19 @@ impl FixtureNet {
     /// Move the calling thread into a new network namespace and build the
     /// fixture links in it. Needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
     pub fn enter() -> Result<Self> {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .context("unshare(CLONE_NEWNET) for the fixture network")?;
-        run(&["ip", "link", "set", "lo", "up"])?;
-        for (dev, peer, m, addr) in [
-            ("pub0", "pub1", PUB_MAC, "203.0.113.2/24"),
-            ("prv0", "prv1", PRV_MAC, "10.0.0.1/25"),
-            ("per0", "per1", PER_MAC, "10.1.0.1/24"),
-        ] {
-            run(&[
-                "ip", "link", "add", dev, "type", "veth", "peer", "name", peer,
-            ])?;
-            run(&["ip", "link", "set", dev, "address", &mac(&m)])?;
-            run(&["ip", "addr", "add", addr, "dev", dev])?;
-            run(&["ip", "link", "set", peer, "up"])?;
-            run(&["ip", "link", "set", dev, "up"])?;
-        }
-        run(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            "203.0.113.1",
-            "dev",
-            "pub0",
-        ])?;
         let mut neigh = vec![(ROUTER, ROUTER_MAC, "pub0")];
         neigh.extend(PRIVATE_HOSTS.iter().map(|(a, m)| (*a, *m, "prv0")));
         neigh.extend(PEER_HOSTS.iter().map(|(a, m)| (*a, *m, "per0")));
-        for (addr, m, dev) in &neigh {
-            run(&[
-                "ip",
-                "neigh",
-                "replace",
-                &addr.to_string(),
-                "lladdr",
-                &mac(m),
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ])?;
-        }
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-            .context("enable forwarding in the fixture namespace")?;
+        build(
+            "fixture network",
+            &[
+                ("pub0", "pub1", PUB_MAC, "203.0.113.2/24"),
+                ("prv0", "prv1", PRV_MAC, "10.0.0.1/25"),
+                ("per0", "per1", PER_MAC, "10.1.0.1/24"),
+            ],
+            (ROUTER, "pub0"),
+            &neigh,
+        )?;
 
         let net = |s: &str| -> Ipv4Net { s.parse().expect("static prefix") };
         let fib = FibModel {
