@@ -121,10 +121,18 @@ fn konvey_round_robins_new_flows_and_drains() {
         1
     );
 
-    // the last service of the VIP goes: its packets go to the host
+    // the last service of the VIP goes while flows live: the VIP drains
     konvey.remove_service(service(80)).unwrap();
     assert!(konvey.services().unwrap().is_empty());
-    assert_eq!(konvey.run(&syn(43001, 81)).unwrap().verdict, XDP_PASS);
+    assert_eq!(konvey.vips().unwrap().get(&VIP), Some(&0));
+    assert_eq!(konvey.run(&syn(43001, 81)).unwrap().verdict, XDP_DROP);
+    assert!(konvey.purge_drained_vips().unwrap().is_empty());
+    // its flows expire: the VIP leaves, its packets go to the host
+    let later = crate::monotonic_now_ns() + 3 * 3_600_000_000_000;
+    assert_eq!(konvey.sweep(later).unwrap().flows_expired, 13);
+    assert_eq!(konvey.purge_drained_vips().unwrap(), vec![VIP]);
+    assert!(konvey.vips().unwrap().is_empty());
+    assert_eq!(konvey.run(&syn(43002, 81)).unwrap().verdict, XDP_PASS);
 }
 
 #[test]

@@ -12,7 +12,10 @@ struct {
 	__uint(max_entries, 1);
 } kv_config SEC(".maps");
 
-/* VIP -> number of services on it: "is this packet for a VIP?" */
+/*
+ * VIP -> number of services on it: "is this packet for a VIP?". 0: the VIP
+ * lost its last service and drains (its flows go on, new ones are dropped).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __be32);

@@ -101,6 +101,13 @@ impl KonveyHarness {
         Ok(())
     }
 
+    /// `purge_drained_vips` on both.
+    pub fn purge_drained_vips(&mut self) -> Result<Vec<std::net::Ipv4Addr>> {
+        let purged = self.konvey.purge_drained_vips()?;
+        self.model.purge_drained_vips();
+        Ok(purged)
+    }
+
     /// Current counters of the program.
     pub fn counters(&self) -> Result<Counters> {
         Ok(self.konvey.counters()?)

@@ -966,34 +966,51 @@ fn removing_a_service_keeps_its_flows_while_the_vip_lives() {
 }
 
 #[test]
-fn removing_the_last_service_of_a_vip_hands_it_to_the_host() {
+fn removing_the_last_service_of_a_vip_drains_it_then_hands_it_to_the_host() {
     run(
-        "removing_the_last_service_of_a_vip_hands_it_to_the_host",
+        "removing_the_last_service_of_a_vip_drains_it_then_hands_it_to_the_host",
         |h| {
-            step(h, &udp(C0, 55000, VIP2, UDP2_PORT));
+            let first = step(h, &udp(C0, 55000, VIP2, UDP2_PORT));
+            expect(&first, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
             h.remove_service(udp2_service()).unwrap();
-            for f in [
-                udp(C0, 55000, VIP2, UDP2_PORT),
-                udp(C0, 55001, VIP2, UDP2_PORT),
-                frame(
-                    ANY_MAC,
-                    FRONT_MAC,
-                    &Ip::new(C0, VIP2),
-                    &L4::Echo {
-                        request: true,
-                        id: 1,
-                        seq: 1,
-                    },
-                    PAYLOAD,
-                ),
-            ] {
-                let s = step(h, &f);
-                expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_OURS);
-            }
-            // the reply direction is keyed on the source address: still translated
+            assert_eq!(h.konvey.vips().unwrap().get(&VIP2), Some(&0));
+            // the live flow goes on both ways
+            let s = step(h, &udp(C0, 55000, VIP2, UDP2_PORT));
+            expect_fwd(&s, &first.data);
             let s = step(h, &udp(BACKENDS[0].0, UDP_BACKEND_PORT, SOURCE, 55000));
             expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
             assert_eq!(&s.data[26..30], &VIP2.octets());
+            // a new flow to the draining VIP has no service; ping is the host's
+            let f = udp(C0, 55001, VIP2, UDP2_PORT);
+            let s = step(h, &f);
+            expect_untouched(&s, &f, XDP_DROP, kw_stat::KW_STAT_DROP_NO_SERVICE);
+            let ping = frame(
+                ANY_MAC,
+                FRONT_MAC,
+                &Ip::new(C0, VIP2),
+                &L4::Echo {
+                    request: true,
+                    id: 1,
+                    seq: 1,
+                },
+                PAYLOAD,
+            );
+            let s = step(h, &ping);
+            expect_untouched(&s, &ping, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+            // while the flow lives, a purge keeps the VIP
+            assert!(h.purge_drained_vips().unwrap().is_empty());
+            // once its flows are gone (swept), the VIP goes to the host
+            let far = kowabunga_dataplane::monotonic_now_ns() + 3 * 3_600_000_000_000;
+            h.konvey.sweep(far).unwrap();
+            h.model.expire_all_flows();
+            assert!(kowabunga_tests::harness_konvey::bpf_conntrack(&h.konvey)
+                .unwrap()
+                .is_empty());
+            assert_eq!(h.purge_drained_vips().unwrap(), vec![VIP2]);
+            assert_eq!(h.konvey.vips().unwrap().get(&VIP2), None);
+            let f = udp(C0, 55002, VIP2, UDP2_PORT);
+            let s = step(h, &f);
+            expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_OURS);
         },
     );
 }

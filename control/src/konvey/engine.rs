@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use anyhow::Context as _;
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
 use kowabunga_dataplane::{Counters, DropEvent, DropEvents, Konvey, LoadOptions, SweepReport};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// What the daemon needs from a Konvey dataplane.
 pub trait KonveyDataplane {
@@ -154,9 +154,19 @@ impl KonveyDataplane for KonveyEngine {
     }
 
     fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport> {
-        self.konvey
+        let report = self
+            .konvey
             .sweep(now_ns)
-            .context("konvey conntrack sweep failed")
+            .context("konvey conntrack sweep failed")?;
+        // VIPs that lost their last service leave once their flows are gone
+        for vip in self
+            .konvey
+            .purge_drained_vips()
+            .context("konvey: purging drained VIPs failed")?
+        {
+            info!(%vip, "VIP drained: its last flows ended, its packets now go to the host");
+        }
+        Ok(report)
     }
 
     fn drain_events(&mut self) -> Vec<DropEvent> {

@@ -7,11 +7,11 @@
 //! ids and resets round-robin counters the way those functions do, so the
 //! turn every new flow takes is the kernel's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use kowabunga_bindings::{
-    kw_role, kw_stat, KV_MAX_BACKENDS, KV_MAX_SERVICES, KW_CT_F_DNAT, KW_CT_F_SNAT,
+    kw_role, kw_stat, KV_MAX_BACKENDS, KV_MAX_SERVICES, KW_CT_F_DNAT, KW_CT_F_REPLY, KW_CT_F_SNAT,
 };
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
 
@@ -39,6 +39,8 @@ pub struct ServiceEntry {
 pub struct KonveyModel {
     cfg: Option<KonveyConfig>,
     services: BTreeMap<ServiceKey, ServiceEntry>,
+    /// VIPs without a service kept while their flows live (`kv_vips` = 0).
+    draining: BTreeSet<u32>,
     rr: HashMap<u32, u64>,
     ct: Conntrack,
     /// The forwarding table the fixture network gives the kernel.
@@ -51,6 +53,7 @@ impl KonveyModel {
         Self {
             cfg: None,
             services: BTreeMap::new(),
+            draining: BTreeSet::new(),
             rr: HashMap::new(),
             ct: Conntrack::new(),
             fib,
@@ -84,9 +87,37 @@ impl KonveyModel {
         self.services.insert(key, ServiceEntry { id, rotation });
     }
 
-    /// `Konvey::remove_service`; conntrack is kept.
+    /// `Konvey::remove_service`; conntrack is kept, and a VIP left without
+    /// a service stays (draining) while clients' flows to it live.
     pub fn remove_service(&mut self, key: ServiceKey) {
         self.services.remove(&key);
+        self.sync_vip(u32::from(key.vip));
+    }
+
+    /// A conntrack sweep at a time when every flow has expired.
+    pub fn expire_all_flows(&mut self) {
+        self.ct.clear();
+    }
+
+    /// `Konvey::purge_drained_vips`.
+    pub fn purge_drained_vips(&mut self) {
+        let drained: Vec<u32> = self.draining.iter().copied().collect();
+        for vip in drained {
+            self.sync_vip(vip);
+        }
+    }
+
+    // sync_vip() of the dataplane, for a VIP without services.
+    fn sync_vip(&mut self, vip: u32) {
+        let served = self.services.keys().any(|k| u32::from(k.vip) == vip);
+        let flows = self.ct.iter().any(|(k, v)| {
+            k.daddr == vip && v.in_role == ROLE && v.flags & KW_CT_F_REPLY as u8 == 0
+        });
+        if !served && flows {
+            self.draining.insert(vip);
+        } else {
+            self.draining.remove(&vip);
+        }
     }
 
     /// The services and their entries.
@@ -116,8 +147,8 @@ impl KonveyModel {
     }
 
     fn is_vip(&self, addr: u32) -> bool {
-        // kv_vips holds a VIP while at least one service is on it
-        self.services.keys().any(|k| u32::from(k.vip) == addr)
+        // kv_vips holds a VIP while a service is on it, or while it drains
+        self.services.keys().any(|k| u32::from(k.vip) == addr) || self.draining.contains(&addr)
     }
 
     /// Run one frame through the program.
