@@ -264,40 +264,23 @@ impl Generator {
     /// router, arriving where that frame left.
     fn icmp_error(&mut self, rng: &mut impl Rng) -> Input {
         let (role, out) = self.forwarded.choose(rng).expect("non-empty").clone();
-        let quoted_src = Ipv4Addr::new(out[26], out[27], out[28], out[29]);
         let quoted_dst = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
         let from = if rng.random_bool(0.5) {
             quoted_dst
         } else {
             addr(rng, &INTERNET)
         };
-        let kind = match rng.random_range(0..3) {
-            0 => port_unreachable(),
-            1 => time_exceeded(),
-            _ => frag_needed(1400),
-        };
-        let quoted_len = match rng.random_range(0..3) {
-            0 => 28,
-            1 => 20 + rng.random_range(0..8),
-            _ => out.len() - 14,
-        };
-        let quoted = out[14..14 + quoted_len.min(out.len() - 14)].to_vec();
         Input {
             role,
-            frame: frame(
-                SRC_MAC,
-                mac_of(role),
-                &Ip::new(from, quoted_src),
-                &L4::IcmpError { kind, quoted },
-                &[],
-            ),
+            frame: icmp_error_about(rng, &out, from, mac_of(role)),
         }
     }
 }
 
-/// Break a frame in one of several ways.
-fn mangle(rng: &mut impl Rng, f: &mut Vec<u8>) {
-    match rng.random_range(0..7) {
+/// Break a frame in one of several ways (shared by the Kawaii and Konvey
+/// generators).
+pub(crate) fn mangle(rng: &mut impl Rng, f: &mut Vec<u8>) {
+    match rng.random_range(0..8) {
         0 => {
             let i = rng.random_range(0..f.len());
             f[i] ^= 1 << rng.random_range(0..8);
@@ -313,9 +296,40 @@ fn mangle(rng: &mut impl Rng, f: &mut Vec<u8>) {
         }
         4 if f.len() > 21 => f[20] |= *[0x20u8, 0x01, 0x3f].choose(rng).expect("frag"),
         5 => f.extend((0..rng.random_range(1..16)).map(|_| rng.random::<u8>())),
+        6 if f.len() > 23 => f[23] = *[1u8, 6, 17, 47].choose(rng).expect("proto"), // protocol
         _ => {
             let i = rng.random_range(0..f.len());
             f[i] = rng.random();
         }
     }
+}
+
+/// An ICMP error (port unreachable, time exceeded or fragmentation needed)
+/// quoting the forwarded frame `out` (whole, 28 bytes or a truncated header),
+/// sent from `from` to the quoted packet's source, on a link to `dst_mac`.
+pub(crate) fn icmp_error_about(
+    rng: &mut impl Rng,
+    out: &[u8],
+    from: Ipv4Addr,
+    dst_mac: [u8; 6],
+) -> Vec<u8> {
+    let quoted_src = Ipv4Addr::new(out[26], out[27], out[28], out[29]);
+    let kind = match rng.random_range(0..3) {
+        0 => port_unreachable(),
+        1 => time_exceeded(),
+        _ => frag_needed(1400),
+    };
+    let quoted_len = match rng.random_range(0..3) {
+        0 => 28,
+        1 => 20 + rng.random_range(0..8),
+        _ => out.len() - 14,
+    };
+    let quoted = out[14..14 + quoted_len.min(out.len() - 14)].to_vec();
+    frame(
+        SRC_MAC,
+        dst_mac,
+        &Ip::new(from, quoted_src),
+        &L4::IcmpError { kind, quoted },
+        &[],
+    )
 }

@@ -21,6 +21,7 @@ use crate::fixture_konvey::{
     backend, tcp_service, udp2_service, udp_service, BACKENDS, BACKEND_NO_NEIGH, CLIENTS,
     FRONT_ADDR, FRONT_MAC, REMOTE_CLIENT, SOURCE, TCP_BACKEND_PORT, UDP_BACKEND_PORT, VIP, VIP2,
 };
+use crate::generator::{icmp_error_about, mangle};
 use crate::packets::{frame, Ip, TcpFlags, L4};
 
 const VIP3: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 102);
@@ -253,31 +254,12 @@ impl KonveyGenerator {
     /// router, to where the frame came from (the balancer's source or a VIP).
     fn icmp_error(&mut self, rng: &mut impl Rng) -> Vec<u8> {
         let out = self.forwarded.choose(rng).expect("non-empty").clone();
-        let quoted_src = Ipv4Addr::new(out[26], out[27], out[28], out[29]);
-        let quoted_dst = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
         let from = if rng.random_bool(0.5) {
-            quoted_dst
+            Ipv4Addr::new(out[30], out[31], out[32], out[33])
         } else {
             Ipv4Addr::new(192, 0, 2, rng.random_range(1..4))
         };
-        let kind = match rng.random_range(0..3) {
-            0 => crate::packets::port_unreachable(),
-            1 => crate::packets::time_exceeded(),
-            _ => crate::packets::frag_needed(1400),
-        };
-        let quoted_len = match rng.random_range(0..3) {
-            0 => 28,
-            1 => 20 + rng.random_range(0..8),
-            _ => out.len() - 14,
-        };
-        let quoted = out[14..14 + quoted_len.min(out.len() - 14)].to_vec();
-        frame(
-            SRC_MAC,
-            FRONT_MAC,
-            &Ip::new(from, quoted_src),
-            &L4::IcmpError { kind, quoted },
-            &[],
-        )
+        icmp_error_about(rng, &out, from, FRONT_MAC)
     }
 
     /// A reply to a forwarded frame: addresses and ports swapped (the
@@ -351,30 +333,4 @@ fn other_ethertype(rng: &mut impl Rng) -> Vec<u8> {
         f.extend((0..28).map(|_| rng.random::<u8>()));
     }
     f
-}
-
-/// Break a frame in one of several ways.
-fn mangle(rng: &mut impl Rng, f: &mut Vec<u8>) {
-    match rng.random_range(0..8) {
-        0 => {
-            let i = rng.random_range(0..f.len());
-            f[i] ^= 1 << rng.random_range(0..8);
-        }
-        1 => {
-            let keep = rng.random_range(14..=f.len());
-            f.truncate(keep);
-        }
-        2 if f.len() > 14 => f[14] = rng.random(), // version / ihl
-        3 if f.len() > 17 => {
-            let v: u16 = rng.random_range(0..200);
-            f[16..18].copy_from_slice(&v.to_be_bytes()); // tot_len
-        }
-        4 if f.len() > 21 => f[20] |= pick(rng, &[0x20u8, 0x01, 0x3f]),
-        5 => f.extend((0..rng.random_range(1..16)).map(|_| rng.random::<u8>())),
-        6 if f.len() > 23 => f[23] = pick(rng, &[1u8, 6, 17, 47]), // protocol
-        _ => {
-            let i = rng.random_range(0..f.len());
-            f[i] = rng.random();
-        }
-    }
 }

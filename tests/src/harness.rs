@@ -47,6 +47,30 @@ pub struct Step {
 }
 
 impl Step {
+    /// The step, or an error naming the divergence when the program and the
+    /// model disagree on verdict, counter or bytes.
+    pub fn agreed(self) -> Result<Self> {
+        let step = self;
+        if step.verdict != step.model.verdict || step.stat != step.model.stat {
+            bail!(
+                "divergence: bpf {} / {} vs model {} / {}",
+                step.verdict,
+                stat_name(step.stat),
+                step.model.verdict,
+                stat_name(step.model.stat)
+            );
+        }
+        if step.data != step.model.packet {
+            bail!(
+                "divergence in bytes ({}):\n bpf   {:02x?}\n model {:02x?}",
+                stat_name(step.stat),
+                step.data,
+                step.model.packet
+            );
+        }
+        Ok(step)
+    }
+
     /// Name of the counter the packet was counted in.
     pub fn stat_name(&self) -> &'static str {
         stat_name(self.stat)
@@ -120,23 +144,6 @@ impl Harness {
             stat,
             model,
         };
-        if step.verdict != step.model.verdict || step.stat != step.model.stat {
-            bail!(
-                "divergence: bpf {} / {} vs model {} / {}",
-                step.verdict,
-                stat_name(step.stat),
-                step.model.verdict,
-                stat_name(step.model.stat)
-            );
-        }
-        if step.data != step.model.packet {
-            bail!(
-                "divergence in bytes ({}):\n bpf   {:02x?}\n model {:02x?}",
-                stat_name(step.stat),
-                step.data,
-                step.model.packet
-            );
-        }
-        Ok(step)
+        step.agreed()
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use kowabunga_bindings::kw_stat;
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
-use kowabunga_dataplane::{stats::stat_name, Counters, Konvey, LoadOptions};
+use kowabunga_dataplane::{Counters, Konvey, LoadOptions};
 
 use crate::fixture_konvey::{self, KonveyNet};
 use crate::harness::Step;
@@ -138,24 +138,7 @@ impl KonveyHarness {
             stat,
             model,
         };
-        if step.verdict != step.model.verdict || step.stat != step.model.stat {
-            bail!(
-                "divergence: bpf {} / {} vs model {} / {}",
-                step.verdict,
-                stat_name(step.stat),
-                step.model.verdict,
-                stat_name(step.model.stat)
-            );
-        }
-        if step.data != step.model.packet {
-            bail!(
-                "divergence in bytes ({}):\n bpf   {:02x?}\n model {:02x?}",
-                stat_name(step.stat),
-                step.data,
-                step.model.packet
-            );
-        }
-        Ok(step)
+        step.agreed()
     }
 
     /// The program's conntrack must equal the model's: same tuples, each
