@@ -1,17 +1,23 @@
-//! The Kowabunga node daemon: configuration, reconciliation, supervision.
+//! The Kowabunga node daemon, `kowabungad`: configuration, roles,
+//! supervision.
 //!
-//! * [`config`]: the YAML file, its validation and its compilation into the
-//!   dataplane's map contents (pure, no kernel access).
-//! * [`engine`]: the [`engine::Dataplane`] trait the daemon drives, and its
-//!   implementation over `kowabunga_dataplane::Kawaii`.
-//! * [`konvey`]: Konvey's health checks and rotation reconciliation.
-//! * [`sysctl`]: kernel settings a gateway needs.
-//! * [`vrrp`]: VIP failover, a VRRPv3 engine interoperable with keepalived.
-//! * [`daemon`]: `kowabungad`'s command line, startup and main loop.
+//! One folder per role, each with the same few files (`config`, `compile` or
+//! `reconcile`, `engine`, `role`):
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | the YAML file: schema, the `node` section, shared validators |
+//! | [`role`] | the [`role::Role`] trait every role implements, and what XDP roles share |
+//! | [`kawaii`] | Kawaii, the project's Internet gateway (XDP NAT and firewall) |
+//! | [`konvey`] | Konvey, the L4 load balancer (XDP, health checks, rotations) |
+//! | [`vrrp`] | VIP failover, a VRRPv3 engine interoperable with keepalived |
+//! | [`ipsec`] | IPsec peering: connections and strongSwan proposals |
+//! | [`daemon`] | `kowabungad`'s command line, start-up, registry of roles, supervisor loop, node discovery |
 
 pub mod config;
 pub mod daemon;
-pub mod engine;
+pub mod ipsec;
+pub mod kawaii;
 pub mod konvey;
-pub mod sysctl;
+pub mod role;
 pub mod vrrp;

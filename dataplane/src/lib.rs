@@ -12,6 +12,7 @@
 //! | [`kawaii`] | load `kawaii.o`, pinned or private maps |
 //! | [`konvey`] | load `konvey.o`; services, rotations, flows per backend |
 //! | [`attach`] | attach / detach a role's program, pinned links |
+//! | [`kawaii_config`] | Kawaii's configuration as Rust types, encoded into the ABI |
 //! | [`rules`] | apply a configuration to the inactive bank and flip |
 //! | [`conntrack`] | list and sweep `kw_ct4` |
 //! | [`stats`] | per-CPU counters summed, with names |
@@ -23,21 +24,15 @@
 //! # Example
 //!
 //! ```no_run
-//! use kowabunga_bindings::kw_config;
-//! use kowabunga_dataplane::{caps, rules::Tables, Kawaii, LoadOptions, Role};
+//! use kowabunga_dataplane::{caps, Kawaii, KawaiiConfig, LoadOptions, Role};
 //!
 //! caps::check()?;
 //! let mut kawaii = Kawaii::load(&LoadOptions {
 //!     pin_dir: Some("/sys/fs/bpf/kowabunga".into()),
 //!     ct_entries: None,
 //! })?;
-//! let config = kw_config {
-//!     snat_ip: u32::from_ne_bytes([203, 0, 113, 10]),
-//!     port_min: 1024,
-//!     port_max: 65535,
-//!     ..Default::default()
-//! };
-//! kawaii.apply(&config, &Tables::default())?;
+//! let config = KawaiiConfig::new("203.0.113.10".parse()?, "10.0.0.0/25".parse()?);
+//! kawaii.apply(&config)?;
 //! kawaii.attach(Role::Public, "eth0")?;
 //! kawaii.attach(Role::Private, "eth1")?;
 //!
@@ -54,6 +49,7 @@ pub mod caps;
 pub mod conntrack;
 pub mod events;
 pub mod kawaii;
+pub mod kawaii_config;
 pub mod konvey;
 pub mod role;
 pub mod rules;
@@ -64,6 +60,7 @@ pub use attach::{Attached, Mode};
 pub use conntrack::{monotonic_now_ns, SweepReport};
 pub use events::{DropEvent, DropEvents};
 pub use kawaii::{Kawaii, LoadOptions};
+pub use kawaii_config::KawaiiConfig;
 pub use konvey::Konvey;
 pub use role::Role;
 pub use rules::{ActiveConfig, Tables};

@@ -18,7 +18,7 @@ use kowabunga_bindings::{
 
 use crate::{
     kawaii::{MAP_ACTIVE, MAP_CONFIG, MAP_RULES, RULES_PER_BANK},
-    Kawaii,
+    Kawaii, KawaiiConfig,
 };
 
 /// Number of rule tables (`KW_TABLE_COUNT`).
@@ -229,20 +229,28 @@ impl Kawaii {
 
     /// Validates and applies a configuration; returns the bank now active.
     ///
-    /// Nothing is written when validation fails. `rule_start` / `rule_count`
-    /// of `config` are ignored and recomputed (tables packed in order).
+    /// Nothing is written when validation fails (see
+    /// [`KawaiiConfig::encode`]).
     ///
     /// ```no_run
     /// # let mut kawaii = kowabunga_dataplane::Kawaii::load(&Default::default())?;
-    /// use kowabunga_bindings::kw_config;
-    /// use kowabunga_dataplane::rules::Tables;
+    /// use kowabunga_dataplane::KawaiiConfig;
     ///
-    /// let config = kw_config { port_min: 1024, port_max: 65535, ..Default::default() };
-    /// let bank = kawaii.apply(&config, &Tables::default())?;
+    /// let config = KawaiiConfig::new("203.0.113.10".parse()?, "10.0.0.0/25".parse()?);
+    /// let bank = kawaii.apply(&config)?;
     /// assert_eq!(kawaii.active_bank()?, Some(bank));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn apply(&mut self, config: &kw_config, tables: &Tables) -> Result<u32, Error> {
+    pub fn apply(&mut self, config: &KawaiiConfig) -> Result<u32, Error> {
+        let (raw, tables) = config.encode()?;
+        self.apply_raw(&raw, &tables)
+    }
+
+    /// [`Kawaii::apply`] at the ABI level: `kw_config` and its tables as
+    /// the kernel reads them (the tests' reference model works at this
+    /// level). `rule_start` / `rule_count` of `config` are ignored and
+    /// recomputed (tables packed in order).
+    pub fn apply_raw(&mut self, config: &kw_config, tables: &Tables) -> Result<u32, Error> {
         let (packed, rules) = pack(config, tables)?;
         let bank = inactive_bank(self.active_word()?);
 

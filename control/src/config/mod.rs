@@ -1,11 +1,21 @@
-//! The daemon's configuration: file model, port lists, validation, and the
-//! compilation into BPF map contents.
+//! The daemon's configuration file: its schema, the `node` section and the
+//! validators every section shares. Each role validates its own section
+//! (`crate::<role>::config`).
 //!
-//! Pipeline: YAML text --[`model`]--> [`model::Config`]
-//! --[`validate`] (and [`konvey`])--> [`ValidConfig`] --[`compile`]-->
-//! [`compile::Compiled`] (Kawaii); Konvey's rotations are computed by
-//! [`crate::konvey::reconcile`].
-//! Nothing touches the kernel before the last step succeeded.
+//! Pipeline: YAML text --[`model`]--> [`model::Config`] --[`validate`]--> [`ValidConfig`]
+//! (the `node` section by [`node`], `kawaii` by [`crate::kawaii::config`],
+//! `konvey` by [`crate::konvey::config`], `node.vrrp` by
+//! [`crate::vrrp::config`]); then each role compiles or reconciles its part
+//! into its dataplane. Nothing touches the kernel before validation
+//! succeeded.
+//!
+//! | file | job |
+//! |---|---|
+//! | [`model`] | the file schema (serde), field names of Kowabunga's API |
+//! | [`node`] | the `node` section validated |
+//! | [`fields`] | shared validators: addresses, prefixes, protocols, port lists, names |
+//! | [`ports`] | the port-list syntax (`"80,3000-3005"`) |
+//! | [`error`] | [`ValidationError`]: field path + what is wrong with the value |
 //!
 //! ```
 //! use kowabunga_control::config;
@@ -14,16 +24,74 @@
 //! assert!(err.to_string().starts_with("node: missing field `interfaces`"));
 //! ```
 
-pub mod compile;
-pub mod konvey;
+pub mod error;
+pub mod fields;
 pub mod model;
+pub mod node;
 pub mod ports;
-pub mod validate;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use validate::{ValidConfig, ValidationError};
+pub use error::{ErrorKind, ValidationError};
+pub use node::ValidNode;
+
+use crate::kawaii::config::{validate_kawaii, ValidKawaii};
+use crate::konvey::config::{validate_konvey, ValidKonvey};
+
+/// A configuration that passed validation: every role can compile or
+/// reconcile its part without failing on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidConfig {
+    /// Node settings.
+    pub node: ValidNode,
+    /// Kawaii settings, if this node is a Kawaii gateway.
+    pub kawaii: Option<ValidKawaii>,
+    /// Konvey settings, if this node is a Konvey load balancer.
+    pub konvey: Option<ValidKonvey>,
+}
+
+/// Validates a parsed configuration; returns the first problem found.
+///
+/// ```
+/// use kowabunga_control::config::{model::Config, validate};
+///
+/// let yaml = r#"
+/// node: {zone: a, interfaces: {public: eth0, private: eth1}}
+/// kawaii:
+///   public_ips: [203.0.113.10]
+///   private_subnet: 10.0.0.0/33
+/// "#;
+/// let config: Config = serde_norway::from_str(yaml).unwrap();
+/// let err = validate(&config).unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     r#"kawaii.private_subnet: "10.0.0.0/33" is not an IPv4 subnet (a.b.c.d/len)"#
+/// );
+/// ```
+///
+/// # Errors
+/// A [`ValidationError`] naming the field path and its value.
+pub fn validate(config: &model::Config) -> Result<ValidConfig, ValidationError> {
+    let node = node::validate_node(config)?;
+    let kawaii = match &config.kawaii {
+        Some(k) => Some(validate_kawaii(&node, k)?),
+        None => None,
+    };
+    let konvey = match &config.konvey {
+        Some(k) => Some(validate_konvey(&node, k)?),
+        None => None,
+    };
+    Ok(ValidConfig {
+        node,
+        kawaii,
+        konvey,
+    })
+}
 
 /// Why a configuration file could not be used. `Display` is one line.
 #[derive(Debug)]
@@ -86,7 +154,7 @@ fn one_line(text: &str) -> String {
 /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
 pub fn parse_str(text: &str) -> Result<ValidConfig, ConfigError> {
     let config: model::Config = serde_norway::from_str(text).map_err(ConfigError::Parse)?;
-    Ok(validate::validate(&config)?)
+    Ok(validate(&config)?)
 }
 
 /// Reads, parses and validates a configuration file.

@@ -1,16 +1,18 @@
-//! The daemon's view of the Konvey dataplane: a small trait, implemented
-//! for the real [`Konvey`] and for fakes in tests (as
-//! [`crate::engine::Dataplane`] is for Kawaii).
+//! The Konvey role's view of its dataplane: [`KonveyDataplane`] (the shared
+//! [`XdpEngine`] half plus services and rotations), implemented for the real
+//! [`Konvey`] and for fakes in tests.
 
 use std::collections::HashMap;
 
 use anyhow::Context as _;
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
 use kowabunga_dataplane::{Counters, DropEvent, DropEvents, Konvey, LoadOptions, SweepReport};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
+
+use crate::role::engine::{drain, open_events, XdpEngine};
 
 /// What the daemon needs from a Konvey dataplane.
-pub trait KonveyDataplane {
+pub trait KonveyDataplane: XdpEngine {
     /// Writes the node-wide settings (source address, port range).
     ///
     /// # Errors
@@ -48,27 +50,6 @@ pub trait KonveyDataplane {
     /// # Errors
     /// The interface does not exist or XDP cannot be attached.
     fn attach(&mut self, ifname: &str) -> anyhow::Result<()>;
-
-    /// Detaches `ifname`; whether anything was attached.
-    ///
-    /// # Errors
-    /// The pin could not be removed.
-    fn detach(&mut self, ifname: &str) -> anyhow::Result<bool>;
-
-    /// Deletes conntrack flows expired at `now_ns`.
-    ///
-    /// # Errors
-    /// Conntrack could not be read or written.
-    fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport>;
-
-    /// Every sampled drop event available now (never blocks).
-    fn drain_events(&mut self) -> Vec<DropEvent>;
-
-    /// The outcome counters, summed over CPUs.
-    ///
-    /// # Errors
-    /// The counters map could not be read.
-    fn counters(&self) -> anyhow::Result<Counters>;
 }
 
 /// The real dataplane: [`Konvey`] plus its drop-event reader.
@@ -85,13 +66,7 @@ impl KonveyEngine {
     /// Loading failed (verifier, bpffs, mismatching pinned map).
     pub fn load(options: &LoadOptions) -> anyhow::Result<Self> {
         let mut konvey = Konvey::load(options).context("cannot load the Konvey dataplane")?;
-        let events = match konvey.drop_events() {
-            Ok(events) => Some(events),
-            Err(e) => {
-                warn!("konvey drop events unavailable: {e}");
-                None
-            }
-        };
+        let events = open_events("konvey", konvey.drop_events());
         Ok(KonveyEngine { konvey, events })
     }
 
@@ -146,7 +121,9 @@ impl KonveyDataplane for KonveyEngine {
         );
         Ok(())
     }
+}
 
+impl XdpEngine for KonveyEngine {
     fn detach(&mut self, ifname: &str) -> anyhow::Result<bool> {
         self.konvey
             .detach(ifname)
@@ -170,10 +147,7 @@ impl KonveyDataplane for KonveyEngine {
     }
 
     fn drain_events(&mut self) -> Vec<DropEvent> {
-        self.events
-            .as_mut()
-            .map(DropEvents::drain)
-            .unwrap_or_default()
+        drain(&mut self.events)
     }
 
     fn counters(&self) -> anyhow::Result<Counters> {
@@ -241,6 +215,9 @@ pub(crate) mod fake {
             self.attached.push(ifname.to_owned());
             Ok(())
         }
+    }
+
+    impl XdpEngine for FakeKonvey {
         fn detach(&mut self, ifname: &str) -> anyhow::Result<bool> {
             let before = self.attached.len();
             self.attached.retain(|n| n != ifname);

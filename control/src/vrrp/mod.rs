@@ -4,7 +4,8 @@
 //! * [`machine`]: the sans-IO state machine (no sockets, no clock inside);
 //! * [`config`]: the `node.vrrp` key, its validation and the zone rule;
 //! * [`vip`]: the single owner of VIP presence (rtnetlink);
-//! * [`driver`]: raw sockets, gratuitous ARP and the engine thread.
+//! * [`driver`]: raw sockets, gratuitous ARP and the engine thread;
+//! * [`role`]: the role of `kowabungad` (started after the dataplanes).
 //!
 //! ```no_run
 //! use kowabunga_control::vrrp::{config::VrrpConfig, driver::{Engine, EngineOptions}};
@@ -24,4 +25,5 @@ pub mod config;
 pub mod driver;
 pub mod machine;
 pub mod packet;
+pub mod role;
 pub mod vip;

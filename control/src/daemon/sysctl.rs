@@ -14,7 +14,7 @@
 //! Values are only written when they differ, so a daemon restart is quiet.
 //!
 //! ```
-//! use kowabunga_control::sysctl::gateway_settings;
+//! use kowabunga_control::daemon::sysctl::gateway_settings;
 //!
 //! let settings = gateway_settings(&["eth0", "eth1.100"]);
 //! assert_eq!(settings[0].key(), "net.ipv4.ip_forward");

@@ -1,0 +1,178 @@
+//! The `node` section: the daemon's own keys (zone, interfaces, bpffs,
+//! sizes), validated, with each role's node settings (`node.konvey`,
+//! `node.vrrp`) validated by the role.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use kowabunga_bindings::KW_MAX_PEERINGS;
+
+use super::error::{err, ErrorKind, ValidationError};
+use super::fields::{check_count, check_ifname, check_name};
+use super::model::Config;
+use super::ports::parse_port_range;
+use crate::konvey::config::ValidNodeKonvey;
+
+/// Largest accepted `node.conntrack_entries` (64 Mi entries).
+pub const MAX_CONNTRACK_ENTRIES: u32 = 1 << 26;
+
+/// The interfaces of the node, validated (names distinct).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidInterfaces {
+    /// Kawaii: Internet side (always set when there is a Kawaii section).
+    pub public: Option<String>,
+    /// Kawaii: project side (always set when there is a Kawaii section).
+    pub private: Option<String>,
+    /// Kawaii: VPC peering links.
+    pub peerings: Vec<String>,
+    /// Konvey: interfaces of the load balancer program (none of the above).
+    pub konvey: Vec<String>,
+}
+
+/// The validated node section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidNode {
+    /// Zone of the node.
+    pub zone: String,
+    /// Interfaces.
+    pub interfaces: ValidInterfaces,
+    /// bpffs pin directory.
+    pub bpffs: PathBuf,
+    /// SNAT source ports, inclusive, `1 <= min <= max`.
+    pub nat_ports: (u16, u16),
+    /// Conntrack size, `None` for the dataplane default.
+    pub conntrack_entries: Option<u32>,
+    /// Konvey settings of the node (defaults when absent).
+    pub konvey: ValidNodeKonvey,
+    /// VRRP instances, with the zone rule applied to their priorities.
+    pub vrrp: Vec<crate::vrrp::config::Instance>,
+}
+
+/// Validates the `node` section (and which sections the file has).
+///
+/// # Errors
+/// The first problem found, with its field path.
+pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
+    let node = &config.node;
+    check_name("node.zone", &node.zone)?;
+
+    if config.kawaii.is_none() && config.konvey.is_none() {
+        return err("kawaii", ErrorKind::NoService);
+    }
+
+    let ifaces = &node.interfaces;
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    let mut named: Vec<(String, &String)> = Vec::new();
+    for (field, name) in [("public", &ifaces.public), ("private", &ifaces.private)] {
+        let path = format!("node.interfaces.{field}");
+        match name {
+            Some(name) => named.push((path, name)),
+            None if config.kawaii.is_some() => {
+                return err(path, ErrorKind::Required("a kawaii section needs it"))
+            }
+            None => {}
+        }
+    }
+    for (i, name) in ifaces.peerings.iter().enumerate() {
+        named.push((format!("node.interfaces.peerings[{i}]"), name));
+    }
+    for (path, name) in named {
+        check_ifname(&path, name)?;
+        if let Some(other) = seen.get(name.as_str()) {
+            return err(
+                path,
+                ErrorKind::Duplicate {
+                    value: name.clone(),
+                    other: other.clone(),
+                },
+            );
+        }
+        seen.insert(name, path);
+    }
+    check_count(
+        "node.interfaces.peerings",
+        ifaces.peerings.len(),
+        KW_MAX_PEERINGS,
+    )?;
+    if config.konvey.is_some() && ifaces.konvey.is_empty() {
+        return err(
+            "node.interfaces.konvey",
+            ErrorKind::Required("a konvey section needs at least one interface"),
+        );
+    }
+    let mut konvey_seen: HashMap<&str, String> = HashMap::new();
+    for (i, name) in ifaces.konvey.iter().enumerate() {
+        let path = format!("node.interfaces.konvey[{i}]");
+        check_ifname(&path, name)?;
+        if let Some(other) = seen.get(name.as_str()) {
+            return err(
+                path,
+                ErrorKind::BothPrograms {
+                    value: name.clone(),
+                    other: other.clone(),
+                },
+            );
+        }
+        if let Some(other) = konvey_seen.get(name.as_str()) {
+            return err(
+                path,
+                ErrorKind::Duplicate {
+                    value: name.clone(),
+                    other: other.clone(),
+                },
+            );
+        }
+        konvey_seen.insert(name, path);
+    }
+
+    if !node.bpffs.is_absolute() {
+        return err(
+            "node.bpffs",
+            ErrorKind::NotAbsolute(node.bpffs.display().to_string()),
+        );
+    }
+
+    let nat_ports = parse_port_range(node.nat_port_range.as_str()).or_else(|error| {
+        err(
+            "node.nat_port_range",
+            ErrorKind::NotAPortRange {
+                value: node.nat_port_range.as_str().to_owned(),
+                error,
+            },
+        )
+    })?;
+
+    if let Some(entries) = node.conntrack_entries {
+        if entries == 0 || entries > MAX_CONNTRACK_ENTRIES {
+            return err(
+                "node.conntrack_entries",
+                ErrorKind::OutOfRange {
+                    value: entries.into(),
+                    min: 1,
+                    max: MAX_CONNTRACK_ENTRIES.into(),
+                },
+            );
+        }
+    }
+
+    Ok(ValidNode {
+        zone: node.zone.clone(),
+        interfaces: ValidInterfaces {
+            public: ifaces.public.clone(),
+            private: ifaces.private.clone(),
+            peerings: ifaces.peerings.clone(),
+            konvey: ifaces.konvey.clone(),
+        },
+        bpffs: node.bpffs.clone(),
+        nat_ports,
+        conntrack_entries: node.conntrack_entries,
+        konvey: crate::konvey::config::validate_node_konvey(&node.konvey)?,
+        vrrp: node
+            .vrrp
+            .resolve(Some(&node.zone))
+            .map_err(|e| ValidationError {
+                path: e.field().to_owned(),
+                kind: ErrorKind::Vrrp(e.message()),
+            })?,
+    })
+}

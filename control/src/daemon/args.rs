@@ -1,0 +1,40 @@
+//! `kowabungad`'s command line.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Command line of `kowabungad`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kowabungad",
+    version,
+    about = "Kowabunga node daemon (Kawaii XDP gateway, Konvey XDP load balancer)"
+)]
+pub struct Args {
+    /// Configuration file (YAML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Validate the configuration, print "config OK" and exit; touches nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Detach the XDP programs from the configured interfaces and remove the
+    /// pinned maps and links under node.bpffs (conntrack is lost), then exit.
+    #[arg(long, conflicts_with = "check")]
+    pub detach: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses() {
+        let args = Args::try_parse_from(["kowabungad", "--config", "/etc/k.yaml", "--check"])
+            .expect("args");
+        assert_eq!(args.config, PathBuf::from("/etc/k.yaml"));
+        assert!(args.check && !args.detach);
+        assert!(Args::try_parse_from(["kowabungad"]).is_err());
+        assert!(Args::try_parse_from(["kowabungad", "-c", "x", "--check", "--detach"]).is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! `kowabungad`: the node daemon's command line, start-up, supervisor loop
+//! and node discovery. Roles plug in through [`crate::role::Role`] and are
+//! listed once, in [`registry`].
+//!
+//! | file | job |
+//! |---|---|
+//! | [`args`] | the command line |
+//! | [`mod@self`] | [`run`]: exit codes, `--check`, `--detach`, start-up |
+//! | [`registry`] | the roles a node can run, in start order |
+//! | [`supervisor`] | [`supervisor::Daemon`]: the roles and their configuration, reload |
+//! | [`main_loop`] | signals, periodic ticks, role timers |
+//! | [`node`] | node discovery: interface addresses, `/proc/sys`, pin directories |
+//! | [`sysctl`] | the kernel settings a gateway needs |
+//!
+//! ```text
+//! kowabungad --config FILE            run the gateway
+//! kowabungad --config FILE --check    validate FILE, print "config OK", touch nothing
+//! kowabungad --config FILE --detach   remove the XDP programs and pinned maps, exit
+//! ```
+//!
+//! Exit codes: [`EXIT_OK`] (0), [`EXIT_RUNTIME`] (1: missing capabilities,
+//! sysctl, load or attach failure), [`EXIT_CONFIG`] (2: the configuration
+//! file cannot be read, parsed or validated; nothing was applied; also
+//! command-line usage errors).
+//!
+//! Startup: logging (`RUST_LOG`, default `info`, to stderr), read and
+//! validate the config, capability check, sysctls (see [`sysctl`]),
+//! load the dataplanes the config asks for (Kawaii with maps pinned under
+//! `node.bpffs`, Konvey under `node.bpffs/konvey`), apply the config,
+//! attach the programs (Kawaii: public, private, each peering; Konvey: each
+//! of `node.interfaces.konvey`), then log `kowabungad ready`.
+//!
+//! VRRP (`node.vrrp`): after the dataplanes, the VRRPv3 engine starts on its own
+//! `SCHED_RR` thread (see [`crate::vrrp`]); transitions are logged at `info`,
+//! every instance's state, priority, master and counters every 60 s.
+//!
+//! Konvey: the backends are probed from the start (see
+//! [`crate::konvey::health`]: a backend is up until proven down); each
+//! state change reprograms the affected rotations. Every second, rotations
+//! whose write failed are retried and draining backends are counted (and
+//! forgotten once they have no flow left).
+//!
+//! Running:
+//! * `SIGHUP`: re-read, validate and apply the file. On any error the
+//!   running configuration stays, one line is logged, the daemon continues.
+//!   `node.interfaces`, `node.bpffs`, `node.conntrack_entries`, `node.vrrp`
+//!   and the presence of the `kawaii` / `konvey` sections only change with a
+//!   restart (a reload that changes them is refused).
+//! * `SIGTERM` / `SIGINT`: exit 0. VRRP masters send priority 0 and remove
+//!   their VIPs (a backup takes over at once). Pinned maps and links stay, so
+//!   traffic keeps flowing and the next daemon takes over without a gap; run
+//!   `kowabungad --config FILE --detach` to remove them.
+//! * Every 10 s: conntrack sweep. Every 200 ms: drop events are logged at
+//!   `debug` with reason and tuple. Every 60 s: counters at `debug`.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kowabunga_dataplane::caps;
+use tokio::sync::Notify;
+use tracing::info;
+
+use crate::config::{self, ValidConfig};
+
+pub mod args;
+pub mod main_loop;
+pub mod node;
+pub mod registry;
+pub mod supervisor;
+pub mod sysctl;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use args::Args;
+pub use supervisor::Daemon;
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// Runtime failure: capabilities, sysctls, loading or attaching.
+pub const EXIT_RUNTIME: u8 = 1;
+/// The configuration is unusable; nothing was applied.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Line logged once the programs are attached and the config applied.
+pub const READY_LINE: &str = "kowabungad ready";
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+/// Runs `kowabungad` with parsed arguments; returns the process exit code.
+pub fn run(args: Args) -> ExitCode {
+    init_tracing();
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("kowabungad: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check {
+        println!("config OK");
+        return ExitCode::from(EXIT_OK);
+    }
+    if let Err(e) = caps::check() {
+        // The message already starts with "kowabungad needs ...".
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let result = if args.detach {
+        registry::detach(&config)
+    } else {
+        serve(args.config, config)
+    };
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("kowabungad: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Start-up and the loop: interfaces checked, sysctls set, every role
+/// loaded and attached in registry order, then `kowabungad ready`.
+fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        // Handlers first: a SIGHUP right after "ready" must not kill us.
+        let mut signals = main_loop::Signals::new()?;
+
+        registry::check_interfaces(&config)?;
+        let names: Vec<String> = registry::interfaces(&config)
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let changed = sysctl::apply(
+            Path::new(sysctl::PROC_SYS),
+            &sysctl::gateway_settings(&name_refs),
+        )?;
+        if !changed.is_empty() {
+            info!("sysctls set: {}", changed.join(", "));
+        }
+
+        let ctx = registry::Context {
+            env: node::NodeEnv::system(),
+            wake: Arc::new(Notify::new()),
+        };
+        let roles = registry::load(&config, &ctx)?;
+        let mut daemon = Daemon::start(roles, config_path, config, ctx.wake)?;
+        info!("{READY_LINE}");
+        main_loop::run(&mut daemon, &mut signals).await;
+        daemon.shutdown();
+        Ok(())
+    })
+}

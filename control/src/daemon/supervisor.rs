@@ -1,0 +1,245 @@
+//! The running daemon's state, [`Daemon`]: the roles and the configuration
+//! they run, with the operations the loop calls (reload, sweep, events,
+//! counters, status). It knows roles only through [`Role`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kowabunga_dataplane::Counters;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use super::registry;
+use crate::config::{self, ValidConfig};
+use crate::role::drops::log_drop;
+use crate::role::{counters, ReloadError, Role};
+
+/// The running daemon: its roles, in registry order, and the configuration
+/// they run.
+pub struct Daemon {
+    roles: Vec<Box<dyn Role>>,
+    config_path: PathBuf,
+    current: ValidConfig,
+    last_counters: Option<Counters>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.roles.iter().map(|r| r.name()).collect();
+        f.debug_struct("Daemon")
+            .field("roles", &names)
+            .field("config_path", &self.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Takes the roles built from `config` (loaded, section applied) and
+    /// makes them go live, in order.
+    ///
+    /// # Errors
+    /// The first role that cannot attach.
+    pub fn start(
+        roles: Vec<Box<dyn Role>>,
+        config_path: PathBuf,
+        config: ValidConfig,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Self> {
+        let mut daemon = Daemon {
+            roles,
+            config_path,
+            current: config,
+            last_counters: None,
+            wake,
+        };
+        daemon.log_applied();
+        for role in &mut daemon.roles {
+            role.attach()?;
+        }
+        Ok(daemon)
+    }
+
+    /// The file the configuration is read from.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    /// What wakes the loop when a role's task finished.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Re-reads the config file and applies it; on error nothing changes.
+    ///
+    /// # Errors
+    /// [`ReloadError`]; the previous configuration stays active.
+    pub fn reload(&mut self) -> Result<(), ReloadError> {
+        let new = config::load(&self.config_path)?;
+        self.reload_with(new)
+    }
+
+    /// Applies an already validated configuration as a reload: node keys
+    /// that need a restart, the set of roles, every role's check, then
+    /// every role's reload in order.
+    ///
+    /// # Errors
+    /// [`ReloadError`]; the previous configuration stays active.
+    pub fn reload_with(&mut self, new: ValidConfig) -> Result<(), ReloadError> {
+        let (old, next) = (&self.current.node, &new.node);
+        if old.interfaces != next.interfaces {
+            return Err(ReloadError::NeedsRestart {
+                field: "node.interfaces",
+            });
+        }
+        if old.bpffs != next.bpffs {
+            return Err(ReloadError::NeedsRestart {
+                field: "node.bpffs",
+            });
+        }
+        if old.conntrack_entries != next.conntrack_entries {
+            return Err(ReloadError::NeedsRestart {
+                field: "node.conntrack_entries",
+            });
+        }
+        for spec in registry::ROLES {
+            if (spec.wanted)(&self.current) != (spec.wanted)(&new) {
+                return Err(ReloadError::NeedsRestart {
+                    field: spec.section,
+                });
+            }
+        }
+        for role in &self.roles {
+            role.check_reload(&new)?;
+        }
+        for role in &mut self.roles {
+            role.reload(&new)?;
+        }
+        self.current = new;
+        self.log_applied();
+        Ok(())
+    }
+
+    /// The configuration running now.
+    pub fn config(&self) -> &ValidConfig {
+        &self.current
+    }
+
+    /// The roles, in registry order.
+    pub fn roles(&self) -> impl Iterator<Item = &dyn Role> {
+        self.roles.iter().map(|r| &**r)
+    }
+
+    /// The role of concrete type `R`, if the node runs it.
+    pub fn role<R: Role>(&self) -> Option<&R> {
+        self.roles.iter().find_map(|r| r.as_any().downcast_ref())
+    }
+
+    /// The role of concrete type `R`, mutably.
+    pub fn role_mut<R: Role>(&mut self) -> Option<&mut R> {
+        self.roles
+            .iter_mut()
+            .find_map(|r| r.as_any_mut().downcast_mut())
+    }
+
+    /// Sweeps expired conntrack flows of every role; errors are logged.
+    pub fn sweep(&mut self, now_ns: u64) {
+        for role in &mut self.roles {
+            match role.sweep(now_ns) {
+                Some(Ok(report)) if report.flows_expired > 0 => debug!(
+                    role = role.name(),
+                    scanned = report.scanned,
+                    flows = report.flows_expired,
+                    entries = report.entries_removed,
+                    "conntrack sweep removed expired flows"
+                ),
+                Some(Err(e)) => warn!("{e:#}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Logs every pending drop event at `debug`; returns how many.
+    pub fn poll_events(&mut self) -> usize {
+        let mut n = 0;
+        for role in &mut self.roles {
+            for event in role.drain_events() {
+                log_drop(&event);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// When a role next needs [`Daemon::poll`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.roles.iter().filter_map(|r| r.poll_timeout()).min()
+    }
+
+    /// Lets every role do its timed work and read its tasks' results.
+    pub fn poll(&mut self, now: Instant) {
+        for role in &mut self.roles {
+            role.poll(now);
+        }
+    }
+
+    /// Every role's housekeeping (retries, draining counts).
+    pub fn housekeeping(&mut self) {
+        for role in &mut self.roles {
+            role.housekeeping();
+        }
+    }
+
+    /// Logs the counters that moved since the last call at `debug`; returns
+    /// the line (empty when nothing moved). Roles share the counter names;
+    /// a node running several logs their sum.
+    pub fn log_counters(&mut self) -> String {
+        let mut now: Option<Counters> = None;
+        for role in &self.roles {
+            match role.counters() {
+                Some(Ok(c)) => now = Some(counters::sum(now.as_ref(), &c)),
+                Some(Err(e)) => warn!("{e:#}"),
+                None => {}
+            }
+        }
+        let Some(now) = now else {
+            return String::new();
+        };
+        let line = counters::moved_line(self.last_counters.as_ref(), &now);
+        if !line.is_empty() {
+            debug!("counters: {line}");
+        }
+        self.last_counters = Some(now);
+        line
+    }
+
+    /// Logs every role's status lines at `info`.
+    pub fn log_status(&self) {
+        for role in &self.roles {
+            for line in role.status() {
+                info!("{line}");
+            }
+        }
+    }
+
+    /// The daemon exits: every role says goodbye, last started first.
+    pub fn shutdown(&mut self) {
+        for role in self.roles.iter_mut().rev() {
+            role.shutdown();
+        }
+    }
+
+    fn log_applied(&self) {
+        let parts: Vec<String> = self
+            .roles
+            .iter()
+            .map(|r| r.summary())
+            .filter(|s| !s.is_empty())
+            .collect();
+        info!("applied config: {}", parts.join("; "));
+    }
+}
+
+#[cfg(test)]
+mod tests;
