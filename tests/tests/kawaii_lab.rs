@@ -8,12 +8,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use kowabunga_testkit::privileged;
 use kowabunga_tests::lab::agent::EXIT_TIMEOUT;
+use kowabunga_tests::lab::find_kowabungad;
 use kowabunga_tests::lab::topology::{
     KawaiiLab, DNAT_PORT, GW_PRIV_ADDR, GW_PUB_ADDR, INET_ADDR, PRIV_ADDR, VIP,
 };
 use kowabunga_tests::lab::traffic::{ping, Agent};
-use kowabunga_tests::lab::{find_kowabungad, privileged};
 
 /// Labs of this file run one at a time: each runs a daemon, the machine has 2 cores.
 static LAB: Mutex<()> = Mutex::new(());

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use kowabunga_tests::harness::privileged;
+use kowabunga_testkit::privileged;
 use kowabunga_tests::lab::find_kowabungad;
 use kowabunga_tests::lab::konvey::{
     distribution, KonveyLab, HEALTH_FALL, HEALTH_INTERVAL_MS, TCP_ENDPOINT, TCP_PORT, UDP_ENDPOINT,

@@ -12,8 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use kowabunga_testkit::privileged;
 use kowabunga_tests::lab::daemon::Daemon;
-use kowabunga_tests::lab::{find_kowabungad, privileged};
+use kowabunga_tests::lab::find_kowabungad;
 use kowabunga_tests::vrrp::lab::{VrrpLab, ROUTER_ADDRS, VIP, VIP_CIDR, VRID};
 use kowabunga_tests::vrrp::node::{Impl, Node, Spec};
 use kowabunga_tests::vrrp::wait::{holds, until};

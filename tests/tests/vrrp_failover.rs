@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use kowabunga_tests::lab::privileged;
+use kowabunga_testkit::privileged;
 use kowabunga_tests::vrrp::lab::{VrrpLab, VIP_CIDR};
 use kowabunga_tests::vrrp::node::{Impl, Node, Spec};
 use kowabunga_tests::vrrp::scenario::{failover, flaps_under_load, Event};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use kowabunga_control::vrrp::packet::{Advert, ChecksumMode, MCAST_V4};
-use kowabunga_tests::lab::privileged;
+use kowabunga_testkit::privileged;
 use kowabunga_tests::vrrp::capture::{capture, hex};
 use kowabunga_tests::vrrp::lab::{VrrpLab, ROUTER_ADDRS, VIP, VIP2_CIDR, VIP_CIDR, VRID};
 use kowabunga_tests::vrrp::node::{Impl, Node, Spec};
