@@ -71,8 +71,3 @@ pub use rules::{ActiveConfig, Tables};
 pub use stats::Counters;
 #[cfg(feature = "test-util")]
 pub use test_run::{Baseline, TestRunOutput, Verdict};
-
-#[cfg(test)]
-mod privileged_konvey_tests;
-#[cfg(test)]
-mod privileged_tests;
