@@ -171,6 +171,7 @@ pub fn why_not_privileged() -> Option<String> {
 ///
 /// # Panics
 /// When the process is not privileged and [`REQUIRE_PRIVILEGED`]`=1`.
+#[track_caller]
 pub fn privileged(test: &str) -> bool {
     act(decide(test, why_not_privileged().as_deref(), required()))
 }
@@ -189,6 +190,7 @@ pub fn privileged(test: &str) -> bool {
 ///
 /// # Panics
 /// When [`REQUIRE_PRIVILEGED`]`=1`.
+#[track_caller]
 pub fn missing(test: &str, what: &str) -> bool {
     act(decide(
         test,
@@ -198,6 +200,7 @@ pub fn missing(test: &str, what: &str) -> bool {
 }
 
 /// Prints a skip, panics on a failure; true only for [`Decision::Run`].
+#[track_caller]
 fn act(decision: Decision) -> bool {
     match decision {
         Decision::Run => true,
