@@ -1,8 +1,7 @@
 //! Kawaii in the kernel: loading, bank flips, test runs, the conntrack
 //! sweep, pinning and attachment. They need the kernel: when this process
-//! is not privileged they print why and pass, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`, which makes them fail
-//! (`kowabunga_testkit::privileged`).
+//! is not privileged they print why and pass, or fail where skipping is
+//! forbidden (`kowabunga_testkit::privileged`).
 
 #![allow(clippy::unwrap_used)]
 

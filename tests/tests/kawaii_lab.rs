@@ -1,7 +1,7 @@
 //! Kawaii in a namespace lab: real TCP/UDP/ICMP through `kowabungad`'s XDP gateway.
 //!
-//! Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`. Needs `target/<profile>/kowabungad`
+//! Privileged: skipped with a message when not root, or failed where skipping is
+//! forbidden (`kowabunga_testkit::privileged`). Needs `target/<profile>/kowabungad`
 //! (`cargo build -p kowabunga-control`; `cargo xtask test` builds it first).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

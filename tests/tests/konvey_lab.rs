@@ -1,8 +1,8 @@
 //! Konvey in a namespace lab: real TCP and UDP through `kowabungad`'s XDP load
 //! balancer to three backends that answer with their name.
 //!
-//! Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`. Needs `target/<profile>/kowabungad`
+//! Privileged: skipped with a message when not root, or failed where skipping is
+//! forbidden (`kowabunga_testkit::privileged`). Needs `target/<profile>/kowabungad`
 //! (`cargo build -p kowabunga-control`; `cargo xtask test` builds it first).
 
 use std::collections::BTreeMap;

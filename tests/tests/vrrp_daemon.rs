@@ -4,8 +4,8 @@
 //! the VIP over at once through a priority-0 advert.
 //!
 //! The node is a Konvey load balancer whose VIP is the VRRP VIP (a Multi-Zone
-//! Konvey). Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`. Needs `target/<profile>/kowabungad`
+//! Konvey). Privileged: skipped with a message when not root, or failed where
+//! skipping is forbidden (`kowabunga_testkit::privileged`). Needs `target/<profile>/kowabungad`
 //! (`cargo xtask test` builds it first).
 
 use std::process::Command;

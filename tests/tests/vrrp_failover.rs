@@ -8,8 +8,8 @@
 //! not fail them (`cargo run -p kowabunga-tests --bin kowabunga-vrrp-report` prints
 //! the full table).
 //!
-//! Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+//! Privileged: skipped with a message when not root, or failed where skipping is
+//! forbidden (`kowabunga_testkit::privileged`).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};

@@ -2,8 +2,8 @@
 //! network namespaces: wire bytes, ours as master with keepalived as backup and the
 //! reverse, takeover after a crash answered on ARP and ping.
 //!
-//! Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+//! Privileged: skipped with a message when not root, or failed where skipping is
+//! forbidden (`kowabunga_testkit::privileged`).
 
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -47,7 +47,7 @@ pub fn missing_binary() -> Option<String> {
 
 /// Returns `true` when the caller should skip (and prints why): the process is not
 /// privileged (the daemons, ceph-fuse and nfs-ganesha need root) or a binary is missing.
-/// Panics instead when `KOWABUNGA_REQUIRE_PRIVILEGED=1` (see `kowabunga_testkit`).
+/// Panics instead where skipping is forbidden (see `kowabunga_testkit`).
 pub fn skip_unless_available(test: &str) -> bool {
     if !kowabunga_testkit::privileged(test) {
         return true;

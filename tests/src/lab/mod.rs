@@ -10,7 +10,7 @@
 //!
 //! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call
 //! [`kowabunga_testkit::privileged`] first: it skips with a message when not privileged,
-//! unless `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+//! or fails where skipping is forbidden ([`kowabunga_testkit::REQUIRE_PRIVILEGED`]).
 //!
 //! ```no_run
 //! use kowabunga_tests::lab::{topology::KawaiiLab, traffic::Agent};
