@@ -38,7 +38,6 @@ use std::{
     fmt, fs,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, MapType};
@@ -50,6 +49,7 @@ use kowabunga_bindings::{
 
 use crate::attach::{self, Attached, Links, Mode};
 use crate::kawaii::{self as kw, check_pinned, xdp_mut, LoadOptions, MapSpec};
+#[cfg(feature = "test-util")]
 use crate::test_run::{self, TestRunOutput};
 use crate::{bpffs, conntrack};
 
@@ -93,7 +93,8 @@ pub enum Error {
     /// Attaching or detaching.
     #[error(transparent)]
     Attach(#[from] attach::Error),
-    /// Running the program on a test packet.
+    /// Running the program on a test packet (feature `test-util`).
+    #[cfg(feature = "test-util")]
     #[error(transparent)]
     TestRun(#[from] test_run::Error),
     /// A map is missing from the object.
@@ -602,6 +603,7 @@ impl Konvey {
     ///
     /// # Errors
     /// [`Error::TestRun`].
+    #[cfg(feature = "test-util")]
     pub fn run(&self, packet: &[u8]) -> Result<TestRunOutput, Error> {
         Ok(test_run::run_once(self.program()?, PROGRAM, packet)?)
     }
@@ -610,7 +612,8 @@ impl Konvey {
     ///
     /// # Errors
     /// [`Error::TestRun`].
-    pub fn run_repeat(&self, packet: &[u8], repeat: u32) -> Result<Duration, Error> {
+    #[cfg(feature = "test-util")]
+    pub fn run_repeat(&self, packet: &[u8], repeat: u32) -> Result<std::time::Duration, Error> {
         Ok(test_run::run_repeat_on(
             self.program()?,
             PROGRAM,

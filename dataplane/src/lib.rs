@@ -4,8 +4,8 @@
 //! embedded; this crate is the userspace half of the contract written down in
 //! `ebpf/README.md`: typed access to the maps of `kawaii.o` and `konvey.o`, attachment of one
 //! program per interface [`Role`], pinning under a bpffs directory so a
-//! daemon restart keeps traffic and conntrack, and `BPF_PROG_TEST_RUN`
-//! helpers for tests and benchmarks.
+//! daemon restart keeps traffic and conntrack, and, with the cargo feature
+//! `test-util`, `BPF_PROG_TEST_RUN` helpers for tests and benchmarks.
 //!
 //! | module | job |
 //! |---|---|
@@ -17,7 +17,7 @@
 //! | [`conntrack`] | list and sweep `kw_ct4` |
 //! | [`stats`] | per-CPU counters summed, with names |
 //! | [`events`] | sampled drop events from the ring buffer |
-//! | [`test_run`] | run a program on a packet; the `xdp_pass` baseline |
+//! | `test_run` | feature `test-util` only: run a program on a packet (`Kawaii::run`, `Konvey::run`); the `xdp_pass` baseline; pinned-map checks |
 //! | [`caps`] | CAP_BPF / CAP_NET_ADMIN check |
 //! | [`bpffs`] | is a path on bpffs; mount one |
 //!
@@ -54,6 +54,7 @@ pub mod konvey;
 pub mod role;
 pub mod rules;
 pub mod stats;
+#[cfg(feature = "test-util")]
 pub mod test_run;
 
 pub use attach::{Attached, Mode};
@@ -65,9 +66,5 @@ pub use konvey::Konvey;
 pub use role::Role;
 pub use rules::{ActiveConfig, Tables};
 pub use stats::Counters;
+#[cfg(feature = "test-util")]
 pub use test_run::{Baseline, TestRunOutput, Verdict};
-
-#[cfg(test)]
-mod privileged_konvey_tests;
-#[cfg(test)]
-mod privileged_tests;

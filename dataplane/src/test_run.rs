@@ -1,9 +1,12 @@
-//! Running the programs on packets with `BPF_PROG_TEST_RUN` (aya [`TestRun`]):
-//! fixtures for tests, and the per-packet cost for benchmarks.
+//! Test-only API (cargo feature `test-util`): running the programs on packets
+//! with `BPF_PROG_TEST_RUN` (aya [`TestRun`]) for fixtures and for the
+//! per-packet cost in benchmarks, the `xdp_pass` baseline, and a check of
+//! pinned maps. Daemons do not enable the feature; tests and benches do.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use aya::{
+    maps::MapInfo,
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
     Ebpf, EbpfError,
 };
@@ -209,6 +212,36 @@ impl Baseline {
     pub fn run_repeat(&self, packet: &[u8], repeat: u32) -> Result<Duration, Error> {
         run_repeat_on(self.program()?, Self::PROGRAM, packet, repeat)
     }
+}
+
+/// How each map pinned under `pin_dir` differs from what this build of
+/// `kawaii.o` expects with `ct_entries` conntrack entries: one
+/// `(map, difference)` per map of [`kawaii::MAP_NAMES`], in that order, with
+/// `None` when the pin matches. A pin that cannot be read is a difference.
+///
+/// ```no_run
+/// use kowabunga_dataplane::{test_run::kawaii_pin_mismatches, Kawaii, LoadOptions};
+/// let dir = std::path::Path::new("/sys/fs/bpf/kowabunga");
+/// Kawaii::load(&LoadOptions { pin_dir: Some(dir.into()), ct_entries: Some(4096) })?;
+/// for (map, difference) in kawaii_pin_mismatches(dir, 4096) {
+///     assert_eq!(difference, None, "{map}");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn kawaii_pin_mismatches(
+    pin_dir: &Path,
+    ct_entries: u32,
+) -> Vec<(&'static str, Option<String>)> {
+    kawaii::map_specs(ct_entries)
+        .iter()
+        .map(|spec| {
+            let difference = match MapInfo::from_pin(pin_dir.join(spec.name)) {
+                Ok(info) => kawaii::spec_mismatch(spec, &info),
+                Err(e) => Some(format!("cannot read the pin: {e}")),
+            };
+            (spec.name, difference)
+        })
+        .collect()
 }
 
 #[cfg(test)]

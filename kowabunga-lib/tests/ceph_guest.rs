@@ -13,8 +13,6 @@ mod guest;
 mod initramfs;
 #[path = "support/libvirtd.rs"]
 mod libvirtd;
-#[path = "support/privileged.rs"]
-mod privileged;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
@@ -111,7 +109,8 @@ fn loopback_ports(text: &str) -> Vec<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kompute_boots_from_an_rbd_clone() {
-    if !privileged::privileged(TEST, "needs root for libvirtd and the Ceph daemons")
+    // Root runs libvirtd and the Ceph daemons.
+    if !kowabunga_testkit::privileged(TEST)
         || !guest::tools_present(TEST)
         || ceph_cluster::skip_unless_available(TEST)
     {

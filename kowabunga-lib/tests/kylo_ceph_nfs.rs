@@ -61,10 +61,10 @@ fn kylo_share_over_nfs_from_the_project_subnet_only() {
         )
         .is_err()
         {
-            if std::env::var("KOWABUNGA_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-                panic!("{bin} missing: apt-get install {pkg}");
-            }
-            eprintln!("skipping: {bin} missing (apt-get install {pkg})");
+            kowabunga_testkit::missing(
+                "kylo_share_over_nfs_from_the_project_subnet_only",
+                &format!("{bin} (apt-get install {pkg})"),
+            );
             return;
         }
     }

@@ -13,8 +13,6 @@ mod guest;
 mod initramfs;
 #[path = "support/libvirtd.rs"]
 mod libvirtd;
-#[path = "support/privileged.rs"]
-mod privileged;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
@@ -31,11 +29,8 @@ const TEST: &str = "qemu_guest";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_guest_reads_its_seed_on_qemu_system() {
-    if !privileged::privileged(
-        TEST,
-        "needs root to start libvirtd in its own mount and network namespaces",
-    ) || !guest::tools_present(TEST)
-    {
+    // Root starts libvirtd in its own mount and network namespaces.
+    if !kowabunga_testkit::privileged(TEST) || !guest::tools_present(TEST) {
         return;
     }
     let lab = guest::lab("qemu-guest").await;

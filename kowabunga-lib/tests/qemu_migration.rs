@@ -12,8 +12,6 @@ mod guest;
 mod initramfs;
 #[path = "support/libvirtd.rs"]
 mod libvirtd;
-#[path = "support/privileged.rs"]
-mod privileged;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
@@ -37,11 +35,8 @@ async fn list(hv: &Arc<kowabunga::hypervisor::libvirt::LibvirtHypervisor>) -> Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_migration_between_two_libvirtd() {
-    if !privileged::privileged(
-        TEST,
-        "needs root to start libvirtd in its own mount and network namespaces",
-    ) || !guest::tools_present(TEST)
-    {
+    // Root starts libvirtd in its own mount and network namespaces.
+    if !kowabunga_testkit::privileged(TEST) || !guest::tools_present(TEST) {
         return;
     }
     let lab = guest::lab("qemu-migration").await;

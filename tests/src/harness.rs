@@ -8,21 +8,6 @@ use kowabunga_dataplane::{stats::stat_name, Counters, Kawaii, LoadOptions, Role,
 use crate::fixture_net::FixtureNet;
 use crate::model::{KawaiiModel, Outcome};
 
-/// Whether privileged tests may run here. Without root they are skipped with
-/// a message, unless `KOWABUNGA_REQUIRE_PRIVILEGED=1` makes that a failure.
-pub fn privileged(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    let required = std::env::var("KOWABUNGA_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{test}: needs root (BPF, network namespaces) and KOWABUNGA_REQUIRE_PRIVILEGED=1 forbids skipping"
-    );
-    eprintln!("{test}: SKIPPED, needs root (BPF and network namespaces)");
-    false
-}
-
 /// Converts the shared table list into the dataplane's fixed array.
 pub fn tables(v: &[Vec<kw_rule>]) -> Tables {
     std::array::from_fn(|t| v.get(t).cloned().unwrap_or_default())

@@ -9,8 +9,9 @@
 use anyhow::{bail, Context, Result};
 use kowabunga_bindings::kw_stat;
 use kowabunga_dataplane::stats::stat_name;
+use kowabunga_testkit::privileged;
 use kowabunga_tests::generator::Generator;
-use kowabunga_tests::harness::{privileged, role_code, Harness};
+use kowabunga_tests::harness::{role_code, Harness};
 use kowabunga_tests::world;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

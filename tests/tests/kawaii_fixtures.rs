@@ -11,8 +11,9 @@ use std::net::Ipv4Addr;
 
 use kowabunga_bindings::{kw_config, kw_rule, kw_stat, kw_table};
 use kowabunga_dataplane::Role;
+use kowabunga_testkit::privileged;
 use kowabunga_tests::fixture_net::{PER_MAC, PRV_MAC, PUB_MAC, ROUTER_MAC};
-use kowabunga_tests::harness::{privileged, Harness, Step};
+use kowabunga_tests::harness::{Harness, Step};
 use kowabunga_tests::model::{XDP_DROP, XDP_PASS, XDP_REDIRECT};
 use kowabunga_tests::packets::{
     frag_needed, frame, ip_packet, port_unreachable, time_exceeded, verify_checksums, Ip, TcpFlags,

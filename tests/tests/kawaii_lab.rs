@@ -1,19 +1,20 @@
 //! Kawaii in a namespace lab: real TCP/UDP/ICMP through `kowabungad`'s XDP gateway.
 //!
-//! Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`. Needs `target/<profile>/kowabungad`
+//! Privileged: skipped with a message when not root, or failed where skipping is
+//! forbidden (`kowabunga_testkit::privileged`). Needs `target/<profile>/kowabungad`
 //! (`cargo build -p kowabunga-control`; `cargo xtask test` builds it first).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use kowabunga_testkit::privileged;
 use kowabunga_tests::lab::agent::EXIT_TIMEOUT;
+use kowabunga_tests::lab::find_kowabungad;
 use kowabunga_tests::lab::topology::{
     KawaiiLab, DNAT_PORT, GW_PRIV_ADDR, GW_PUB_ADDR, INET_ADDR, PRIV_ADDR, VIP,
 };
 use kowabunga_tests::lab::traffic::{ping, Agent};
-use kowabunga_tests::lab::{find_kowabungad, privileged};
 
 /// Labs of this file run one at a time: each runs a daemon, the machine has 2 cores.
 static LAB: Mutex<()> = Mutex::new(());

@@ -14,12 +14,13 @@ use std::net::Ipv4Addr;
 
 use kowabunga_bindings::kw_stat;
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, Proto, ServiceKey};
+use kowabunga_testkit::privileged;
 use kowabunga_tests::fixture_konvey::{
     self as net, backend, rotation, tcp_service, udp2_service, udp_service, BACKENDS,
     BACKEND_NO_NEIGH, BACK_MAC, CLIENTS, FRONT_ADDR, FRONT_MAC, REMOTE_CLIENT, ROUTER_MAC, SOURCE,
     TCP_BACKEND_PORT, TCP_PORT, UDP2_PORT, UDP_BACKEND_PORT, UDP_PORT, VIP, VIP2,
 };
-use kowabunga_tests::harness::{privileged, Step};
+use kowabunga_tests::harness::Step;
 use kowabunga_tests::harness_konvey::KonveyHarness;
 use kowabunga_tests::model::csum::replace2;
 use kowabunga_tests::model::flow::{Tuple, CT_CLOSING, CT_ESTABLISHED, CT_NEW};

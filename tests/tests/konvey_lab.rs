@@ -1,8 +1,8 @@
 //! Konvey in a namespace lab: real TCP and UDP through `kowabungad`'s XDP load
 //! balancer to three backends that answer with their name.
 //!
-//! Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`. Needs `target/<profile>/kowabungad`
+//! Privileged: skipped with a message when not root, or failed where skipping is
+//! forbidden (`kowabunga_testkit::privileged`). Needs `target/<profile>/kowabungad`
 //! (`cargo build -p kowabunga-control`; `cargo xtask test` builds it first).
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use kowabunga_tests::harness::privileged;
+use kowabunga_testkit::privileged;
 use kowabunga_tests::lab::find_kowabungad;
 use kowabunga_tests::lab::konvey::{
     distribution, KonveyLab, HEALTH_FALL, HEALTH_INTERVAL_MS, TCP_ENDPOINT, TCP_PORT, UDP_ENDPOINT,

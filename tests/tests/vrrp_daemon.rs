@@ -4,16 +4,17 @@
 //! the VIP over at once through a priority-0 advert.
 //!
 //! The node is a Konvey load balancer whose VIP is the VRRP VIP (a Multi-Zone
-//! Konvey). Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`. Needs `target/<profile>/kowabungad`
+//! Konvey). Privileged: skipped with a message when not root, or failed where
+//! skipping is forbidden (`kowabunga_testkit::privileged`). Needs `target/<profile>/kowabungad`
 //! (`cargo xtask test` builds it first).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use kowabunga_testkit::privileged;
 use kowabunga_tests::lab::daemon::Daemon;
-use kowabunga_tests::lab::{find_kowabungad, privileged};
+use kowabunga_tests::lab::find_kowabungad;
 use kowabunga_tests::vrrp::lab::{VrrpLab, ROUTER_ADDRS, VIP, VIP_CIDR, VRID};
 use kowabunga_tests::vrrp::node::{Impl, Node, Spec};
 use kowabunga_tests::vrrp::wait::{holds, until};

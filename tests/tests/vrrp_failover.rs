@@ -8,14 +8,14 @@
 //! not fail them (`cargo run -p kowabunga-tests --bin kowabunga-vrrp-report` prints
 //! the full table).
 //!
-//! Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+//! Privileged: skipped with a message when not root, or failed where skipping is
+//! forbidden (`kowabunga_testkit::privileged`).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use kowabunga_tests::lab::privileged;
+use kowabunga_testkit::privileged;
 use kowabunga_tests::vrrp::lab::{VrrpLab, VIP_CIDR};
 use kowabunga_tests::vrrp::node::{Impl, Node, Spec};
 use kowabunga_tests::vrrp::scenario::{failover, flaps_under_load, Event};

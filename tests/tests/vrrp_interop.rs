@@ -2,8 +2,8 @@
 //! network namespaces: wire bytes, ours as master with keepalived as backup and the
 //! reverse, takeover after a crash answered on ARP and ping.
 //!
-//! Privileged: skipped with a message when not root, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+//! Privileged: skipped with a message when not root, or failed where skipping is
+//! forbidden (`kowabunga_testkit::privileged`).
 
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use kowabunga_control::vrrp::packet::{Advert, ChecksumMode, MCAST_V4};
-use kowabunga_tests::lab::privileged;
+use kowabunga_testkit::privileged;
 use kowabunga_tests::vrrp::capture::{capture, hex};
 use kowabunga_tests::vrrp::lab::{VrrpLab, ROUTER_ADDRS, VIP, VIP2_CIDR, VIP_CIDR, VRID};
 use kowabunga_tests::vrrp::node::{Impl, Node, Spec};

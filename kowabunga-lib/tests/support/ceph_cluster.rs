@@ -37,34 +37,24 @@ const DIR_PREFIX: &str = "kowabunga-ceph-";
 /// Size of the sparse bluestore block file.
 const BLOCK_SIZE: u64 = 20 << 30;
 
-/// Why the Ceph tests cannot run here, if they cannot: not root, or a binary missing.
-pub fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("the Ceph tests need root (ceph-fuse, nfs-ganesha, daemons)".into());
-    }
-    for (bin, pkg) in BINARIES {
-        if which(bin).is_none() {
-            return Some(format!(
-                "`{bin}` not found: apt-get install {pkg} (or `cargo xtask deps`)"
-            ));
-        }
-    }
-    None
+/// The first binary of [`BINARIES`] not found here, with its package, if any.
+pub fn missing_binary() -> Option<String> {
+    BINARIES
+        .iter()
+        .find(|(bin, _)| which(bin).is_none())
+        .map(|(bin, pkg)| format!("`{bin}` (apt-get install {pkg}, or `cargo xtask deps`)"))
 }
 
-/// Returns `true` when the caller should skip (and prints why); panics instead when
-/// `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+/// Returns `true` when the caller should skip (and prints why): the process is not
+/// privileged (the daemons, ceph-fuse and nfs-ganesha need root) or a binary is missing.
+/// Panics instead where skipping is forbidden (see `kowabunga_testkit`).
 pub fn skip_unless_available(test: &str) -> bool {
-    match unavailable() {
+    if !kowabunga_testkit::privileged(test) {
+        return true;
+    }
+    match missing_binary() {
         None => false,
-        Some(why) => {
-            if std::env::var("KOWABUNGA_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-                panic!("{test}: {why} (KOWABUNGA_REQUIRE_PRIVILEGED=1)");
-            }
-            eprintln!("skipping {test}: {why}");
-            true
-        }
+        Some(what) => !kowabunga_testkit::missing(test, &what),
     }
 }
 

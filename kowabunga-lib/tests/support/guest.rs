@@ -2,7 +2,7 @@
 //! `Cloud` on the local qcow2 backend with a tiny template, and the options
 //! that boot Debian's kernel with that initramfs and a serial log.
 //!
-//! Needs the sibling support modules `initramfs`, `libvirtd`, `privileged`
+//! Needs the sibling support modules `initramfs`, `libvirtd`
 //! and `tempdir` at the test crate's root.
 
 // Shared by several test binaries, each using a part.
@@ -18,9 +18,10 @@ use kowabunga::hypervisor::DirectBoot;
 use kowabunga::model::{Kompute, Region, Template, Zone};
 use kowabunga::storage::qcow2::Qcow2Storage;
 
+use crate::initramfs;
 use crate::libvirtd::Libvirtd;
 use crate::tempdir::TempDir;
-use crate::{initramfs, privileged};
+use kowabunga_testkit::missing;
 
 /// Everything a real-guest test works with.
 pub struct Lab {
@@ -55,14 +56,14 @@ pub fn tools_present(test: &str) -> bool {
             .output()
             .is_ok_and(|o| o.status.success());
         if !ok {
-            return privileged::missing(test, tool);
+            return missing(test, tool);
         }
     }
     if !Path::new("/bin/busybox").exists() {
-        return privileged::missing(test, "/bin/busybox (busybox-static)");
+        return missing(test, "/bin/busybox (busybox-static)");
     }
     if initramfs::kernel().is_none() {
-        return privileged::missing(test, "a kernel in /boot (linux-image-amd64)");
+        return missing(test, "a kernel in /boot (linux-image-amd64)");
     }
     true
 }

@@ -32,7 +32,7 @@ use kowabunga_tests::lab::topology::{
     VIP,
 };
 use kowabunga_tests::lab::traffic::{ping, Agent, Finished};
-use kowabunga_tests::lab::{find_agent, find_kowabungad, is_root};
+use kowabunga_tests::lab::{find_agent, find_kowabungad};
 
 /// Set by SIGINT/SIGTERM: stop between sections and clean up.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -113,8 +113,8 @@ fn show(out: &Finished) {
 
 fn main() -> ExitCode {
     let result = parse_args().and_then(|opts| {
-        if !is_root() {
-            bail!("the lab creates network namespaces and attaches XDP programs: run it as root");
+        if let Some(why) = kowabunga_testkit::why_not_privileged() {
+            bail!("the lab creates network namespaces and attaches XDP programs: it {why}");
         }
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
         let action = SigAction::new(

@@ -44,8 +44,8 @@ fn run() -> anyhow::Result<()> {
             _ => anyhow::bail!("unknown argument {a}"),
         }
     }
-    if !kowabunga_tests::lab::is_root() {
-        anyhow::bail!("needs root (network namespaces, raw sockets)");
+    if let Some(why) = kowabunga_testkit::why_not_privileged() {
+        anyhow::bail!("network namespaces and raw sockets: {why}");
     }
     let ours: PathBuf = std::env::current_exe()?
         .parent()

@@ -8,8 +8,9 @@
 //! * [`agent`]: the small TCP/UDP servers and clients behind `kowabunga-lab-agent`;
 //! * [`counters`]: the dataplane's outcome counters, read from the pinned `kw_stats`.
 //!
-//! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call [`privileged`]
-//! first: it skips with a message when not root, unless `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
+//! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call
+//! [`kowabunga_testkit::privileged`] first: it skips with a message when not privileged,
+//! or fails where skipping is forbidden ([`kowabunga_testkit::REQUIRE_PRIVILEGED`]).
 //!
 //! ```no_run
 //! use kowabunga_tests::lab::{topology::KawaiiLab, traffic::Agent};
@@ -35,28 +36,6 @@ pub mod traffic;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-
-/// The environment variable that turns a privileged-test skip into a failure (CI sets it).
-pub const REQUIRE_PRIVILEGED: &str = "KOWABUNGA_REQUIRE_PRIVILEGED";
-
-/// True when running as root (effective uid 0).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Whether a privileged test may run: true as root. Otherwise prints why `test` is
-/// skipped and returns false, or panics when `KOWABUNGA_REQUIRE_PRIVILEGED=1`.
-pub fn privileged(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    let why = "needs root (CAP_NET_ADMIN + CAP_BPF) to create namespaces and attach XDP";
-    if std::env::var(REQUIRE_PRIVILEGED).is_ok_and(|v| v == "1") {
-        panic!("{test}: {why}, and {REQUIRE_PRIVILEGED}=1 forbids skipping");
-    }
-    eprintln!("skipping {test}: {why} (set {REQUIRE_PRIVILEGED}=1 to make this a failure)");
-    false
-}
 
 /// `target/<profile>/` of the running executable: its own directory, or the parent
 /// of `deps/` for test executables.

@@ -9,7 +9,7 @@
 //! * [`scenario`]: the measured failover (crash or graceful stop under traffic);
 //! * [`wait`]: bounded polling.
 //!
-//! Everything here needs root; tests call [`crate::lab::privileged`] first.
+//! Everything here needs root; tests call [`kowabunga_testkit::privileged`] first.
 
 pub mod capture;
 pub mod lab;

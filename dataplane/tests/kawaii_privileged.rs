@@ -1,87 +1,26 @@
-//! Tests that load programs into the kernel. They need CAP_BPF and
-//! CAP_NET_ADMIN: without them they print why and pass, unless
-//! `KOWABUNGA_REQUIRE_PRIVILEGED=1`, which makes them fail.
+//! Kawaii in the kernel: loading, bank flips, test runs, the conntrack
+//! sweep, pinning and attachment. They need the kernel: when this process
+//! is not privileged they print why and pass, or fail where skipping is
+//! forbidden (`kowabunga_testkit::privileged`).
 
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    sync::atomic::{AtomicU32, Ordering},
-};
+mod support;
+
+use std::{fs, process::Command};
 
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
 use kowabunga_bindings::{kw_config, kw_ct_key, kw_ct_state, kw_ct_value, kw_rule, kw_stat};
-
-use crate::{
-    bpffs, caps,
-    kawaii::{self, map_specs, spec_mismatch, MAP_NAMES},
+use kowabunga_dataplane::{
+    conntrack,
+    kawaii::{self, MAP_NAMES},
     rules::{self, Tables},
-    test_run::XDP_PASS,
+    test_run::{kawaii_pin_mismatches, XDP_PASS},
     Baseline, Kawaii, LoadOptions, Mode, Role,
 };
+use kowabunga_testkit::{missing, privileged};
 
-/// Whether the test may run; panics when it must run and cannot.
-pub(crate) fn privileged(test: &str) -> bool {
-    match caps::check() {
-        Ok(()) => true,
-        Err(e) => {
-            if std::env::var("KOWABUNGA_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-                panic!("{test}: KOWABUNGA_REQUIRE_PRIVILEGED=1 but {e}");
-            }
-            eprintln!("skipping {test}: {e}");
-            false
-        }
-    }
-}
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A unique pin directory on bpffs, removed on drop: under /sys/fs/bpf when
-/// that is a bpffs, else on a private bpffs mounted (and unmounted) for it,
-/// so the host's mounts are never changed.
-pub(crate) struct PinDir {
-    pub(crate) dir: PathBuf,
-    mount: Option<PathBuf>,
-}
-
-impl PinDir {
-    pub(crate) fn new() -> Self {
-        let sys = Path::new("/sys/fs/bpf");
-        if bpffs::is_bpffs(sys).unwrap_or(false) {
-            return Self {
-                dir: sys.join(unique("kowabunga-test")),
-                mount: None,
-            };
-        }
-        let mount = std::env::temp_dir().join(unique("kowabunga-bpffs"));
-        fs::create_dir_all(&mount).unwrap();
-        bpffs::mount(&mount).expect("mount a private bpffs");
-        Self {
-            dir: mount.join("kowabunga"),
-            mount: Some(mount),
-        }
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-        if let Some(m) = &self.mount {
-            let _ = bpffs::unmount(m);
-            let _ = fs::remove_dir(m);
-        }
-    }
-}
+use support::{unique, PinDir};
 
 fn arp_frame() -> Vec<u8> {
     let arp = ArpPacket::new(
@@ -158,7 +97,7 @@ fn ct_pair(last_seen_ns: u64, port: u16) -> [(kw_ct_key, kw_ct_value); 2] {
         last_seen_ns,
         ..Default::default()
     };
-    let reply = crate::conntrack::peer_key(&key, &value);
+    let reply = conntrack::peer_key(&key, &value);
     let reply_value = kw_ct_value {
         nat_saddr: server,
         nat_daddr: client,
@@ -324,9 +263,13 @@ fn pinned_maps_are_reused_and_checked() {
         kawaii.conntrack_insert(&flow[0].0, &flow[0].1).unwrap();
     }
     // The pins exist and match what this build expects (and so the ELF).
-    for spec in map_specs(4096) {
-        let info = aya::maps::MapInfo::from_pin(pins.dir.join(spec.name)).unwrap();
-        assert_eq!(spec_mismatch(&spec, &info), None, "{}", spec.name);
+    let mismatches = kawaii_pin_mismatches(&pins.dir, 4096);
+    assert_eq!(
+        mismatches.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
+        MAP_NAMES
+    );
+    for (map, difference) in mismatches {
+        assert_eq!(difference, None, "{map}");
     }
     {
         let kawaii = Kawaii::load(&options).unwrap();
@@ -397,7 +340,10 @@ fn attaches_pins_reuses_and_detaches_in_a_netns() {
         return;
     }
     if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("skipping attaches_pins_reuses_and_detaches_in_a_netns: no `ip` command");
+        missing(
+            "attaches_pins_reuses_and_detaches_in_a_netns",
+            "the `ip` command (iproute2)",
+        );
         return;
     }
     // A thread in a private network namespace: veths die with it.

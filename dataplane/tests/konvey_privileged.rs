@@ -1,18 +1,22 @@
 //! Konvey in the kernel: verifier, service programming, round-robin and
-//! pinning. Packet-exact fixtures live in `tests/` (they need a fixture
-//! network for the FIB lookups); here the test runs stop at conntrack.
+//! pinning. Packet-exact fixtures live in the `kowabunga-tests` crate (they
+//! need a fixture network for the FIB lookups); here the test runs stop at
+//! conntrack. Skipped (or failed) as `kowabunga_testkit::privileged` says.
 
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::net::Ipv4Addr;
 
 use etherparse::PacketBuilder;
 use kowabunga_bindings::kw_stat;
+use kowabunga_dataplane::konvey::{Backend, KonveyConfig, Proto, ServiceKey};
+use kowabunga_dataplane::test_run::{XDP_DROP, XDP_PASS};
+use kowabunga_dataplane::{monotonic_now_ns, Konvey, LoadOptions};
+use kowabunga_testkit::privileged;
 
-use crate::konvey::{Backend, KonveyConfig, Proto, ServiceKey};
-use crate::privileged_tests::{privileged, PinDir};
-use crate::test_run::{XDP_DROP, XDP_PASS};
-use crate::{Konvey, LoadOptions};
+use support::PinDir;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 100);
 const SOURCE: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 5);
@@ -128,7 +132,7 @@ fn konvey_round_robins_new_flows_and_drains() {
     assert_eq!(konvey.run(&syn(43001, 81)).unwrap().verdict, XDP_DROP);
     assert!(konvey.purge_drained_vips().unwrap().is_empty());
     // its flows expire: the VIP leaves, its packets go to the host
-    let later = crate::monotonic_now_ns() + 3 * 3_600_000_000_000;
+    let later = monotonic_now_ns() + 3 * 3_600_000_000_000;
     assert_eq!(konvey.sweep(later).unwrap().flows_expired, 13);
     assert_eq!(konvey.purge_drained_vips().unwrap(), vec![VIP]);
     assert!(konvey.vips().unwrap().is_empty());
