@@ -11,6 +11,8 @@ use std::{fs, process::Command};
 
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
 use kowabunga_bindings::{kw_config, kw_ct_key, kw_ct_state, kw_ct_value, kw_rule, kw_stat};
+use kowabunga_dataplane::kawaii_config::{Policy, Rule, RuleProto};
+use kowabunga_dataplane::KawaiiConfig;
 use kowabunga_dataplane::{
     conntrack,
     kawaii::{self, MAP_NAMES},
@@ -154,14 +156,14 @@ fn applies_and_reads_back_with_bank_flips() {
         3
     ];
 
-    assert_eq!(kawaii.apply(&a, &a_tables).unwrap(), 0);
+    assert_eq!(kawaii.apply_raw(&a, &a_tables).unwrap(), 0);
     let got = kawaii.active_config().unwrap().unwrap();
     assert_eq!(got.bank, 0);
     assert_eq!(got.tables, a_tables);
     assert_eq!(got.config, rules::pack(&a, &a_tables).unwrap().0);
     assert_eq!(kawaii.active_word().unwrap(), 1);
 
-    assert_eq!(kawaii.apply(&b, &b_tables).unwrap(), 1);
+    assert_eq!(kawaii.apply_raw(&b, &b_tables).unwrap(), 1);
     let got = kawaii.active_config().unwrap().unwrap();
     assert_eq!(
         (got.bank, got.config.snat_ip, got.config.egress_policy),
@@ -173,11 +175,29 @@ fn applies_and_reads_back_with_bank_flips() {
     // Invalid: nothing changes.
     let mut bad = b_tables.clone();
     bad[0] = vec![kw_rule::default(); 300];
-    assert!(kawaii.apply(&a, &bad).is_err());
+    assert!(kawaii.apply_raw(&a, &bad).is_err());
     assert_eq!(kawaii.active_bank().unwrap(), Some(1));
 
-    assert_eq!(kawaii.apply(&a, &a_tables).unwrap(), 0);
+    assert_eq!(kawaii.apply_raw(&a, &a_tables).unwrap(), 0);
     assert_eq!(kawaii.active_config().unwrap().unwrap().tables, a_tables);
+
+    // The typed configuration lands in the kernel as it encodes.
+    let mut typed = KawaiiConfig::new(
+        std::net::Ipv4Addr::new(203, 0, 113, 10),
+        "10.0.0.0/25".parse().unwrap(),
+    );
+    typed.rules.dnat.push(Rule::dnat(
+        std::net::Ipv4Addr::new(10, 0, 0, 10),
+        RuleProto::Tcp,
+        (80, 443),
+    ));
+    typed.egress_policy = Policy::Drop;
+    assert_eq!(kawaii.apply(&typed).unwrap(), 1);
+    let got = kawaii.active_config().unwrap().unwrap();
+    let (raw, tables) = typed.encode().unwrap();
+    assert_eq!(got.tables, tables);
+    assert_eq!(got.config, rules::pack(&raw, &tables).unwrap().0);
+    assert_eq!(got.tables[2][0].target.to_ne_bytes(), [10, 0, 0, 10]);
 
     kawaii.deactivate().unwrap();
     assert_eq!(kawaii.active_bank().unwrap(), None);
@@ -194,7 +214,7 @@ fn every_role_passes_arp() {
     for configured in [false, true] {
         if configured {
             let (c, t) = sample_config([203, 0, 113, 10]);
-            kawaii.apply(&c, &t).unwrap();
+            kawaii.apply_raw(&c, &t).unwrap();
         }
         for role in Role::ALL {
             let out = kawaii.run(role, &frame).unwrap();
@@ -259,7 +279,7 @@ fn pinned_maps_are_reused_and_checked() {
     let flow = ct_pair(12345, 40000);
     {
         let mut kawaii = Kawaii::load(&options).unwrap();
-        kawaii.apply(&config, &tables).unwrap();
+        kawaii.apply_raw(&config, &tables).unwrap();
         kawaii.conntrack_insert(&flow[0].0, &flow[0].1).unwrap();
     }
     // The pins exist and match what this build expects (and so the ELF).

@@ -79,7 +79,7 @@ impl Harness {
         let net = FixtureNet::enter()?;
         let mut kawaii = Kawaii::load(&LoadOptions::default()).context("load kawaii.o")?;
         kawaii
-            .apply(&cfg, &tables(tables_v))
+            .apply_raw(&cfg, &tables(tables_v))
             .context("apply the fixture config")?;
         let model = KawaiiModel::new(cfg, tables_v, net.fib_model());
         Ok(Self { net, kawaii, model })
@@ -95,7 +95,7 @@ impl Harness {
 
     /// Apply a new configuration to both; conntrack is kept.
     pub fn apply(&mut self, cfg: kw_config, tables_v: &[Vec<kw_rule>]) -> Result<()> {
-        self.kawaii.apply(&cfg, &tables(tables_v))?;
+        self.kawaii.apply_raw(&cfg, &tables(tables_v))?;
         self.model.apply(cfg, tables_v);
         Ok(())
     }

@@ -25,13 +25,13 @@ pub enum ErrorKind {
     #[error("{0}")]
     Vrrp(String),
     /// Not a dotted-quad IPv4 address.
-    #[error("{0:?} is not an IPv4 address")]
+    #[error("{} is not an IPv4 address", quote(.0))]
     NotAnAddress(String),
     /// Not an IPv4 prefix `a.b.c.d/len` (or, where allowed, an address).
-    #[error("{0:?} is not an IPv4 subnet (a.b.c.d/len)")]
+    #[error("{} is not an IPv4 subnet (a.b.c.d/len)", quote(.0))]
     NotASubnet(String),
     /// A subnet written with host bits set.
-    #[error("{value:?} has host bits set (did you mean {network}?)")]
+    #[error("{} has host bits set (did you mean {network}?)", quote(.value))]
     HostBits {
         /// As written.
         value: String,
@@ -39,13 +39,13 @@ pub enum ErrorKind {
         network: Ipv4Net,
     },
     /// `0.0.0.0`, which can be neither a VIP nor a peer.
-    #[error("{0:?} is the unspecified address")]
+    #[error("{} is the unspecified address", quote(.0))]
     Unspecified(String),
     /// A subnet that covers everything where that makes no sense.
-    #[error("{0:?} covers every address")]
+    #[error("{} covers every address", quote(.0))]
     Everything(String),
     /// A port list that does not parse.
-    #[error("{value:?} is not a port list ({error})")]
+    #[error("{} is not a port list ({error})", quote(.value))]
     NotAPortList {
         /// As written.
         value: String,
@@ -53,7 +53,7 @@ pub enum ErrorKind {
         error: PortError,
     },
     /// A port range that does not parse.
-    #[error("{value:?} is not a port range min-max ({error})")]
+    #[error("{} is not a port range min-max ({error})", quote(.value))]
     NotAPortRange {
         /// As written.
         value: String,
@@ -61,10 +61,10 @@ pub enum ErrorKind {
         error: PortError,
     },
     /// Unknown protocol name.
-    #[error("{0:?} is not a protocol (tcp, udp or icmp)")]
+    #[error("{} is not a protocol (tcp, udp or icmp)", quote(.0))]
     UnknownProtocol(String),
     /// A protocol this kind of rule does not support.
-    #[error("{value:?} is not supported here ({expected})")]
+    #[error("{} is not supported here ({expected})", quote(.value))]
     UnsupportedProtocol {
         /// As written.
         value: String,
@@ -75,10 +75,10 @@ pub enum ErrorKind {
     #[error("missing: {0} rules need a port list")]
     MissingPorts(Protocol),
     /// An icmp rule with `ports`.
-    #[error("{0:?} is not allowed: icmp rules have no ports")]
+    #[error("{} is not allowed: icmp rules have no ports", quote(.0))]
     PortsForIcmp(String),
     /// An address that must be inside the project subnet but is not.
-    #[error("{value:?} is not inside kawaii.private_subnet ({subnet})")]
+    #[error("{} is not inside kawaii.private_subnet ({subnet})", quote(.value))]
     OutsidePrivateSubnet {
         /// As written.
         value: String,
@@ -86,7 +86,7 @@ pub enum ErrorKind {
         subnet: Ipv4Net,
     },
     /// An address that must be outside the project subnet but is not.
-    #[error("{value:?} is inside kawaii.private_subnet ({subnet})")]
+    #[error("{} is inside kawaii.private_subnet ({subnet})", quote(.value))]
     InsidePrivateSubnet {
         /// As written.
         value: String,
@@ -94,7 +94,7 @@ pub enum ErrorKind {
         subnet: Ipv4Net,
     },
     /// A subnet overlapping another one.
-    #[error("{value:?} overlaps {other} ({other_value})")]
+    #[error("{} overlaps {other} ({other_value})", quote(.value))]
     Overlaps {
         /// As written.
         value: String,
@@ -104,7 +104,7 @@ pub enum ErrorKind {
         other_value: Ipv4Net,
     },
     /// A DNAT rule whose ports overlap an earlier rule of the same protocol.
-    #[error("{value:?} overlaps the {protocol} ports of {other}")]
+    #[error("{} overlaps the {protocol} ports of {other}", quote(.value))]
     PortsOverlap {
         /// As written.
         value: String,
@@ -138,7 +138,7 @@ pub enum ErrorKind {
         max: usize,
     },
     /// The same value listed twice.
-    #[error("{value:?} is already used by {other}")]
+    #[error("{} is already used by {other}", quote(.value))]
     Duplicate {
         /// As written.
         value: String,
@@ -146,22 +146,22 @@ pub enum ErrorKind {
         other: String,
     },
     /// A zone VIP that is not one of `public_ips`.
-    #[error("{0:?} is not one of kawaii.public_ips")]
+    #[error("{} is not one of kawaii.public_ips", quote(.0))]
     NotAPublicIp(String),
     /// A name with characters outside `[A-Za-z0-9_.-]`.
-    #[error("{0:?} is not a valid name (only A-Z a-z 0-9 _ . - are allowed)")]
+    #[error("{} is not a valid name (only A-Z a-z 0-9 _ . - are allowed)", quote(.0))]
     BadName(String),
     /// Not a valid Linux interface name.
-    #[error("{0:?} is not an interface name (1-15 characters, no '/', ':' or whitespace)")]
+    #[error("{} is not an interface name (1-15 characters, no '/', ':' or whitespace)", quote(.0))]
     BadInterfaceName(String),
     /// Unsupported Diffie-Hellman group.
     #[error("{0} is not a supported DH group (2, 5, 14-24)")]
     DhGroup(u32),
     /// Unsupported integrity algorithm.
-    #[error("{0:?} is not an integrity algorithm (SHA1, SHA256, SHA384, SHA512)")]
+    #[error("{} is not an integrity algorithm (SHA1, SHA256, SHA384, SHA512)", quote(.0))]
     Integrity(String),
     /// Unsupported encryption algorithm.
-    #[error("{0:?} is not an encryption algorithm (AES128, AES256, CAMELLIA128, CAMELLIA256)")]
+    #[error("{} is not an encryption algorithm (AES128, AES256, CAMELLIA128, CAMELLIA256)", quote(.0))]
     Encryption(String),
     /// A number out of its range.
     #[error("{value} is out of range ({min}-{max})")]
@@ -174,7 +174,7 @@ pub enum ErrorKind {
         max: u64,
     },
     /// A path that must be absolute.
-    #[error("{0:?} is not an absolute path")]
+    #[error("{} is not an absolute path", quote(.0))]
     NotAbsolute(String),
     /// Neither a `kawaii` nor a `konvey` section.
     #[error("missing: a node runs kawaii, konvey or both, and this file has neither section")]
@@ -184,7 +184,8 @@ pub enum ErrorKind {
     Required(&'static str),
     /// An interface listed for both the Kawaii and the Konvey program.
     #[error(
-        "{value:?} already carries the Kawaii program ({other}); an interface runs one program"
+        "{} already carries the Kawaii program ({other}); an interface runs one program",
+        quote(.value)
     )]
     BothPrograms {
         /// The interface.
@@ -193,8 +194,30 @@ pub enum ErrorKind {
         other: String,
     },
     /// A `node.konvey.health.endpoints` key naming no endpoint.
-    #[error("{0:?} is not the name of a konvey endpoint")]
+    #[error("{} is not the name of a konvey endpoint", quote(.0))]
     UnknownEndpoint(String),
+}
+
+/// Longest part of an offending value quoted in an error message, in
+/// characters; the rest is elided with its size.
+pub const MAX_QUOTED: usize = 120;
+
+/// `value` quoted as `{:?}` does (so a newline cannot break the line), cut
+/// to [`MAX_QUOTED`] characters with the size of the rest.
+///
+/// ```
+/// use kowabunga_control::config::error::quote;
+/// assert_eq!(quote("10.0.0.x"), r#""10.0.0.x""#);
+/// let long = "a".repeat(4 << 20);
+/// let q = quote(&long);
+/// assert!(q.len() < 200, "{q}");
+/// assert!(q.ends_with("... (4194184 more bytes)"), "{q}");
+/// ```
+pub fn quote(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}... ({} more bytes)", &value[..cut], value.len() - cut),
+    }
 }
 
 /// `Err` of a [`ValidationError`] at `path`.

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 
 use super::error::{err, ErrorKind, ValidationError};
 use super::model::PortSpec;
-use super::ports::parse_port_list;
+use super::ports::{parse_port_list, parse_port_range};
 
 /// Linux `IFNAMSIZ - 1`: the longest interface name.
 pub const MAX_IFNAME_LEN: usize = 15;
@@ -230,6 +230,45 @@ pub fn check_disjoint(
                 value: text.to_owned(),
                 other: other_path.clone(),
                 other_value: *other,
+            },
+        ),
+        None => Ok(()),
+    }
+}
+
+/// A port range `"min-max"` at `path`.
+///
+/// # Errors
+/// [`ErrorKind::NotAPortRange`].
+pub fn parse_range(path: &str, spec: &PortSpec) -> Result<(u16, u16), ValidationError> {
+    parse_port_range(spec.as_str()).or_else(|error| {
+        err(
+            path,
+            ErrorKind::NotAPortRange {
+                value: spec.as_str().to_owned(),
+                error,
+            },
+        )
+    })
+}
+
+/// Fails when `name` is already the name of the entry `j` of `earlier`
+/// (`other` formats that entry's field path).
+///
+/// # Errors
+/// [`ErrorKind::Duplicate`] naming the first use.
+pub fn check_unique<'a>(
+    path: &str,
+    name: &str,
+    earlier: impl IntoIterator<Item = &'a str>,
+    other: impl Fn(usize) -> String,
+) -> Result<(), ValidationError> {
+    match earlier.into_iter().position(|o| o == name) {
+        Some(j) => err(
+            path,
+            ErrorKind::Duplicate {
+                value: name.to_owned(),
+                other: other(j),
             },
         ),
         None => Ok(()),

@@ -140,12 +140,22 @@ impl From<ValidationError> for ConfigError {
     }
 }
 
+/// Longest error line, in characters: values are quoted up to
+/// [`error::MAX_QUOTED`] characters, and whatever a parser echoes is cut
+/// here (the field path comes first, so it is never cut).
+pub const MAX_ERROR_LINE: usize = 1024;
+
 fn one_line(text: &str) -> String {
-    text.split(['\n', '\r'])
+    let line = text
+        .split(['\n', '\r'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    match line.char_indices().nth(MAX_ERROR_LINE) {
+        None => line,
+        Some((cut, _)) => format!("{}... ({} more bytes)", &line[..cut], line.len() - cut),
+    }
 }
 
 /// Parses and validates configuration text.

@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use kowabunga_bindings::KW_MAX_PEERINGS;
 
 use super::error::{err, ErrorKind, ValidationError};
-use super::fields::{check_count, check_ifname, check_name};
+use super::fields::{check_count, check_ifname, check_name, parse_range};
 use super::model::Config;
-use super::ports::parse_port_range;
 use crate::konvey::config::ValidNodeKonvey;
 
 /// Largest accepted `node.conntrack_entries` (64 Mi entries).
@@ -132,15 +131,7 @@ pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
         );
     }
 
-    let nat_ports = parse_port_range(node.nat_port_range.as_str()).or_else(|error| {
-        err(
-            "node.nat_port_range",
-            ErrorKind::NotAPortRange {
-                value: node.nat_port_range.as_str().to_owned(),
-                error,
-            },
-        )
-    })?;
+    let nat_ports = parse_range("node.nat_port_range", &node.nat_port_range)?;
 
     if let Some(entries) = node.conntrack_entries {
         if entries == 0 || entries > MAX_CONNTRACK_ENTRIES {

@@ -157,3 +157,29 @@ fn values_with_newlines_stay_on_one_line() {
         r#"kawaii.firewall.ingress[0].protocol: "tcp\nudp" is not a protocol (tcp, udp or icmp)"#
     );
 }
+
+#[test]
+fn huge_values_are_quoted_short_with_the_path_first() {
+    let huge = "x".repeat(4 << 20);
+    // A validation error quotes the value cut short.
+    let text = invalid(&format!(
+        "{NODE}kawaii:\n  public_ips: [203.0.113.10]\n  private_subnet: \"{huge}\"\n"
+    ));
+    assert!(
+        text.starts_with("kawaii.private_subnet: \"xxxx"),
+        "{}",
+        &text[..80]
+    );
+    assert!(text.len() < 300, "{} bytes", text.len());
+    assert!(
+        text.contains("... (4194184 more bytes) is not an IPv4 subnet"),
+        "{text}"
+    );
+    // A parse error (serde echoes the value) is cut as a whole line.
+    let err = parse_str(&format!("{NODE}kawaii:\n  public_ips: {{{huge}: 1}}\n"))
+        .expect_err("not a list");
+    let text = err.to_string();
+    assert!(text.starts_with("kawaii.public_ips"), "{}", &text[..80]);
+    assert!(text.len() < MAX_ERROR_LINE + 100, "{} bytes", text.len());
+    assert!(!text.contains('\n'));
+}

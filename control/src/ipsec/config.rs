@@ -8,7 +8,7 @@ use ipnet::Ipv4Net;
 
 use super::proposal::{validate_proposal, Proposal};
 use crate::config::error::{err, ErrorKind, ValidationError};
-use crate::config::fields::{check_disjoint, check_name, parse_addr, parse_net};
+use crate::config::fields::{check_disjoint, check_name, check_unique, parse_addr, parse_net};
 use crate::config::model::{IpsecConnection, Secret};
 
 /// Ingress rules added per IPsec connection (IKE udp 500, udp 4500, ESP).
@@ -47,15 +47,12 @@ pub fn validate_connection(
 ) -> Result<Ipsec, ValidationError> {
     let name_path = format!("{path}.name");
     check_name(&name_path, &conn.name)?;
-    if let Some(j) = earlier.iter().position(|c| c.name == conn.name) {
-        return err(
-            name_path,
-            ErrorKind::Duplicate {
-                value: conn.name.clone(),
-                other: format!("kawaii.ipsec_connections[{j}].name"),
-            },
-        );
-    }
+    check_unique(
+        &name_path,
+        &conn.name,
+        earlier.iter().map(|c| c.name.as_str()),
+        |j| format!("kawaii.ipsec_connections[{j}].name"),
+    )?;
     let ip_path = format!("{path}.remote_ip");
     let remote_ip = parse_addr(&ip_path, &conn.remote_ip)?;
     if remote_ip.is_unspecified() {

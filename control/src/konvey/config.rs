@@ -23,10 +23,9 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::config::error::{err, ErrorKind, ValidationError};
-use crate::config::fields::{check_range, parse_addr, Protocol};
+use crate::config::fields::{check_range, check_unique, parse_addr, parse_range, Protocol};
 use crate::config::model::{Konvey, NodeKonvey, UdpProbeSpec};
 use crate::config::node::ValidNode;
-use crate::config::ports::parse_port_range;
 use crate::konvey::health::HealthConfig;
 use crate::konvey::probe::UdpProbe;
 
@@ -113,15 +112,7 @@ pub fn validate_node_konvey(k: &NodeKonvey) -> Result<ValidNodeKonvey, Validatio
         Some(text) => Some(addr("node.konvey.source_ip", text)?),
         None => None,
     };
-    let nat_ports = parse_port_range(k.nat_port_range.as_str()).or_else(|error| {
-        err(
-            "node.konvey.nat_port_range",
-            ErrorKind::NotAPortRange {
-                value: k.nat_port_range.as_str().to_owned(),
-                error,
-            },
-        )
-    })?;
+    let nat_ports = parse_range("node.konvey.nat_port_range", &k.nat_port_range)?;
     let h = &k.health;
     check_range("node.konvey.health.interval_ms", h.interval_ms, INTERVAL_MS)?;
     check_range(
@@ -186,15 +177,12 @@ pub fn validate_konvey(node: &ValidNode, k: &Konvey) -> Result<ValidKonvey, Vali
         {
             return err(name_path, ErrorKind::BadName(e.name.clone()));
         }
-        if let Some(j) = endpoints.iter().position(|o| o.name == e.name) {
-            return err(
-                name_path,
-                ErrorKind::Duplicate {
-                    value: e.name.clone(),
-                    other: format!("konvey.endpoints[{j}].name"),
-                },
-            );
-        }
+        check_unique(
+            &name_path,
+            &e.name,
+            endpoints.iter().map(|o: &ValidEndpoint| o.name.as_str()),
+            |j| format!("konvey.endpoints[{j}].name"),
+        )?;
         let protocol = match Protocol::parse(e.protocol.trim()) {
             Some(p @ (Protocol::Tcp | Protocol::Udp)) => p,
             Some(Protocol::Icmp) => {

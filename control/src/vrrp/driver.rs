@@ -18,154 +18,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::config::{Handover, Instance};
-use super::machine::{Action, Counters, Machine, MachineConfig, State};
-use super::packet::{Advert, PacketError, IPPROTO_VRRP, MCAST_V4};
-use super::vip::{VipError, VipOwner};
+use super::machine::{Action, Machine, MachineConfig, State};
+use super::packet::{Advert, IPPROTO_VRRP, MCAST_V4};
+pub use super::socket::DriverError;
+use super::socket::{hw_addr, ifindex, io_err, setsockopt, socket};
+pub use super::status::{DriverCounters, InstanceStatus};
+use super::vip::VipOwner;
 
 /// Default `SCHED_RR` priority of the VRRP thread.
 pub const DEFAULT_RT_PRIORITY: i32 = 10;
 /// How often a master checks that its VIPs are still on the interface.
 pub const RECONCILE_PERIOD: Duration = Duration::from_secs(1);
-
-/// Driver errors (startup only; at run time failures are counted and logged).
-#[derive(Debug, thiserror::Error)]
-pub enum DriverError {
-    /// An interface that does not exist.
-    #[error("vrrp instance {instance}: no interface {interface}")]
-    NoInterface {
-        /// Instance name.
-        instance: String,
-        /// Interface name.
-        interface: String,
-    },
-    /// No IPv4 address to send adverts from.
-    #[error("vrrp instance {instance}: interface {interface} has no IPv4 address of its own")]
-    NoAddress {
-        /// Instance name.
-        instance: String,
-        /// Interface name.
-        interface: String,
-    },
-    /// IPv6 instances: the machine and codec handle them, the driver not yet.
-    #[error("vrrp instance {0}: IPv6 instances are not supported by the driver yet")]
-    Ipv6(String),
-    /// A socket call failed.
-    #[error("vrrp {what}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// rtnetlink failed.
-    #[error(transparent)]
-    Vip(#[from] VipError),
-    /// The engine thread could not be started.
-    #[error("vrrp thread: {0}")]
-    Thread(#[source] io::Error),
-}
-
-/// Driver-level counters of one instance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DriverCounters {
-    /// Packets read from the socket.
-    pub received: u64,
-    /// Dropped: IP TTL not 255.
-    pub bad_ttl: u64,
-    /// Dropped: IP header malformed.
-    pub bad_ip: u64,
-    /// Dropped: truncated advert.
-    pub truncated: u64,
-    /// Dropped: length does not match the address count.
-    pub bad_length: u64,
-    /// Dropped: version not 3.
-    pub bad_version: u64,
-    /// Dropped: type not advertisement.
-    pub bad_type: u64,
-    /// Dropped: zero addresses.
-    pub no_address: u64,
-    /// Dropped: checksum.
-    pub bad_checksum: u64,
-    /// Dropped: family mismatch.
-    pub bad_family: u64,
-    /// Adverts of another VRID on the interface (not an error).
-    pub other_vrid: u64,
-    /// Our own adverts looped back.
-    pub own: u64,
-    /// Adverts that could not be sent.
-    pub send_errors: u64,
-    /// VIP add/remove failures.
-    pub vip_errors: u64,
-    /// Gratuitous ARPs sent.
-    pub garp_sent: u64,
-    /// VIPs found missing while master (removed behind our back) and re-added.
-    pub vip_readded: u64,
-}
-
-impl DriverCounters {
-    fn count(&mut self, e: PacketError) {
-        match e {
-            PacketError::Truncated { .. } => self.truncated += 1,
-            PacketError::BadLength { .. } => self.bad_length += 1,
-            PacketError::BadVersion(_) => self.bad_version += 1,
-            PacketError::BadType(_) => self.bad_type += 1,
-            PacketError::NoAddress => self.no_address += 1,
-            PacketError::BadChecksum { .. } => self.bad_checksum += 1,
-            PacketError::Family | PacketError::Unencodable(_) => self.bad_family += 1,
-        }
-    }
-}
-
-/// What `kowabunga status` shows of one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceStatus {
-    /// Instance name.
-    pub name: String,
-    /// VRID.
-    pub vrid: u8,
-    /// Interface.
-    pub interface: String,
-    /// Protocol state.
-    pub state: State,
-    /// Our priority.
-    pub priority: u8,
-    /// The master's address and priority, when known.
-    pub master: Option<(IpAddr, u8)>,
-    /// Protocol counters.
-    pub counters: Counters,
-    /// Socket counters.
-    pub driver: DriverCounters,
-}
-
-impl std::fmt::Display for InstanceStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "vrrp {} vrid={} if={} state={} priority={} master={} rx={} tx={} to_master={} to_backup={} rejected={}",
-            self.name,
-            self.vrid,
-            self.interface,
-            self.state,
-            self.priority,
-            self.master.map_or_else(|| "-".to_owned(), |(a, p)| format!("{a}/{p}")),
-            self.counters.adverts_rx,
-            self.counters.adverts_tx,
-            self.counters.became_master,
-            self.counters.became_backup,
-            self.driver.bad_ttl
-                + self.driver.bad_ip
-                + self.driver.truncated
-                + self.driver.bad_length
-                + self.driver.bad_version
-                + self.driver.bad_type
-                + self.driver.no_address
-                + self.driver.bad_checksum
-                + self.driver.bad_family
-                + self.counters.address_mismatch,
-        )
-    }
-}
 
 /// Engine tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,73 +63,6 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Shutdown")
     }
-}
-
-fn io_err(what: &'static str) -> DriverError {
-    DriverError::Io {
-        what,
-        source: io::Error::last_os_error(),
-    }
-}
-
-fn setsockopt<T>(
-    fd: &OwnedFd,
-    level: i32,
-    name: i32,
-    value: &T,
-    what: &'static str,
-) -> Result<(), DriverError> {
-    // SAFETY: `value` points to a live `T` whose size is passed along.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(value).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io_err(what));
-    }
-    Ok(())
-}
-
-fn socket(domain: i32, ty: i32, proto: i32, what: &'static str) -> Result<OwnedFd, DriverError> {
-    // SAFETY: plain socket(2); the descriptor is owned right after.
-    let raw = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, proto) };
-    if raw < 0 {
-        return Err(io_err(what));
-    }
-    // SAFETY: fresh descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-fn ifindex(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
-}
-
-fn hw_addr(fd: &OwnedFd, name: &str) -> Result<[u8; 6], DriverError> {
-    // SAFETY: a zeroed ifreq is valid; the name fits (checked by config, <= 15 bytes).
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes().take(15)) {
-        *d = s as libc::c_char;
-    }
-    // SAFETY: SIOCGIFHWADDR reads and writes the ifreq we own.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
-    if rc != 0 {
-        return Err(io_err("SIOCGIFHWADDR"));
-    }
-    // SAFETY: after SIOCGIFHWADDR the union holds `ifru_hwaddr`.
-    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
-    let mut mac = [0u8; 6];
-    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *d = *s as u8;
-    }
-    Ok(mac)
 }
 
 struct Runtime {

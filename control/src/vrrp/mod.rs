@@ -4,7 +4,9 @@
 //! * [`machine`]: the sans-IO state machine (no sockets, no clock inside);
 //! * [`config`]: the `node.vrrp` key, its validation and the zone rule;
 //! * [`vip`]: the single owner of VIP presence (rtnetlink);
-//! * [`driver`]: raw sockets, gratuitous ARP and the engine thread;
+//! * [`driver`]: the engine thread, gratuitous ARP, timers;
+//! * [`socket`]: the driver's system calls and [`socket::DriverError`];
+//! * [`status`]: per-instance counters and status line;
 //! * [`role`]: the role of `kowabungad` (started after the dataplanes).
 //!
 //! ```no_run
@@ -26,4 +28,6 @@ pub mod driver;
 pub mod machine;
 pub mod packet;
 pub mod role;
+pub mod socket;
+pub mod status;
 pub mod vip;
