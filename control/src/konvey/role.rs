@@ -1,5 +1,5 @@
 //! Konvey as a role of the daemon: [`KonveyRole`] owns the
-//! [`Balancer`](super::reconcile::Balancer), runs its probes as tokio tasks
+//! balancer ([`super::reconcile::Balancer`]: a backend rotation per service), runs its probes as tokio tasks
 //! (results come back through a channel, the loop is woken by a `Notify`),
 //! reconciles rotations on reload and every second; [`SPEC`] is its entry
 //! in the daemon's registry.
