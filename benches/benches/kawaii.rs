@@ -8,7 +8,7 @@
 //! - drop: a new inbound flow to a closed VIP port (rule scans, counter);
 //! - malformed: a truncated IPv4 header (the earliest drop);
 //! - new flow: SNAT with port reservation and two conntrack inserts, one
-//!   call per new tuple (last: it empties conntrack).
+//!   call per new tuple, into fresh maps (last: it reloads the program).
 //!
 //! The measuring is in `kowabunga_benches`; `KOWABUNGA_BENCH_REPEAT` and
 //! `KOWABUNGA_BENCH_FLOWS` scale the run.

@@ -10,8 +10,8 @@
 //! - pass: traffic that is not the balancer's (`repeat`);
 //! - new flow: service lookup, round-robin turn (atomic add), source port
 //!   reservation and two conntrack inserts, full NAT and redirect, one call
-//!   per new tuple (last: it empties conntrack). Afterwards the flows left
-//!   must be spread round-robin over the backends.
+//!   per new tuple, into fresh maps (last: it reloads the program).
+//!   Afterwards the flows left must be spread round-robin over the backends.
 //!
 //! The measuring is in `kowabunga_benches`; `KOWABUNGA_BENCH_REPEAT` and
 //! `KOWABUNGA_BENCH_FLOWS` scale the run.
@@ -124,7 +124,7 @@ fn main() -> Result<()> {
     let Some(h) = kowabunga_benches::run(&rows(), harness)? else {
         return Ok(());
     };
-    // The flows left are those made since conntrack was last emptied:
+    // The flows left are those made since the program was last loaded:
     // consecutive round-robin turns, so no backend is more than one ahead.
     let spread = h.konvey.flows_by_backend()?;
     let count = |b: &(Ipv4Addr, [u8; 6])| {

@@ -12,9 +12,9 @@ pub struct Knobs {
     /// 1 000 000): criterion's iterations are split into calls of at most
     /// this many runs.
     pub repeat: u32,
-    /// New-flow frames, each a tuple of its own, sent before conntrack is
-    /// emptied and they are sent again (`KOWABUNGA_BENCH_FLOWS`, default
-    /// 60 000): the most flows the table holds during a new-flow row.
+    /// New-flow frames, each a tuple of its own, sent before the program is
+    /// loaded afresh and they are sent again (`KOWABUNGA_BENCH_FLOWS`,
+    /// default 60 000): the most flows conntrack holds in a new-flow row.
     pub flows: u32,
 }
 

@@ -3,8 +3,8 @@
 //! row's path.
 //!
 //! Times are `BPF_PROG_TEST_RUN`'s `duration`, measured by the kernel around
-//! the program runs only: building frames, reading counters and emptying
-//! conntrack between calls cost nothing in the figures.
+//! the program runs only: building frames, reading counters and loading the
+//! program afresh between calls cost nothing in the figures.
 
 use std::time::Duration;
 
@@ -27,9 +27,10 @@ pub enum Frames {
     /// kernel's per-call timer overhead; `xdp_pass` shows it).
     PerCall(Vec<u8>),
     /// Frames each of which must start a flow: one call per frame, each
-    /// frame once. Conntrack is emptied before the first and whenever they
-    /// run out ([`Knobs::flows`] of them), so a new-flow row forgets the
-    /// flows of the rows before it: put it last.
+    /// frame once. The subject is built afresh (empty maps) before the first
+    /// and whenever they run out ([`Knobs::flows`] of them), so each cycle
+    /// measures the first flows into fresh maps, and the state the rows
+    /// before it left is gone: put it last.
     NewFlows(Vec<Vec<u8>>),
 }
 
@@ -170,17 +171,22 @@ impl<'r, P: Copy> Measure<'r, P> {
         self.row
     }
 
-    /// Empties conntrack for a new-flow row, runs the priming frames, then
+    /// Builds the subject afresh for a new-flow row, runs the priming frames, then
     /// probes: one untimed run of the row's next frame, which must give the
-    /// row's verdict and move the row's counter by one.
-    fn ready<S: Subject<Program = P>>(&mut self, s: &mut S) -> Result<()> {
+    /// row's verdict and move the row's counter by one. Once per row;
+    /// [`Measure::program`] calls it if it was not.
+    pub fn ready<S: Subject<Program = P>>(
+        &mut self,
+        s: &mut S,
+        fresh: &dyn Fn() -> Result<S>,
+    ) -> Result<()> {
         if self.ready {
             return Ok(());
         }
         let row = self.row;
         if let Frames::NewFlows(v) = &row.frames {
             ensure!(!v.is_empty(), "{}: no new-flow frames", row.id);
-            s.forget_flows()?;
+            *s = fresh()?;
         }
         for (i, (frame, verdict)) in row.prime.iter().enumerate() {
             let got = s.run(row.program, frame)?;
@@ -214,17 +220,20 @@ impl<'r, P: Copy> Measure<'r, P> {
 
     /// Times `iters` runs of the program on the row's frames, each call
     /// followed by the same runs of `baseline` (counted in
-    /// [`Measure::beside`]), and checks the path. Returns the kernel time of
-    /// the program's runs: criterion's `iter_custom` measurement.
+    /// [`Measure::beside`]), and checks the path. `fresh` builds the subject
+    /// anew (new-flow rows). Returns the kernel time of the program's runs:
+    /// criterion's `iter_custom` measurement.
     pub fn program<S: Subject<Program = P>>(
         &mut self,
         s: &mut S,
+        fresh: &dyn Fn() -> Result<S>,
         baseline: &Baseline,
         iters: u64,
     ) -> Result<Duration> {
-        self.ready(s)?;
+        self.ready(s, fresh)?;
         let row = self.row;
-        let before = s.counters()?;
+        let mut before = s.counters()?;
+        let mut counted = 0;
         let mut total = Duration::ZERO;
         match &row.frames {
             Frames::Repeat(frame) => {
@@ -237,9 +246,13 @@ impl<'r, P: Copy> Measure<'r, P> {
             }
             Frames::PerCall(_) | Frames::NewFlows(_) => {
                 let flows = self.flows();
-                for _ in 0..iters {
+                for i in 0..iters {
                     if self.next >= flows {
-                        s.forget_flows()?;
+                        // a fresh subject has fresh counters: check first
+                        check_path(s, &before, row.stat, i - counted)?;
+                        *s = fresh()?;
+                        before = s.counters()?;
+                        counted = i;
                         self.next = 0;
                     }
                     let frame = self.take_frame();
@@ -250,7 +263,7 @@ impl<'r, P: Copy> Measure<'r, P> {
                 }
             }
         }
-        check_path(s, &before, row.stat, iters)?;
+        check_path(s, &before, row.stat, iters - counted)?;
         Ok(total)
     }
 
@@ -273,7 +286,7 @@ impl<'r, P: Copy> Measure<'r, P> {
         Ok(total)
     }
 
-    /// How many new-flow frames are used before conntrack is emptied;
+    /// How many new-flow frames are used before the subject is built afresh;
     /// unbounded for other rows.
     fn flows(&self) -> usize {
         match &self.row.frames {

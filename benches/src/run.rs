@@ -38,19 +38,14 @@ pub fn privileged(name: &str) -> bool {
 
 /// The subject and the baseline, loaded when the first benchmark runs, so
 /// that listing or filtering everything out loads nothing.
-struct Lazy<S, F> {
-    build: Option<F>,
+struct Lazy<S> {
     loaded: Option<(S, Baseline)>,
 }
 
-impl<S: Subject, F: FnOnce() -> Result<S>> Lazy<S, F> {
-    fn get(&mut self) -> Result<(&mut S, &Baseline)> {
+impl<S: Subject> Lazy<S> {
+    fn get(&mut self, build: &dyn Fn() -> Result<S>) -> Result<(&mut S, &Baseline)> {
         if self.loaded.is_none() {
-            let build = self
-                .build
-                .take()
-                .context("the harness failed to build before")?;
-            let subject = build().context("fixture network and program")?;
+            let subject = build()?;
             let baseline = Baseline::load().context("load xdp_pass.o")?;
             self.loaded = Some((subject, baseline));
         }
@@ -59,11 +54,11 @@ impl<S: Subject, F: FnOnce() -> Result<S>> Lazy<S, F> {
     }
 }
 
-/// Runs `rows` under criterion against the subject that `build` makes, then
-/// prints the summary table. Rows run in order (a new-flow row empties
-/// conntrack: put it last). Returns the subject, for checks after the
-/// rows, unless nothing ran; `None` too when the bench is skipped (not
-/// root).
+/// Runs `rows` under criterion against the subject that `build` makes (again
+/// for each cycle of a new-flow row), then prints the summary table. Rows
+/// run in order (a new-flow row replaces the subject: put it last). Returns
+/// the subject, for checks after the rows, unless nothing ran; `None` too
+/// when the bench is skipped (not root).
 ///
 /// Each row is the criterion group `<subject>/<row id>` with two benchmarks:
 /// `<subject>` (the program, with `xdp_pass` alternating on the same frames
@@ -79,34 +74,34 @@ impl<S: Subject, F: FnOnce() -> Result<S>> Lazy<S, F> {
 /// ```
 pub fn run<S: Subject>(
     rows: &[Row<S::Program>],
-    build: impl FnOnce() -> Result<S>,
+    build: impl Fn() -> Result<S>,
 ) -> Result<Option<S>> {
     if !privileged(S::NAME) {
         return Ok(None);
     }
     let knobs = Knobs::from_env();
     let mut c = criterion();
-    let mut lazy = Lazy {
-        build: Some(build),
-        loaded: None,
-    };
+    let build = || build().context("fixture network and program");
+    let mut lazy = Lazy { loaded: None };
     let mut lines = Vec::new();
     for row in rows {
         let name = format!("{}/{}", S::NAME, row.id);
         let fail = |e: anyhow::Error| -> ! { panic!("{name}: {e:#}") };
         let mut m = Measure::new(row, knobs);
         let mut group = c.benchmark_group(&name);
+        // Loading and priming happen outside `iter_custom`, whose wall time
+        // criterion uses to plan the iterations.
         group.bench_function(S::NAME, |b| {
+            let (s, base) = lazy.get(&build).unwrap_or_else(|e| fail(e));
+            m.ready(s, &build).unwrap_or_else(|e| fail(e));
             b.iter_custom(|iters| {
-                let (s, base) = lazy.get().unwrap_or_else(|e| fail(e));
-                m.program(s, base, iters).unwrap_or_else(|e| fail(e))
+                m.program(s, &build, base, iters)
+                    .unwrap_or_else(|e| fail(e))
             });
         });
         group.bench_function("xdp_pass", |b| {
-            b.iter_custom(|iters| {
-                let (_, base) = lazy.get().unwrap_or_else(|e| fail(e));
-                m.baseline(base, iters).unwrap_or_else(|e| fail(e))
-            });
+            let (_, base) = lazy.get(&build).unwrap_or_else(|e| fail(e));
+            b.iter_custom(|iters| m.baseline(base, iters).unwrap_or_else(|e| fail(e)));
         });
         group.finish();
         lines.extend(Line::of(&m));

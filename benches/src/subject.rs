@@ -27,9 +27,6 @@ pub trait Subject {
 
     /// The object's counters, summed over CPUs.
     fn counters(&self) -> Result<Counters>;
-
-    /// Deletes every conntrack flow, so that new-flow frames are new again.
-    fn forget_flows(&mut self) -> Result<()>;
 }
 
 impl Subject for Harness {
@@ -47,12 +44,6 @@ impl Subject for Harness {
     fn counters(&self) -> Result<Counters> {
         Harness::counters(self)
     }
-
-    fn forget_flows(&mut self) -> Result<()> {
-        // Every flow has been idle longer than any timeout at the end of time.
-        self.kawaii.sweep(u64::MAX)?;
-        Ok(())
-    }
 }
 
 impl Subject for KonveyHarness {
@@ -69,10 +60,5 @@ impl Subject for KonveyHarness {
 
     fn counters(&self) -> Result<Counters> {
         KonveyHarness::counters(self)
-    }
-
-    fn forget_flows(&mut self) -> Result<()> {
-        self.konvey.sweep(u64::MAX)?;
-        Ok(())
     }
 }
