@@ -171,10 +171,10 @@ impl<'r, P: Copy> Measure<'r, P> {
         self.row
     }
 
-    /// Builds the subject afresh for a new-flow row, runs the priming frames, then
-    /// probes: one untimed run of the row's next frame, which must give the
-    /// row's verdict and move the row's counter by one. Once per row;
-    /// [`Measure::program`] calls it if it was not.
+    /// Builds the subject afresh for a new-flow row, runs the priming
+    /// frames, then probes: one untimed run of the row's next frame, which
+    /// must give the row's verdict and move the row's counter by one. Once
+    /// per row; [`Measure::program`] calls it if it was not.
     pub fn ready<S: Subject<Program = P>>(
         &mut self,
         s: &mut S,
