@@ -25,15 +25,22 @@ pub fn criterion() -> Criterion {
         .configure_from_args()
 }
 
-/// Whether the bench may run here: as root (`BPF_PROG_TEST_RUN`, network
+/// Whether the bench may run here: privileged as every test suite means it
+/// ([`kowabunga_testkit::why_not_privileged`]: `BPF_PROG_TEST_RUN`, network
 /// namespaces), or to list the benchmarks (`--list` needs no program).
-/// Otherwise prints one line saying the bench is skipped.
+/// Otherwise prints one line saying the bench is skipped (a bench never
+/// fails for that, whatever `KOWABUNGA_REQUIRE_PRIVILEGED` says).
 pub fn privileged(name: &str) -> bool {
-    if nix::unistd::geteuid().is_root() || std::env::args().any(|a| a == "--list") {
+    if std::env::args().any(|a| a == "--list") {
         return true;
     }
-    eprintln!("{name} bench: needs root (BPF_PROG_TEST_RUN, network namespace); skipped");
-    false
+    match kowabunga_testkit::why_not_privileged() {
+        None => true,
+        Some(why) => {
+            eprintln!("{name} bench: {why}; skipped");
+            false
+        }
+    }
 }
 
 /// The subject and the baseline, loaded when the first benchmark runs, so
