@@ -9,11 +9,9 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`kawaii`] | load `kawaii.o`, pinned or private maps |
-//! | [`konvey`] | load `konvey.o`; services, rotations, flows per backend |
+//! | [`kawaii`] | load `kawaii.o`, pinned or private maps; [`kawaii::config`] its configuration as Rust types, encoded into the ABI; [`kawaii::banks`] apply it to the inactive bank and flip |
+//! | [`konvey`] | load `konvey.o`, program it; [`konvey::service`] services, backends, node settings as Rust types |
 //! | [`attach`] | attach / detach a role's program, pinned links |
-//! | [`kawaii_config`] | Kawaii's configuration as Rust types, encoded into the ABI |
-//! | [`rules`] | apply a configuration to the inactive bank and flip |
 //! | [`conntrack`] | list and sweep `kw_ct4` |
 //! | [`stats`] | per-CPU counters summed, with names |
 //! | [`events`] | sampled drop events from the ring buffer |
@@ -49,10 +47,8 @@ pub mod caps;
 pub mod conntrack;
 pub mod events;
 pub mod kawaii;
-pub mod kawaii_config;
 pub mod konvey;
 pub mod role;
-pub mod rules;
 pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod test_run;
@@ -60,11 +56,11 @@ pub mod test_run;
 pub use attach::{Attached, Mode};
 pub use conntrack::{monotonic_now_ns, SweepReport};
 pub use events::{DropEvent, DropEvents};
+pub use kawaii::banks::{ActiveConfig, Tables};
+pub use kawaii::config::KawaiiConfig;
 pub use kawaii::{Kawaii, LoadOptions};
-pub use kawaii_config::KawaiiConfig;
 pub use konvey::Konvey;
 pub use role::Role;
-pub use rules::{ActiveConfig, Tables};
 pub use stats::Counters;
 #[cfg(feature = "test-util")]
 pub use test_run::{Baseline, TestRunOutput, Verdict};

@@ -11,12 +11,12 @@ use std::{fs, process::Command};
 
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
 use kowabunga_bindings::{kw_config, kw_ct_key, kw_ct_state, kw_ct_value, kw_rule, kw_stat};
-use kowabunga_dataplane::kawaii_config::{Policy, Rule, RuleProto};
+use kowabunga_dataplane::kawaii::config::{Policy, Rule, RuleProto};
 use kowabunga_dataplane::KawaiiConfig;
 use kowabunga_dataplane::{
     conntrack,
+    kawaii::banks::{self as rules, Tables},
     kawaii::{self, MAP_NAMES},
-    rules::{self, Tables},
     test_run::{kawaii_pin_mismatches, XDP_PASS},
     Baseline, Kawaii, LoadOptions, Mode, Role,
 };

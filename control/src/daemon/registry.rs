@@ -38,6 +38,31 @@ pub struct RoleSpec {
     pub detach: fn(&ValidConfig) -> anyhow::Result<()>,
 }
 
+impl RoleSpec {
+    /// A role whose config field is its name (`kawaii`, `konvey`).
+    pub const fn new(
+        name: &'static str,
+        wanted: fn(&ValidConfig) -> bool,
+        interfaces: fn(&ValidConfig) -> Vec<(String, String)>,
+        load: fn(&ValidConfig, &Context) -> anyhow::Result<Box<dyn Role>>,
+        detach: fn(&ValidConfig) -> anyhow::Result<()>,
+    ) -> Self {
+        RoleSpec {
+            name,
+            section: name,
+            wanted,
+            interfaces,
+            load,
+            detach,
+        }
+    }
+
+    /// The same role asked for by another config field (`node.vrrp`).
+    pub const fn with_section(self, section: &'static str) -> Self {
+        RoleSpec { section, ..self }
+    }
+}
+
 /// Every role, in start order: dataplanes first, VIP failover once they
 /// run. Reloads follow the same order.
 pub const ROLES: &[RoleSpec] = &[

@@ -19,7 +19,7 @@
 //! udp 500 (IKE), udp 4500 (NAT-T) and protocol 50 (ESP, ports 0-0).
 
 use ipnet::Ipv4Net;
-use kowabunga_dataplane::kawaii_config::{
+use kowabunga_dataplane::kawaii::config::{
     KawaiiConfig, Peering, Policy as DpPolicy, Rule, RuleProto,
 };
 

@@ -7,11 +7,11 @@
 
 use anyhow::Context as _;
 use kowabunga_dataplane::{
-    Counters, DropEvent, DropEvents, Kawaii, KawaiiConfig, LoadOptions, Role as Hook, SweepReport,
+    Counters, DropEvent, Kawaii, KawaiiConfig, LoadOptions, Role as Hook, SweepReport,
 };
 use tracing::debug;
 
-use crate::role::engine::{drain, open_events, XdpEngine};
+use crate::role::engine::{Loaded, XdpEngine};
 
 /// What the Kawaii role needs from its dataplane.
 pub trait KawaiiEngine: XdpEngine {
@@ -30,59 +30,49 @@ pub trait KawaiiEngine: XdpEngine {
 }
 
 /// The real dataplane: [`Kawaii`] plus its drop-event reader.
-#[derive(Debug)]
-pub struct KawaiiDataplane {
-    kawaii: Kawaii,
-    events: Option<DropEvents>,
-}
+pub type KawaiiDataplane = Loaded<Kawaii>;
 
-impl KawaiiDataplane {
+impl Loaded<Kawaii> {
     /// Loads `kawaii.o` with pinned maps under `options.pin_dir`.
     ///
     /// # Errors
     /// Loading failed (verifier, bpffs, mismatching pinned map).
     pub fn load(options: &LoadOptions) -> anyhow::Result<Self> {
-        let mut kawaii = Kawaii::load(options).context("cannot load the Kawaii dataplane")?;
-        let events = open_events("kawaii", kawaii.drop_events());
-        Ok(KawaiiDataplane { kawaii, events })
-    }
-
-    /// The loaded dataplane.
-    pub fn kawaii(&self) -> &Kawaii {
-        &self.kawaii
+        let kawaii = Kawaii::load(options).context("cannot load the Kawaii dataplane")?;
+        Ok(Loaded::new("kawaii", kawaii, Kawaii::drop_events))
     }
 }
 
-impl XdpEngine for KawaiiDataplane {
+impl XdpEngine for Loaded<Kawaii> {
     fn detach(&mut self, ifname: &str) -> anyhow::Result<bool> {
-        self.kawaii
+        self.object
             .detach(ifname)
             .with_context(|| format!("cannot detach {ifname}"))
     }
 
     fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport> {
-        self.kawaii.sweep(now_ns).context("conntrack sweep failed")
+        self.object.sweep(now_ns).context("conntrack sweep failed")
     }
 
     fn drain_events(&mut self) -> Vec<DropEvent> {
-        drain(&mut self.events)
+        self.drain()
     }
 
     fn counters(&self) -> anyhow::Result<Counters> {
-        self.kawaii.counters().context("cannot read the counters")
+        self.object.counters().context("cannot read the counters")
     }
 }
 
-impl KawaiiEngine for KawaiiDataplane {
+impl KawaiiEngine for Loaded<Kawaii> {
     fn apply(&mut self, config: &KawaiiConfig) -> anyhow::Result<u32> {
-        self.kawaii
+        self.object
             .apply(config)
             .context("cannot apply the configuration")
     }
 
     fn attach(&mut self, ifname: &str, hook: Hook) -> anyhow::Result<()> {
         let attached = self
-            .kawaii
+            .object
             .attach(hook, ifname)
             .with_context(|| format!("cannot attach the {hook} program to {ifname}"))?;
         debug!(

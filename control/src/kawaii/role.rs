@@ -17,14 +17,8 @@ use crate::daemon::registry::RoleSpec;
 use crate::role::{ReloadError, Role};
 
 /// Kawaii's entry in the daemon's registry.
-pub const SPEC: RoleSpec = RoleSpec {
-    name: "kawaii",
-    section: "kawaii",
-    wanted: |config| config.kawaii.is_some(),
-    interfaces,
-    load,
-    detach,
-};
+pub const SPEC: RoleSpec =
+    RoleSpec::new("kawaii", |c| c.kawaii.is_some(), interfaces, load, detach);
 
 /// The interfaces of a config that carry the Kawaii program: field path,
 /// name and hook (none without a `kawaii` section).

@@ -1,4 +1,4 @@
-//! The Konvey role's view of its dataplane: [`KonveyDataplane`] (the shared
+//! The Konvey role's view of its dataplane: [`KonveyEngine`] (the shared
 //! [`XdpEngine`] half plus services and rotations), implemented for the real
 //! [`Konvey`] and for fakes in tests.
 
@@ -6,13 +6,13 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
-use kowabunga_dataplane::{Counters, DropEvent, DropEvents, Konvey, LoadOptions, SweepReport};
+use kowabunga_dataplane::{Counters, DropEvent, Konvey, LoadOptions, SweepReport};
 use tracing::{debug, info};
 
-use crate::role::engine::{drain, open_events, XdpEngine};
+use crate::role::engine::{Loaded, XdpEngine};
 
 /// What the daemon needs from a Konvey dataplane.
-pub trait KonveyDataplane: XdpEngine {
+pub trait KonveyEngine: XdpEngine {
     /// Writes the node-wide settings (source address, port range).
     ///
     /// # Errors
@@ -53,63 +53,53 @@ pub trait KonveyDataplane: XdpEngine {
 }
 
 /// The real dataplane: [`Konvey`] plus its drop-event reader.
-#[derive(Debug)]
-pub struct KonveyEngine {
-    konvey: Konvey,
-    events: Option<DropEvents>,
-}
+pub type KonveyDataplane = Loaded<Konvey>;
 
-impl KonveyEngine {
+impl Loaded<Konvey> {
     /// Loads `konvey.o` with pinned maps under `options.pin_dir`.
     ///
     /// # Errors
     /// Loading failed (verifier, bpffs, mismatching pinned map).
     pub fn load(options: &LoadOptions) -> anyhow::Result<Self> {
-        let mut konvey = Konvey::load(options).context("cannot load the Konvey dataplane")?;
-        let events = open_events("konvey", konvey.drop_events());
-        Ok(KonveyEngine { konvey, events })
-    }
-
-    /// The loaded dataplane.
-    pub fn konvey(&self) -> &Konvey {
-        &self.konvey
+        let konvey = Konvey::load(options).context("cannot load the Konvey dataplane")?;
+        Ok(Loaded::new("konvey", konvey, Konvey::drop_events))
     }
 }
 
-impl KonveyDataplane for KonveyEngine {
+impl KonveyEngine for Loaded<Konvey> {
     fn set_config(&mut self, config: &KonveyConfig) -> anyhow::Result<()> {
-        self.konvey
+        self.object
             .set_config(config)
             .context("cannot write the Konvey settings")
     }
 
     fn set_service(&mut self, key: ServiceKey, rotation: &[Backend]) -> anyhow::Result<()> {
-        self.konvey
+        self.object
             .set_service(key, rotation)
             .with_context(|| format!("cannot program service {key}"))
     }
 
     fn remove_service(&mut self, key: ServiceKey) -> anyhow::Result<()> {
-        self.konvey
+        self.object
             .remove_service(key)
             .with_context(|| format!("cannot remove service {key}"))
     }
 
     fn services(&self) -> anyhow::Result<Vec<(ServiceKey, Vec<Backend>)>> {
-        self.konvey
+        self.object
             .services()
             .context("cannot read the Konvey services")
     }
 
     fn flows_by_backend(&self) -> anyhow::Result<HashMap<Backend, usize>> {
-        self.konvey
+        self.object
             .flows_by_backend()
             .context("cannot count the flows per backend")
     }
 
     fn attach(&mut self, ifname: &str) -> anyhow::Result<()> {
         let attached = self
-            .konvey
+            .object
             .attach(ifname)
             .with_context(|| format!("cannot attach the konvey program to {ifname}"))?;
         debug!(
@@ -123,21 +113,21 @@ impl KonveyDataplane for KonveyEngine {
     }
 }
 
-impl XdpEngine for KonveyEngine {
+impl XdpEngine for Loaded<Konvey> {
     fn detach(&mut self, ifname: &str) -> anyhow::Result<bool> {
-        self.konvey
+        self.object
             .detach(ifname)
             .with_context(|| format!("cannot detach {ifname}"))
     }
 
     fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport> {
         let report = self
-            .konvey
+            .object
             .sweep(now_ns)
             .context("konvey conntrack sweep failed")?;
         // VIPs that lost their last service leave once their flows are gone
         for vip in self
-            .konvey
+            .object
             .purge_drained_vips()
             .context("konvey: purging drained VIPs failed")?
         {
@@ -147,11 +137,11 @@ impl XdpEngine for KonveyEngine {
     }
 
     fn drain_events(&mut self) -> Vec<DropEvent> {
-        drain(&mut self.events)
+        self.drain()
     }
 
     fn counters(&self) -> anyhow::Result<Counters> {
-        self.konvey
+        self.object
             .counters()
             .context("cannot read the Konvey counters")
     }
@@ -185,7 +175,7 @@ pub(crate) mod fake {
         }
     }
 
-    impl KonveyDataplane for FakeKonvey {
+    impl KonveyEngine for FakeKonvey {
         fn set_config(&mut self, config: &KonveyConfig) -> anyhow::Result<()> {
             self.check("set_config")?;
             self.config = Some(*config);

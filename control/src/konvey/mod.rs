@@ -9,7 +9,7 @@
 //! | [`reconcile`] | [`reconcile::Balancer`]: desired services, one health check per (service, backend), rotations written when they change, draining |
 //! | [`health`] | the sans-IO health state machine of one backend (rise/fall, up/down/draining) |
 //! | [`probe`] | the tokio probes (TCP connect, UDP payload and reply) |
-//! | [`engine`] | [`engine::KonveyDataplane`]: the dataplane behind a trait (real and fake) |
+//! | [`engine`] | [`engine::KonveyEngine`]: the dataplane behind a trait (real and fake) |
 //! | [`role`] | [`role::KonveyRole`]: probes as tasks, reload, housekeeping; its registry entry |
 
 pub mod config;

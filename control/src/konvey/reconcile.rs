@@ -26,7 +26,7 @@ use kowabunga_dataplane::konvey::{Backend, KonveyConfig, Proto, ServiceKey};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use super::engine::KonveyDataplane;
+use super::engine::KonveyEngine;
 use super::health::{Health, HealthConfig, Outcome, ProbeId, State, Transition};
 use super::probe::{ProbeKind, ProbeTarget};
 use crate::config::fields::Protocol;
@@ -156,7 +156,7 @@ pub struct BackendStatus {
 /// The Konvey control loop's state: desired services, health checks,
 /// draining backends, and what the maps hold.
 #[derive(Debug)]
-pub struct Balancer<E: KonveyDataplane> {
+pub struct Balancer<E: KonveyEngine> {
     engine: E,
     health: HealthConfig,
     services: BTreeMap<ServiceKey, DesiredService>,
@@ -172,7 +172,7 @@ pub struct Balancer<E: KonveyDataplane> {
     dirty: bool,
 }
 
-impl<E: KonveyDataplane> Balancer<E> {
+impl<E: KonveyEngine> Balancer<E> {
     /// A balancer over `engine`, starting from what its maps already hold
     /// (a previous daemon's services, kept by the pins).
     ///

@@ -28,14 +28,8 @@ use crate::role::{ReloadError, Role};
 pub const KONVEY_PIN_SUBDIR: &str = "konvey";
 
 /// Konvey's entry in the daemon's registry.
-pub const SPEC: RoleSpec = RoleSpec {
-    name: "konvey",
-    section: "konvey",
-    wanted: |config| config.konvey.is_some(),
-    interfaces,
-    load,
-    detach,
-};
+pub const SPEC: RoleSpec =
+    RoleSpec::new("konvey", |c| c.konvey.is_some(), interfaces, load, detach);
 
 /// The interfaces of a config that carry the Konvey program, with their
 /// field paths (none without a `konvey` section).
@@ -54,7 +48,7 @@ pub fn interfaces(config: &ValidConfig) -> Vec<(String, String)> {
 }
 
 fn load(config: &ValidConfig, ctx: &Context) -> anyhow::Result<Box<dyn Role>> {
-    let engine = KonveyEngine::load(&load_options(config, Some(KONVEY_PIN_SUBDIR)))?;
+    let engine = KonveyDataplane::load(&load_options(config, Some(KONVEY_PIN_SUBDIR)))?;
     let role = KonveyRole::start(engine, config, ctx.env.clone(), ctx.wake.clone())?;
     Ok(Box::new(role))
 }
@@ -62,7 +56,7 @@ fn load(config: &ValidConfig, ctx: &Context) -> anyhow::Result<Box<dyn Role>> {
 /// `--detach`: removes the program from the interfaces and the pinned maps
 /// and links under `node.bpffs/konvey`.
 fn detach(config: &ValidConfig) -> anyhow::Result<()> {
-    let mut engine = KonveyEngine::load(&load_options(config, Some(KONVEY_PIN_SUBDIR)))?;
+    let mut engine = KonveyDataplane::load(&load_options(config, Some(KONVEY_PIN_SUBDIR)))?;
     for (_, ifname) in interfaces(config) {
         if engine.detach(&ifname)? {
             info!(interface = %ifname, "detached the konvey program");
@@ -85,7 +79,7 @@ type ProbeResult = (CheckKey, ProbeId, Outcome);
 
 /// The Konvey role over an engine `K` (the real dataplane, or a fake).
 #[derive(Debug)]
-pub struct KonveyRole<K: KonveyDataplane = KonveyEngine> {
+pub struct KonveyRole<K: KonveyEngine = KonveyDataplane> {
     balancer: Balancer<K>,
     env: NodeEnv,
     interfaces: Vec<String>,
@@ -96,7 +90,7 @@ pub struct KonveyRole<K: KonveyDataplane = KonveyEngine> {
     wake: Arc<Notify>,
 }
 
-impl<K: KonveyDataplane> KonveyRole<K> {
+impl<K: KonveyEngine> KonveyRole<K> {
     /// Finds the node settings, programs every service into `engine`
     /// (nothing is attached yet: see [`Role::attach`]); probes start with
     /// the first [`Role::poll`], and their results wake `wake`.
@@ -148,7 +142,7 @@ impl<K: KonveyDataplane> KonveyRole<K> {
     }
 }
 
-impl<K: KonveyDataplane + Send + 'static> Role for KonveyRole<K> {
+impl<K: KonveyEngine + Send + 'static> Role for KonveyRole<K> {
     fn name(&self) -> &'static str {
         "konvey"
     }

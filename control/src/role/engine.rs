@@ -1,7 +1,7 @@
 //! The half every XDP dataplane engine shares, whatever its role: detach,
 //! conntrack sweep, drop events, counters. Each role's engine trait
 //! (`crate::kawaii::engine::KawaiiEngine`,
-//! `crate::konvey::engine::KonveyDataplane`) extends it with what only that
+//! `crate::konvey::engine::KonveyEngine`) extends it with what only that
 //! role does (apply rules, program rotations, attach with a hook role).
 
 use std::fmt::Display;
@@ -34,19 +34,44 @@ pub trait XdpEngine {
     fn counters(&self) -> anyhow::Result<Counters>;
 }
 
-/// The drop-event reader of a freshly loaded dataplane, or `None` with one
-/// warning (the dataplane works without it; only sampling is lost).
-pub fn open_events<E: Display>(role: &str, events: Result<DropEvents, E>) -> Option<DropEvents> {
-    match events {
-        Ok(events) => Some(events),
-        Err(e) => {
-            warn!("{role} drop events unavailable: {e}");
-            None
-        }
-    }
+/// A loaded XDP object and its drop-event reader: what every role's real
+/// engine is (`KawaiiDataplane = Loaded<Kawaii>`, `KonveyDataplane =
+/// Loaded<Konvey>`).
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub(crate) object: T,
+    events: Option<DropEvents>,
 }
 
-/// Drains `events` if the reader exists.
-pub fn drain(events: &mut Option<DropEvents>) -> Vec<DropEvent> {
-    events.as_mut().map(DropEvents::drain).unwrap_or_default()
+impl<T> Loaded<T> {
+    /// Wraps a freshly loaded `object` and opens its drop-event reader; a
+    /// reader that cannot be opened is one warning (the dataplane works
+    /// without it, only sampling is lost).
+    pub fn new<E: Display>(
+        role: &str,
+        mut object: T,
+        open_events: impl FnOnce(&mut T) -> Result<DropEvents, E>,
+    ) -> Self {
+        let events = match open_events(&mut object) {
+            Ok(events) => Some(events),
+            Err(e) => {
+                warn!("{role} drop events unavailable: {e}");
+                None
+            }
+        };
+        Loaded { object, events }
+    }
+
+    /// The loaded object.
+    pub fn object(&self) -> &T {
+        &self.object
+    }
+
+    /// Every sampled drop event available now (never blocks).
+    pub fn drain(&mut self) -> Vec<DropEvent> {
+        self.events
+            .as_mut()
+            .map(DropEvents::drain)
+            .unwrap_or_default()
+    }
 }

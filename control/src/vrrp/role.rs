@@ -14,14 +14,14 @@ use crate::daemon::registry::{Context, RoleSpec};
 use crate::role::{ReloadError, Role};
 
 /// VRRP's entry in the daemon's registry.
-pub const SPEC: RoleSpec = RoleSpec {
-    name: "vrrp",
-    section: "node.vrrp",
-    wanted: |config| !config.node.vrrp.is_empty(),
-    interfaces: |_| Vec::new(),
+pub const SPEC: RoleSpec = RoleSpec::new(
+    "vrrp",
+    |c| !c.node.vrrp.is_empty(),
+    |_| Vec::new(),
     load,
-    detach: |_| Ok(()),
-};
+    |_| Ok(()),
+)
+.with_section("node.vrrp");
 
 fn load(config: &ValidConfig, _ctx: &Context) -> anyhow::Result<Box<dyn Role>> {
     Ok(Box::new(VrrpRole::new(config.node.vrrp.clone())))

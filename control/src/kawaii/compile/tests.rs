@@ -10,7 +10,7 @@ use kowabunga_dataplane::KawaiiConfig;
 /// so these tests pin the bytes the kernel reads.
 struct Compiled {
     config: kw_config,
-    tables: kowabunga_dataplane::rules::Tables,
+    tables: kowabunga_dataplane::kawaii::banks::Tables,
     typed: KawaiiConfig,
 }
 

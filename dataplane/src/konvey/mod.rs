@@ -35,7 +35,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    fmt, fs,
+    fs,
     net::Ipv4Addr,
     path::{Path, PathBuf},
 };
@@ -43,9 +43,14 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, MapType};
 use aya::{programs::Xdp, Ebpf, EbpfLoader};
 use kowabunga_bindings::{
-    kv_backend, kv_config, kv_service, kv_service_key, kw_counter, kw_ct_key, kw_ct_value, kw_role,
-    kw_stat, KV_MAX_BACKENDS, KV_MAX_SERVICES, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES,
+    kv_config, kv_service, kv_service_key, kw_counter, kw_ct_key, kw_ct_value, kw_role, kw_stat,
+    KV_MAX_BACKENDS, KV_MAX_SERVICES, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES,
 };
+
+pub mod service;
+mod vips;
+
+pub use service::{pack_service, Backend, KonveyConfig, Proto, ServiceKey};
 
 use crate::attach::{self, Attached, Links, Mode};
 use crate::kawaii::{self as kw, check_pinned, xdp_mut, LoadOptions, MapSpec};
@@ -136,187 +141,6 @@ pub enum Error {
     /// A map holds a value this build cannot read (a protocol number).
     #[error("map {MAP_SERVICES}: unexpected protocol {0}")]
     BadProtocol(u8),
-}
-
-/// Transport protocol of a service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Proto {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl Proto {
-    /// The IP protocol number.
-    pub const fn number(self) -> u8 {
-        match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-        }
-    }
-
-    /// The protocol of an IP protocol number, for TCP and UDP.
-    pub const fn from_number(n: u8) -> Option<Self> {
-        match n {
-            6 => Some(Proto::Tcp),
-            17 => Some(Proto::Udp),
-            _ => None,
-        }
-    }
-
-    /// `"tcp"` or `"udp"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A service: what clients connect to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
-    /// The virtual IP.
-    pub vip: Ipv4Addr,
-    /// TCP or UDP.
-    pub proto: Proto,
-    /// The service port on the VIP.
-    pub port: u16,
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}/{}", self.vip, self.port, self.proto)
-    }
-}
-
-impl ServiceKey {
-    /// The map key.
-    pub fn to_kv(self) -> kv_service_key {
-        kv_service_key {
-            vip: u32::from_ne_bytes(self.vip.octets()),
-            port: self.port.to_be(),
-            proto: self.proto.number(),
-            _pad: 0,
-        }
-    }
-
-    /// The service of a map key.
-    ///
-    /// # Errors
-    /// [`Error::BadProtocol`] for a protocol other than TCP or UDP.
-    pub fn from_kv(k: &kv_service_key) -> Result<Self, Error> {
-        Ok(ServiceKey {
-            vip: Ipv4Addr::from(k.vip.to_ne_bytes()),
-            proto: Proto::from_number(k.proto).ok_or(Error::BadProtocol(k.proto))?,
-            port: u16::from_be(k.port),
-        })
-    }
-}
-
-/// A backend: where a flow is sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Backend {
-    /// Its address.
-    pub addr: Ipv4Addr,
-    /// The port the service is translated to (`backend_port`).
-    pub port: u16,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.addr, self.port)
-    }
-}
-
-impl Backend {
-    /// The map value.
-    pub fn to_kv(self) -> kv_backend {
-        kv_backend {
-            addr: u32::from_ne_bytes(self.addr.octets()),
-            port: self.port.to_be(),
-            _pad: 0,
-        }
-    }
-
-    /// The backend of a map value.
-    pub fn from_kv(b: &kv_backend) -> Self {
-        Backend {
-            addr: Ipv4Addr::from(b.addr.to_ne_bytes()),
-            port: u16::from_be(b.port),
-        }
-    }
-}
-
-/// Node-wide settings of the balancer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KonveyConfig {
-    /// The balancer's own address: the source of translated flows, where
-    /// backends send their replies.
-    pub source: Ipv4Addr,
-    /// First source port of translated flows (host order, > 0).
-    pub port_min: u16,
-    /// Last source port (inclusive). Keep the range clear of
-    /// `net.ipv4.ip_local_port_range`, or the host's own connections to a
-    /// backend (health checks) may meet a translated flow's tuple.
-    pub port_max: u16,
-    /// Drop events: one in `2^sample_shift` per reason and CPU.
-    pub sample_shift: u8,
-}
-
-impl KonveyConfig {
-    /// The map value.
-    ///
-    /// # Errors
-    /// [`Error::PortRange`] or [`Error::UnspecifiedSource`].
-    pub fn to_kv(&self) -> Result<kv_config, Error> {
-        if self.port_min == 0 || self.port_max < self.port_min {
-            return Err(Error::PortRange {
-                min: self.port_min,
-                max: self.port_max,
-            });
-        }
-        if self.source.is_unspecified() {
-            return Err(Error::UnspecifiedSource);
-        }
-        Ok(kv_config {
-            snat_ip: u32::from_ne_bytes(self.source.octets()),
-            port_min: self.port_min,
-            port_max: self.port_max,
-            sample_shift: self.sample_shift,
-            configured: 1,
-            _pad: [0; 2],
-        })
-    }
-}
-
-/// The packed map value of a rotation.
-///
-/// # Errors
-/// [`Error::TooManyBackends`].
-pub fn pack_service(key: ServiceKey, id: u32, rotation: &[Backend]) -> Result<kv_service, Error> {
-    if rotation.len() > MAX_BACKENDS {
-        return Err(Error::TooManyBackends {
-            service: key,
-            count: rotation.len(),
-        });
-    }
-    let mut value = kv_service {
-        id,
-        count: rotation.len() as u32,
-        ..Default::default()
-    };
-    for (slot, b) in value.backends.iter_mut().zip(rotation) {
-        *slot = b.to_kv();
-    }
-    Ok(value)
 }
 
 /// The map definitions of `kw_konvey_maps.h` and `kw_maps.h`.
@@ -635,7 +459,7 @@ impl Konvey {
         self.ebpf.map_mut(name)
     }
 
-    fn typed<'a, T>(&'a self, name: &'static str) -> Result<T, Error>
+    pub(crate) fn typed<'a, T>(&'a self, name: &'static str) -> Result<T, Error>
     where
         T: TryFrom<&'a Map, Error = MapError>,
     {
@@ -643,7 +467,7 @@ impl Konvey {
         T::try_from(map).map_err(map_err(name, "open"))
     }
 
-    fn typed_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, Error>
+    pub(crate) fn typed_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, Error>
     where
         T: TryFrom<&'a mut Map, Error = MapError>,
     {
@@ -651,7 +475,7 @@ impl Konvey {
         T::try_from(map).map_err(map_err(name, "open"))
     }
 
-    fn service_values(&self) -> Result<BTreeMap<ServiceKey, kv_service>, Error> {
+    pub(crate) fn service_values(&self) -> Result<BTreeMap<ServiceKey, kv_service>, Error> {
         let services: BpfHashMap<&MapData, kv_service_key, kv_service> =
             self.typed(MAP_SERVICES)?;
         let mut out = BTreeMap::new();
@@ -661,97 +485,13 @@ impl Konvey {
         }
         Ok(out)
     }
-
-    /// Takes out of the balancer the VIPs left without a service whose
-    /// flows have all ended (call it after a conntrack sweep); returns them.
-    ///
-    /// # Errors
-    /// A map error.
-    pub fn purge_drained_vips(&mut self) -> Result<Vec<Ipv4Addr>, Error> {
-        let drained: Vec<Ipv4Addr> = {
-            let vips: BpfHashMap<&MapData, u32, u32> = self.typed(MAP_VIPS)?;
-            let mut out = Vec::new();
-            for item in vips.iter() {
-                let (k, n) = item.map_err(map_err(MAP_VIPS, "iterate"))?;
-                if n == 0 {
-                    out.push(Ipv4Addr::from(k.to_ne_bytes()));
-                }
-            }
-            out
-        };
-        let mut purged = Vec::new();
-        for vip in drained {
-            self.sync_vip(vip)?;
-            if !self.vip_listed(vip)? {
-                purged.push(vip);
-            }
-        }
-        Ok(purged)
-    }
-
-    /// VIPs in the balancer with their number of services (0: draining).
-    ///
-    /// # Errors
-    /// A map error.
-    pub fn vips(&self) -> Result<BTreeMap<Ipv4Addr, u32>, Error> {
-        let vips: BpfHashMap<&MapData, u32, u32> = self.typed(MAP_VIPS)?;
-        let mut out = BTreeMap::new();
-        for item in vips.iter() {
-            let (k, n) = item.map_err(map_err(MAP_VIPS, "iterate"))?;
-            out.insert(Ipv4Addr::from(k.to_ne_bytes()), n);
-        }
-        Ok(out)
-    }
-
-    fn vip_listed(&self, vip: Ipv4Addr) -> Result<bool, Error> {
-        Ok(self.vips()?.contains_key(&vip))
-    }
-
-    /// Whether conntrack holds a flow a client opened to `vip`.
-    fn vip_has_flows(&self, vip: Ipv4Addr) -> Result<bool, Error> {
-        let addr = u32::from_ne_bytes(vip.octets());
-        Ok(self
-            .conntrack_entries()
-            .map_err(|e| kw_map_err(kw::MAP_CT4, e))?
-            .iter()
-            .any(|(k, v)| {
-                k.daddr == addr
-                    && v.in_role == kw_role::KW_ROLE_KONVEY as u8
-                    && v.flags & kowabunga_bindings::KW_CT_F_REPLY as u8 == 0
-            }))
-    }
-
-    /// Makes `kv_vips[vip]` the number of services on `vip`; with none, 0
-    /// while clients' flows to it live (draining), else absent.
-    fn sync_vip(&mut self, vip: Ipv4Addr) -> Result<(), Error> {
-        let n = self
-            .service_values()?
-            .keys()
-            .filter(|k| k.vip == vip)
-            .count() as u32;
-        let draining = n == 0 && self.vip_has_flows(vip)?;
-        let key = u32::from_ne_bytes(vip.octets());
-        let mut vips: BpfHashMap<&mut MapData, u32, u32> = self.typed_mut(MAP_VIPS)?;
-        if n > 0 || draining {
-            vips.insert(key, n, 0).map_err(map_err(MAP_VIPS, "write"))
-        } else {
-            match vips.remove(&key) {
-                Err(e) if !conntrack::is_enoent(&e) => Err(Error::Map {
-                    map: MAP_VIPS,
-                    what: "delete",
-                    source: e,
-                }),
-                _ => Ok(()),
-            }
-        }
-    }
 }
 
-fn map_err(map: &'static str, what: &'static str) -> impl FnOnce(MapError) -> Error {
+pub(crate) fn map_err(map: &'static str, what: &'static str) -> impl FnOnce(MapError) -> Error {
     move |source| Error::Map { map, what, source }
 }
 
-fn kw_map_err(map: &'static str, e: conntrack::Error) -> Error {
+pub(crate) fn kw_map_err(map: &'static str, e: conntrack::Error) -> Error {
     match e {
         conntrack::Error::Map { what, source } => Error::Map { map, what, source },
         conntrack::Error::MissingMap => Error::MissingMap(map),

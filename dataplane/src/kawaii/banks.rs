@@ -115,7 +115,7 @@ pub struct ActiveConfig {
 ///
 /// ```
 /// use kowabunga_bindings::{kw_config, kw_rule};
-/// use kowabunga_dataplane::rules::{pack, Tables};
+/// use kowabunga_dataplane::kawaii::banks::{pack, Tables};
 ///
 /// let mut tables: Tables = Default::default();
 /// tables[0].push(kw_rule { port_lo: 22, port_hi: 22, proto: 6, ..Default::default() });
@@ -124,7 +124,7 @@ pub struct ActiveConfig {
 /// assert_eq!(config.rule_start, [0, 1, 1, 2, 2]);
 /// assert_eq!(config.rule_count, [1, 0, 1, 0, 0]);
 /// assert_eq!(rules.len(), 2);
-/// # Ok::<(), kowabunga_dataplane::rules::Error>(())
+/// # Ok::<(), kowabunga_dataplane::kawaii::banks::Error>(())
 /// ```
 pub fn pack(config: &kw_config, tables: &Tables) -> Result<(kw_config, Vec<kw_rule>), Error> {
     validate(config, tables)?;

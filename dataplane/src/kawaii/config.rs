@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use std::net::Ipv4Addr;
-//! use kowabunga_dataplane::kawaii_config::{KawaiiConfig, Policy, Rule, RuleProto};
+//! use kowabunga_dataplane::kawaii::config::{KawaiiConfig, Policy, Rule, RuleProto};
 //!
 //! let mut config = KawaiiConfig::new(
 //!     Ipv4Addr::new(203, 0, 113, 10),
@@ -29,7 +29,7 @@ use kowabunga_bindings::{
     KW_MAX_VIPS,
 };
 
-use crate::rules::{validate, Error, Tables, TABLE_COUNT};
+use crate::kawaii::banks::{validate, Error, Tables, TABLE_COUNT};
 
 /// Default verdict of new flows that no rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -161,7 +161,7 @@ pub struct RuleTables {
 impl RuleTables {
     /// The tables in ABI order (`kw_table`), with their names.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[Rule])> {
-        crate::rules::TABLE_NAMES.into_iter().zip([
+        crate::kawaii::banks::TABLE_NAMES.into_iter().zip([
             self.ingress.as_slice(),
             &self.egress,
             &self.dnat,

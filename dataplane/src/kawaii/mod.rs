@@ -1,5 +1,8 @@
 //! Loading the Kawaii object: maps (pinned or not) and its three programs.
 
+pub mod banks;
+pub mod config;
+
 use std::{
     collections::HashMap,
     fs, io, mem,
