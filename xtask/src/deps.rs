@@ -229,10 +229,41 @@ fn apt_get(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Packages that `apt-get -s` (simulate) output says it would remove: its
+/// `Remv NAME [VERSION]` lines.
+fn simulated_removals(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("Remv "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What `apt-get install` of `names` would remove, by a simulation (`-s`).
+/// Empty when the simulation itself fails (the real run reports that).
+fn would_remove(names: &[&str]) -> Vec<String> {
+    let out = Command::new("apt-get")
+        .args(["-s", "-q", "install", "--no-install-recommends"])
+        .args(names)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => simulated_removals(&String::from_utf8_lossy(&o.stdout)),
+        _ => Vec::new(),
+    }
+}
+
 /// Checks the Debian packages and installs the missing ones.
 ///
 /// `apt-get update` runs once, only when something is missing. Missing optional
 /// packages that fail to install are reported, not fatal.
+///
+/// apt may remove an installed package to resolve a version conflict (a
+/// newer backport of `qemu-utils` conflicts with bookworm's
+/// `qemu-system-x86`): the removals are announced from a simulation first,
+/// and every required package is checked again afterwards; those the
+/// resolver removed are installed again from the apt sources.
 pub fn ensure() -> Result<()> {
     if Command::new("dpkg-query")
         .arg("--version")
@@ -273,8 +304,18 @@ pub fn ensure() -> Result<()> {
     }
     apt_get(&["update", "-q"])?;
     if !required.is_empty() {
+        let list: Vec<&str> = required.iter().map(|p| p.name).collect();
+        let removed = would_remove(&list);
+        if !removed.is_empty() {
+            println!(
+                "xtask: note: apt will remove {} to resolve version conflicts \
+                 (an installed package newer than the apt sources, e.g. a backport); \
+                 the ones this project needs are installed again afterwards",
+                removed.join(" ")
+            );
+        }
         let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
-        args.extend(required.iter().map(|p| p.name));
+        args.extend(list);
         apt_get(&args)?;
     }
     if !optional.is_empty() {
@@ -284,10 +325,27 @@ pub fn ensure() -> Result<()> {
             println!("xtask: warning: optional packages not installed: {e:#}");
         }
     }
-    let still: Vec<&Package> = required
+    // Every required package, not only the ones just installed: the resolver
+    // may have removed one that was present before.
+    let lost: Vec<&Package> = PACKAGES
         .iter()
-        .copied()
-        .filter(|p| !installed(p.name))
+        .filter(|p| p.required && !installed(p.name))
+        .collect();
+    if !lost.is_empty() {
+        for p in &lost {
+            println!(
+                "xtask: {} ({}) is not installed after apt-get: the resolver removed it \
+                 (version conflict) or could not install it with the rest; installing it again",
+                p.name, p.why
+            );
+        }
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(lost.iter().map(|p| p.name));
+        apt_get(&args)?;
+    }
+    let still: Vec<&Package> = PACKAGES
+        .iter()
+        .filter(|p| p.required && !installed(p.name))
         .collect();
     if !still.is_empty() {
         bail!("still missing after apt-get: {}", names(still.into_iter()));
@@ -297,4 +355,21 @@ pub fn ensure() -> Result<()> {
 
 fn names<'a>(it: impl Iterator<Item = &'a Package>) -> String {
     it.map(|p| p.name).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removals_are_read_from_the_simulation() {
+        let out = "NOTE: This is only a simulation!\n\
+                   Remv qemu-utils [1:10.0.2+ds-1~bpo12+1]\n\
+                   Inst qemu-utils (1:7.2+dfsg-7+deb12u18+b3 Debian:12.12/stable [amd64])\n\
+                   Inst qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.12/stable [amd64])\n\
+                   Remv libfoo1 [2.0]\n\
+                   Conf qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.12/stable [amd64])\n";
+        assert_eq!(simulated_removals(out), ["qemu-utils", "libfoo1"]);
+        assert!(simulated_removals("Inst a (1 x)\nConf a (1 x)\n").is_empty());
+    }
 }
