@@ -62,7 +62,7 @@ pub fn tools_present(test: &str) -> bool {
         return privileged::missing(test, "/bin/busybox (busybox-static)");
     }
     if initramfs::kernel().is_none() {
-        return privileged::missing(test, "a kernel in /boot (linux-image-amd64)");
+        return privileged::missing(test, initramfs::KERNEL_HINT);
     }
     true
 }
@@ -71,6 +71,11 @@ pub fn tools_present(test: &str) -> bool {
 pub async fn lab(tag: &str) -> Lab {
     let tmp = TempDir::new(tag);
     let (kernel, moddir) = initramfs::kernel().expect("kernel");
+    eprintln!(
+        "{tag}: guest kernel {} (modules {})",
+        kernel.display(),
+        moddir.display()
+    );
     let initrd = tmp.path().join("initrd.img");
     initramfs::build(&initrd, &moddir).expect("initramfs");
     let storage = Arc::new(Qcow2Storage::new(tmp.path().join("pool")).expect("storage"));
