@@ -164,6 +164,7 @@ async fn kompute_boots_from_an_rbd_clone() {
     // The facade, as guest::lab builds it, but on RBD.
     let tmp = tempdir::TempDir::new("ceph-guest");
     let (kernel, moddir) = initramfs::kernel().expect("kernel");
+    eprintln!("{TEST}: guest kernel {}", kernel.display());
     let initrd = tmp.path().join("initrd.img");
     initramfs::build(&initrd, &moddir).expect("initramfs");
     let region = RegionConfig::new(

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's developer commands.
 //!
-//! * `deps`  — check and install the Debian packages the project needs
+//! * `deps [COMMAND]` — check and install the Debian packages a command needs
+//!   (`--list` prints them, `--purge` removes what xtask installed)
 //! * `test`  — deps, build everything, run every test
 //! * `lab`   — deps, build, run the Kawaii namespace lab demo
 //! * `bench` — deps, run the benchmarks
@@ -8,6 +9,7 @@
 //! * `ci`    — what `.ci/run` does: privileged tests, fmt check, clippy
 
 mod deps;
+mod guest_kernel;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,8 +28,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Check the Debian packages the project needs; install the missing ones (root).
-    Deps,
+    /// Check the Debian packages COMMAND needs (default: everything, optional tools
+    /// included); install the missing ones (root).
+    Deps {
+        /// Only what this command needs.
+        #[arg(value_enum)]
+        command: Option<deps::For>,
+        /// Print what would be installed, by group, and install nothing.
+        #[arg(long, conflicts_with = "purge")]
+        list: bool,
+        /// Remove the packages xtask installed (recorded in
+        /// /var/lib/kowabunga-xtask/installed) and the guest kernel cache;
+        /// prints the plan unless --yes.
+        #[arg(long)]
+        purge: bool,
+        /// With --purge: really run `apt-get purge`.
+        #[arg(long, requires = "purge")]
+        yes: bool,
+    },
     /// deps, `cargo build --workspace --all-targets`, `cargo test --workspace --no-fail-fast [ARGS]`.
     Test {
         /// Passed to `cargo test --workspace` (e.g. `-- --nocapture`).
@@ -59,7 +77,13 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Deps => deps::ensure().map(|()| ExitCode::SUCCESS),
+        Cmd::Deps {
+            command,
+            list,
+            purge,
+            yes,
+        } => deps_cmd(command.unwrap_or(deps::For::All), list, purge, yes)
+            .map(|()| ExitCode::SUCCESS),
         Cmd::Test { args } => test(&args),
         Cmd::Lab { args } => lab(&args),
         Cmd::Bench { args } => bench(&args),
@@ -125,6 +149,18 @@ fn require_privileged() -> bool {
     std::env::var("KOWABUNGA_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1")
 }
 
+/// `cargo xtask deps [COMMAND] [--list | --purge [--yes]]`.
+fn deps_cmd(cmd: deps::For, list: bool, purge: bool, yes: bool) -> Result<()> {
+    let target = target_dir();
+    if list {
+        deps::list(cmd, &target)
+    } else if purge {
+        deps::purge(yes, &target)
+    } else {
+        deps::ensure(cmd, &target).map(|_| ())
+    }
+}
+
 fn test(args: &[OsString]) -> Result<ExitCode> {
     if !deps::is_root() {
         if require_privileged() {
@@ -132,7 +168,7 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         }
         println!("xtask: note: not root, the privileged tests (XDP, namespace labs) will skip");
     }
-    deps::ensure()?;
+    let ready = deps::ensure(deps::For::Test, &target_dir())?;
     let mut build = cargo();
     build.args(["build", "--workspace", "--all-targets"]);
     let code = run(build)?;
@@ -142,11 +178,14 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
     let mut t = cargo();
     // --no-fail-fast: one failing test binary must not hide the others' results.
     t.args(["test", "--workspace", "--no-fail-fast"]).args(args);
+    if let Some(kernel) = ready.guest_kernel {
+        t.env(guest_kernel::ENV, kernel);
+    }
     run(t)
 }
 
 fn lab(args: &[OsString]) -> Result<ExitCode> {
-    deps::ensure()?;
+    deps::ensure(deps::For::Lab, &target_dir())?;
     if !deps::is_root() {
         bail!("the lab creates network namespaces and attaches XDP programs: run it as root");
     }
@@ -162,7 +201,7 @@ fn lab(args: &[OsString]) -> Result<ExitCode> {
 }
 
 fn vrrp_report(args: &[OsString]) -> Result<ExitCode> {
-    deps::ensure()?;
+    deps::ensure(deps::For::VrrpReport, &target_dir())?;
     if !deps::is_root() {
         bail!("the VRRP report creates network namespaces and raw sockets: run it as root");
     }
@@ -183,7 +222,7 @@ fn target_dir() -> PathBuf {
 }
 
 fn bench(args: &[OsString]) -> Result<ExitCode> {
-    deps::ensure()?;
+    deps::ensure(deps::For::Bench, &target_dir())?;
     let mut cmd = cargo();
     cmd.args(["bench", "-p", "kowabunga-benches"]).args(args);
     run(cmd)

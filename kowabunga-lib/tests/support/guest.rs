@@ -63,7 +63,7 @@ pub fn tools_present(test: &str) -> bool {
         return missing(test, "/bin/busybox (busybox-static)");
     }
     if initramfs::kernel().is_none() {
-        return missing(test, "a kernel in /boot (linux-image-amd64)");
+        return missing(test, initramfs::KERNEL_HINT);
     }
     true
 }
@@ -72,6 +72,11 @@ pub fn tools_present(test: &str) -> bool {
 pub async fn lab(tag: &str) -> Lab {
     let tmp = TempDir::new(tag);
     let (kernel, moddir) = initramfs::kernel().expect("kernel");
+    eprintln!(
+        "{tag}: guest kernel {} (modules {})",
+        kernel.display(),
+        moddir.display()
+    );
     let initrd = tmp.path().join("initrd.img");
     initramfs::build(&initrd, &moddir).expect("initramfs");
     let storage = Arc::new(Qcow2Storage::new(tmp.path().join("pool")).expect("storage"));

@@ -54,23 +54,72 @@ fi
 poweroff -f
 "#;
 
-/// The newest kernel in /boot and its module directory.
+/// Environment variable naming an unpacked kernel tree (a directory with
+/// `boot/vmlinuz-VER` and `lib/modules/VER/modules.dep`), as `cargo xtask
+/// test` sets it. When set, only that tree is used.
+pub const KERNEL_ENV: &str = "KOWABUNGA_GUEST_KERNEL";
+
+/// Where `cargo xtask deps test` unpacks Debian's kernel package, under the
+/// target directory: `kowabunga-guest-kernel/VER/{boot,lib/modules}`.
+pub const KERNEL_CACHE: &str = "kowabunga-guest-kernel";
+
+/// How to get a guest kernel, for skip messages.
+pub const KERNEL_HINT: &str = "a guest kernel (run `cargo xtask deps test`: it unpacks Debian's \
+     kernel package into target/kowabunga-guest-kernel without installing it; or set \
+     KOWABUNGA_GUEST_KERNEL to an unpacked tree; or a kernel in /boot)";
+
+/// The guests' kernel and its module directory: the tree named by
+/// [`KERNEL_ENV`]; else the newest in [`KERNEL_CACHE`] under the target
+/// directory (`$CARGO_TARGET_DIR`, or found above this test executable);
+/// else the newest in /boot.
 pub fn kernel() -> Option<(PathBuf, PathBuf)> {
+    if let Some(dir) = std::env::var_os(KERNEL_ENV) {
+        return kernel_in(Path::new(&dir));
+    }
+    let mut caches: Vec<PathBuf> = Vec::new();
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        caches.push(Path::new(&t).join(KERNEL_CACHE));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        caches.extend(exe.ancestors().map(|a| a.join(KERNEL_CACHE)));
+    }
+    for cache in caches.iter().filter(|c| c.is_dir()) {
+        let Ok(rd) = fs::read_dir(cache) else {
+            continue;
+        };
+        let mut trees: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        // Newest version first.
+        trees.sort();
+        if let Some(k) = trees.iter().rev().find_map(|t| kernel_in(t)) {
+            return Some(k);
+        }
+    }
+    kernel_in(Path::new("/"))
+}
+
+/// The newest kernel of the tree at `root` (`/` for the installed ones):
+/// `boot/vmlinuz-VER` with `lib/modules/VER/modules.dep` (or under
+/// `usr/lib/modules`).
+fn kernel_in(root: &Path) -> Option<(PathBuf, PathBuf)> {
+    let moddir = |ver: &str| {
+        ["lib/modules", "usr/lib/modules"]
+            .iter()
+            .map(|m| root.join(m).join(ver))
+            .find(|d| d.join("modules.dep").is_file())
+    };
     let mut best: Option<String> = None;
-    for e in fs::read_dir("/boot").ok()?.flatten() {
+    for e in fs::read_dir(root.join("boot")).ok()?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(ver) = name.strip_prefix("vmlinuz-") {
-            if Path::new("/lib/modules").join(ver).is_dir()
-                && best.as_deref().is_none_or(|b| ver > b)
-            {
+            if moddir(ver).is_some() && best.as_deref().is_none_or(|b| ver > b) {
                 best = Some(ver.to_owned());
             }
         }
     }
     let ver = best?;
     Some((
-        PathBuf::from(format!("/boot/vmlinuz-{ver}")),
-        Path::new("/lib/modules").join(ver),
+        root.join("boot").join(format!("vmlinuz-{ver}")),
+        moddir(&ver)?,
     ))
 }
 
