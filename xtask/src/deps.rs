@@ -119,7 +119,9 @@ impl Group {
             Group::Build => "compiles the XDP programs (ebpf/*.c) and their bindings",
             Group::Netns => "network namespaces and veth links (labs, BPF_PROG_TEST_RUN fixtures)",
             Group::Probes => "ping and sysctl inside the namespaces",
-            Group::Lab => "the namespace lab's veth offload settings",
+            Group::Lab => {
+                "the namespace lab: veth offloads, kowabungad's nftables backstop, captures"
+            }
             Group::Vrrp => "VRRP interop and takeover comparison with keepalived",
             Group::LibBuild => "builds kowabunga-lib's libvirt and Ceph backends (its tests)",
             Group::Guests => "libvirtd and QEMU guests started by kowabunga-lib's tests",
@@ -181,6 +183,16 @@ const PACKAGES: &[Package] = &[
     Package {
         name: "ethtool",
         why: "turns off veth checksum offload in the lab",
+        group: Group::Lab,
+    },
+    Package {
+        name: "nftables",
+        why: "nft: kowabungad's kernel backstop (control/src/kawaii/backstop.rs)",
+        group: Group::Lab,
+    },
+    Package {
+        name: "tcpdump",
+        why: "captures on the lab's Internet side (no private source ever leaves)",
         group: Group::Lab,
     },
     Package {
@@ -311,11 +323,6 @@ const PACKAGES: &[Package] = &[
     Package {
         name: "iperf3",
         why: "throughput comparisons",
-        group: Group::Tools,
-    },
-    Package {
-        name: "tcpdump",
-        why: "debugging the lab",
         group: Group::Tools,
     },
 ];
@@ -767,7 +774,9 @@ mod tests {
                 "iproute2",
                 "iputils-ping",
                 "procps",
-                "ethtool"
+                "ethtool",
+                "nftables",
+                "tcpdump"
             ]
         );
         for cmd in [For::Lab, For::Bench, For::VrrpReport] {

@@ -23,7 +23,8 @@
 //!   private_subnet: 10.0.0.0/25
 //! "#;
 //! let config: Config = serde_norway::from_str(yaml).unwrap();
-//! assert_eq!(config.node.bpffs.to_str(), Some("/sys/fs/bpf/kowabunga"));
+//! assert_eq!(config.node.bpffs, None); // default: /sys/fs/bpf/kowabunga
+//! assert_eq!(config.node.netns, None);
 //! assert_eq!(config.node.nat_port_range.as_str(), "1024-65535");
 //! assert!(config.konvey.is_none());
 //! assert_eq!(config.node.konvey.health.interval_ms, 1000);
@@ -75,9 +76,16 @@ pub struct Node {
     /// Interfaces the XDP programs are attached to.
     pub interfaces: Interfaces,
     /// bpffs directory for pinned maps and links (default
-    /// `/sys/fs/bpf/kowabunga`).
-    #[serde(default = "default_bpffs")]
-    pub bpffs: PathBuf,
+    /// `/sys/fs/bpf/kowabunga`, or `/sys/fs/bpf/kowabunga-<netns>` with
+    /// `netns`).
+    #[serde(default)]
+    pub bpffs: Option<PathBuf>,
+    /// The named network namespace (`ip netns add NAME`) the daemon works in:
+    /// it enters it for its network work and keeps the host's mount
+    /// namespace, so its pins outlive it (default: the namespace it was
+    /// started in).
+    #[serde(default)]
+    pub netns: Option<String>,
     /// SNAT source port range `"min-max"` (default `"1024-65535"`).
     #[serde(default = "default_nat_port_range")]
     pub nat_port_range: PortSpec,
@@ -220,10 +228,6 @@ fn default_timeout_ms() -> u64 {
 
 fn default_threshold() -> u32 {
     2
-}
-
-fn default_bpffs() -> PathBuf {
-    PathBuf::from(DEFAULT_BPFFS)
 }
 
 fn default_nat_port_range() -> PortSpec {

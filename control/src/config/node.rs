@@ -3,13 +3,13 @@
 //! `node.vrrp`) validated by the role.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kowabunga_bindings::KW_MAX_PEERINGS;
 
 use super::error::{err, ErrorKind, ValidationError};
 use super::fields::{check_count, check_ifname, check_name, parse_range};
-use super::model::Config;
+use super::model::{Config, DEFAULT_BPFFS};
 use crate::konvey::config::ValidNodeKonvey;
 
 /// Largest accepted `node.conntrack_entries` (64 Mi entries).
@@ -37,6 +37,9 @@ pub struct ValidNode {
     pub interfaces: ValidInterfaces,
     /// bpffs pin directory.
     pub bpffs: PathBuf,
+    /// The named network namespace the daemon enters (`None`: the one it
+    /// was started in).
+    pub netns: Option<String>,
     /// SNAT source ports, inclusive, `1 <= min <= max`.
     pub nat_ports: (u16, u16),
     /// Conntrack size, `None` for the dataplane default.
@@ -124,10 +127,14 @@ pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
         konvey_seen.insert(name, path);
     }
 
-    if !node.bpffs.is_absolute() {
+    if let Some(netns) = &node.netns {
+        check_netns_name("node.netns", netns)?;
+    }
+    let bpffs = default_pin_dir(node.bpffs.as_deref(), node.netns.as_deref());
+    if !bpffs.is_absolute() {
         return err(
             "node.bpffs",
-            ErrorKind::NotAbsolute(node.bpffs.display().to_string()),
+            ErrorKind::NotAbsolute(bpffs.display().to_string()),
         );
     }
 
@@ -154,7 +161,8 @@ pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
             peerings: ifaces.peerings.clone(),
             konvey: ifaces.konvey.clone(),
         },
-        bpffs: node.bpffs.clone(),
+        bpffs,
+        netns: node.netns.clone(),
         nat_ports,
         conntrack_entries: node.conntrack_entries,
         konvey: crate::konvey::config::validate_node_konvey(&node.konvey)?,
@@ -166,4 +174,33 @@ pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
                 kind: ErrorKind::Vrrp(e.message()),
             })?,
     })
+}
+
+/// `node.bpffs` as written, else the default: `/sys/fs/bpf/kowabunga`, or
+/// `/sys/fs/bpf/kowabunga-<netns>` for a daemon working in a named
+/// namespace (so daemons of several namespaces never share maps).
+///
+/// ```
+/// use std::path::Path;
+/// use kowabunga_control::config::node::default_pin_dir;
+/// assert_eq!(default_pin_dir(None, None), Path::new("/sys/fs/bpf/kowabunga"));
+/// assert_eq!(default_pin_dir(None, Some("gw1")), Path::new("/sys/fs/bpf/kowabunga-gw1"));
+/// assert_eq!(default_pin_dir(Some(Path::new("/sys/fs/bpf/x")), Some("gw1")), Path::new("/sys/fs/bpf/x"));
+/// ```
+pub fn default_pin_dir(bpffs: Option<&Path>, netns: Option<&str>) -> PathBuf {
+    match (bpffs, netns) {
+        (Some(dir), _) => dir.to_owned(),
+        (None, Some(ns)) => PathBuf::from(format!("{DEFAULT_BPFFS}-{ns}")),
+        (None, None) => PathBuf::from(DEFAULT_BPFFS),
+    }
+}
+
+/// A name `ip netns` accepts as a file under `/run/netns`: 1-64 characters
+/// of `[A-Za-z0-9_.-]`, not `.` or `..`.
+fn check_netns_name(path: &str, name: &str) -> Result<(), ValidationError> {
+    check_name(path, name)?;
+    if name.len() > 64 || name == "." || name == ".." {
+        return err(path, ErrorKind::BadName(name.to_owned()));
+    }
+    Ok(())
 }

@@ -66,8 +66,10 @@ use crate::config::{self, ValidConfig};
 
 pub mod args;
 pub mod main_loop;
+pub mod netns;
 pub mod node;
 pub mod registry;
+pub mod state;
 pub mod supervisor;
 pub mod sysctl;
 #[cfg(test)]
@@ -112,16 +114,26 @@ pub fn run(args: Args) -> ExitCode {
         println!("config OK");
         return ExitCode::from(EXIT_OK);
     }
+    // Before any thread exists: every thread of the daemon is born in it.
+    if let Some(name) = &config.node.netns {
+        if let Err(e) = netns::enter(name) {
+            eprintln!("kowabungad: {e:#}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    }
     if let Err(e) = caps::check() {
         // The message already starts with "kowabungad needs ...".
         eprintln!("{e}");
         return ExitCode::from(EXIT_RUNTIME);
     }
-    let result = if args.detach {
-        registry::detach(&config)
-    } else {
-        serve(args.config, config)
-    };
+    let result = node::prepare_pins(&config).and_then(|()| {
+        if args.detach {
+            registry::detach(&config)?;
+            restore_sysctls(&config)
+        } else {
+            serve(args.config, config)
+        }
+    });
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
@@ -129,6 +141,17 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// `--detach`: the sysctls the daemon changed get the values it found.
+fn restore_sysctls(config: &ValidConfig) -> anyhow::Result<()> {
+    let dir = state::dir_for(&config.node.bpffs);
+    let previous = state::take_sysctls(&dir)?;
+    let done = sysctl::restore(Path::new(sysctl::PROC_SYS), &previous)?;
+    if !done.is_empty() {
+        info!("sysctls restored: {}", done.join(", "));
+    }
+    Ok(())
 }
 
 /// Start-up and the loop: interfaces checked, sysctls set, every role
@@ -152,7 +175,9 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
             &sysctl::gateway_settings(&name_refs),
         )?;
         if !changed.is_empty() {
-            info!("sysctls set: {}", changed.join(", "));
+            let keys: Vec<String> = changed.iter().map(sysctl::Previous::key).collect();
+            info!("sysctls set: {}", keys.join(", "));
+            state::record_sysctls(&state::dir_for(&config.node.bpffs), &changed)?;
         }
 
         let ctx = registry::Context {

@@ -4,8 +4,11 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use kowabunga_dataplane::LoadOptions;
-use tracing::{info, warn};
+use tracing::info;
+
+use super::netns::{in_init_mount_ns, pin_check, refusal, PinCheck};
 
 use super::sysctl;
 use crate::config::ValidConfig;
@@ -57,23 +60,55 @@ pub fn parse_port_range_sysctl(text: &str) -> Option<(u16, u16)> {
 }
 
 /// Where a role's maps are pinned: `node.bpffs`, or `node.bpffs/<subdir>`.
-/// Mounts bpffs on [`BPFFS_ROOT`] first when the pin directory is under it
-/// and nothing is mounted there (containers, minimal systems).
 pub fn load_options(config: &ValidConfig, subdir: Option<&str>) -> LoadOptions {
     let pin_dir = match subdir {
         Some(sub) => config.node.bpffs.join(sub),
         None => config.node.bpffs.clone(),
     };
-    if pin_dir.starts_with(BPFFS_ROOT) && Path::new(BPFFS_ROOT).is_dir() {
-        match kowabunga_dataplane::bpffs::ensure_mounted(Path::new(BPFFS_ROOT)) {
-            Ok(true) => info!("mounted bpffs on {BPFFS_ROOT}"),
-            Ok(false) => {}
-            Err(e) => warn!("cannot mount bpffs on {BPFFS_ROOT}: {e}"),
-        }
-    }
     LoadOptions {
         pin_dir: Some(pin_dir),
         ct_entries: config.node.conntrack_entries,
+    }
+}
+
+/// The directory whose filesystem decides where pins go: [`BPFFS_ROOT`] for
+/// a pin directory below it, else the pin directory's nearest existing
+/// ancestor.
+pub fn pin_root(pin_dir: &Path) -> PathBuf {
+    if pin_dir.starts_with(BPFFS_ROOT) {
+        return PathBuf::from(BPFFS_ROOT);
+    }
+    pin_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_owned()
+}
+
+/// Makes sure the pins of `config` outlive the daemon, before anything is
+/// loaded: on a bpffs already, or mounts one on [`BPFFS_ROOT`] when the
+/// daemon shares the init mount namespace; refuses (one line) in a private
+/// mount namespace, as under `ip netns exec` (see [`super::netns`]).
+///
+/// # Errors
+/// The refusal, or a bpffs that cannot be mounted.
+pub fn prepare_pins(config: &ValidConfig) -> anyhow::Result<()> {
+    let root = pin_root(&config.node.bpffs);
+    let on_bpffs = kowabunga_dataplane::bpffs::is_bpffs(&root).unwrap_or(false);
+    match pin_check(on_bpffs, in_init_mount_ns()) {
+        PinCheck::Mounted => Ok(()),
+        PinCheck::Refuse => anyhow::bail!(refusal(&config.node.bpffs)),
+        PinCheck::Mount if root == Path::new(BPFFS_ROOT) && root.is_dir() => {
+            kowabunga_dataplane::bpffs::mount(&root)
+                .with_context(|| format!("cannot mount bpffs on {BPFFS_ROOT}"))?;
+            info!("mounted bpffs on {BPFFS_ROOT}");
+            Ok(())
+        }
+        PinCheck::Mount => anyhow::bail!(
+            "node.bpffs: {} is not on a bpffs (mount one: `mount -t bpf bpf {}`)",
+            config.node.bpffs.display(),
+            root.display()
+        ),
     }
 }
 
@@ -91,5 +126,10 @@ mod tests {
         assert_eq!(parse_port_range_sysctl("x"), None);
         assert_eq!(ipv4_addresses("lo"), [Ipv4Addr::LOCALHOST]);
         assert!(ipv4_addresses("no-such-if0").is_empty());
+        assert_eq!(
+            pin_root(Path::new("/sys/fs/bpf/kowabunga-gw")),
+            Path::new(BPFFS_ROOT)
+        );
+        assert_eq!(pin_root(Path::new("/proc/no/such/dir")), Path::new("/proc"));
     }
 }

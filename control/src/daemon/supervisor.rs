@@ -93,6 +93,11 @@ impl Daemon {
                 field: "node.interfaces",
             });
         }
+        if old.netns != next.netns {
+            return Err(ReloadError::NeedsRestart {
+                field: "node.netns",
+            });
+        }
         if old.bpffs != next.bpffs {
             return Err(ReloadError::NeedsRestart {
                 field: "node.bpffs",

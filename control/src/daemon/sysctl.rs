@@ -98,13 +98,48 @@ pub fn gateway_settings(interfaces: &[&str]) -> Vec<Setting> {
     out
 }
 
-/// Writes `settings` below `root` (normally [`PROC_SYS`]); returns the
-/// dotted names of those that changed.
+/// A setting the daemon changed, with the value it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    /// Path components below `/proc/sys`.
+    pub components: Vec<String>,
+    /// The value before the daemon wrote its own.
+    pub value: String,
+}
+
+impl Previous {
+    /// The dotted `sysctl` name, for messages.
+    pub fn key(&self) -> String {
+        self.components.join(".")
+    }
+
+    /// One line of a state file: `net/ipv4/ip_forward=0`.
+    pub fn to_line(&self) -> String {
+        format!("{}={}", self.components.join("/"), self.value)
+    }
+
+    /// Parses [`Previous::to_line`]; `None` for anything else (a component
+    /// may not be empty, `.` or `..`).
+    pub fn from_line(line: &str) -> Option<Self> {
+        let (path, value) = line.split_once('=')?;
+        let components: Vec<String> = path.split('/').map(str::to_owned).collect();
+        let ok = components
+            .iter()
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+        ok.then(|| Previous {
+            components,
+            value: value.to_owned(),
+        })
+    }
+}
+
+/// Writes `settings` below `root` (normally [`PROC_SYS`]); returns those
+/// that changed, with the value found.
 ///
 /// # Errors
 /// The first setting that cannot be written (a missing interface directory
 /// means the interface does not exist).
-pub fn apply(root: &Path, settings: &[Setting]) -> Result<Vec<String>, SysctlError> {
+pub fn apply(root: &Path, settings: &[Setting]) -> Result<Vec<Previous>, SysctlError> {
     let mut changed = Vec::new();
     for setting in settings {
         let path = setting.path(root);
@@ -123,9 +158,32 @@ pub fn apply(root: &Path, settings: &[Setting]) -> Result<Vec<String>, SysctlErr
             path: path.clone(),
             source,
         })?;
-        changed.push(setting.key());
+        changed.push(Previous {
+            components: setting.components.clone(),
+            value: current.trim().to_owned(),
+        });
     }
     Ok(changed)
+}
+
+/// Writes back the values of `previous` below `root`; returns the dotted
+/// names written. A setting whose file is gone (its interface was deleted)
+/// is skipped.
+///
+/// # Errors
+/// A file that exists but cannot be written.
+pub fn restore(root: &Path, previous: &[Previous]) -> io::Result<Vec<String>> {
+    let mut done = Vec::new();
+    for p in previous {
+        let mut path = root.to_owned();
+        path.extend(&p.components);
+        if !path.exists() {
+            continue;
+        }
+        fs::write(&path, &p.value)?;
+        done.push(p.key());
+    }
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -204,6 +262,23 @@ mod tests {
         // Second run: nothing to do.
         let again = apply(&tmp.0, &gateway_settings(&["a", "b"])).expect("apply");
         assert!(again.is_empty(), "{again:?}");
+        // The values found come back, through a state-file line each.
+        let lines: Vec<String> = changed.iter().map(Previous::to_line).collect();
+        assert_eq!(lines[0], "net/ipv4/ip_forward=2");
+        let parsed: Vec<Previous> = lines
+            .iter()
+            .filter_map(|l| Previous::from_line(l))
+            .collect();
+        assert_eq!(parsed, changed);
+        assert_eq!(Previous::from_line("net/../x=1"), None);
+        assert_eq!(Previous::from_line("no value"), None);
+        fs::remove_dir_all(tmp.0.join("net/ipv4/conf/b")).expect("interface gone");
+        let restored = restore(&tmp.0, &parsed).expect("restore");
+        assert_eq!(restored.len(), 5, "{restored:?}");
+        assert_eq!(
+            fs::read_to_string(tmp.0.join("net/ipv4/ip_forward")).expect("read"),
+            "2"
+        );
     }
 
     #[test]

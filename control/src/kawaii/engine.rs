@@ -27,6 +27,13 @@ pub trait KawaiiEngine: XdpEngine {
     /// # Errors
     /// The interface does not exist or XDP cannot be attached.
     fn attach(&mut self, ifname: &str, hook: Hook) -> anyhow::Result<()>;
+
+    /// Loads an nftables ruleset (the [`super::backstop`]) in the node's
+    /// network namespace.
+    ///
+    /// # Errors
+    /// `nft` is missing or refused it.
+    fn backstop(&mut self, ruleset: &str) -> anyhow::Result<()>;
 }
 
 /// The real dataplane: [`Kawaii`] plus its drop-event reader.
@@ -85,6 +92,10 @@ impl KawaiiEngine for Loaded<Kawaii> {
         );
         Ok(())
     }
+
+    fn backstop(&mut self, ruleset: &str) -> anyhow::Result<()> {
+        super::backstop::install(ruleset)
+    }
 }
 
 /// A recording, in-memory Kawaii dataplane for unit tests.
@@ -104,6 +115,8 @@ pub(crate) mod fake {
         pub(crate) events: Vec<DropEvent>,
         pub(crate) counters: Vec<u64>,
         pub(crate) sweeps: Vec<u64>,
+        pub(crate) rulesets: Vec<String>,
+        pub(crate) fail_backstop: bool,
     }
 
     impl XdpEngine for FakeKawaii {
@@ -146,6 +159,13 @@ pub(crate) mod fake {
                 anyhow::bail!("no interface {ifname}");
             }
             self.attached.push((ifname.to_owned(), hook));
+            Ok(())
+        }
+        fn backstop(&mut self, ruleset: &str) -> anyhow::Result<()> {
+            if self.fail_backstop {
+                anyhow::bail!("kawaii: nft refused the backstop: Error: syntax error");
+            }
+            self.rulesets.push(ruleset.to_owned());
             Ok(())
         }
     }

@@ -8,6 +8,7 @@ use std::any::Any;
 use kowabunga_dataplane::{Counters, DropEvent, KawaiiConfig, Role as Hook, SweepReport};
 use tracing::info;
 
+use super::backstop::Backstop;
 use super::compile::compile;
 use super::config::ValidKawaii;
 use super::engine::{KawaiiDataplane, KawaiiEngine};
@@ -68,11 +69,20 @@ fn load(
     Ok(Box::new(KawaiiRole::start(engine, config)?))
 }
 
-/// `--detach`: removes the programs from the interfaces and the pinned
-/// maps and links under `node.bpffs` (conntrack is lost).
+/// `--detach`: closes the kernel backstop (nothing forwarded between the
+/// public and the inner interfaces), then removes the programs from the
+/// interfaces and the pinned maps and links under `node.bpffs` (conntrack
+/// is lost).
 fn detach(config: &ValidConfig) -> anyhow::Result<()> {
     let pin_dir = &config.node.bpffs;
     let mut engine = KawaiiDataplane::load(&load_options(config, None))?;
+    if let Some(backstop) = Backstop::of(config) {
+        engine.backstop(&backstop.closed())?;
+        info!(
+            table = backstop.table(),
+            "backstop closed: nothing is forwarded between the public and the inner interfaces"
+        );
+    }
     for (_, ifname, _) in hooks(config) {
         if crate::role::engine::XdpEngine::detach(&mut engine, &ifname)? {
             info!(interface = %ifname, "detached");
@@ -95,6 +105,7 @@ pub struct KawaiiRole<E: KawaiiEngine = KawaiiDataplane> {
     section: ValidKawaii,
     applied: KawaiiConfig,
     bank: u32,
+    backstop: Option<Backstop>,
 }
 
 impl<E: KawaiiEngine> KawaiiRole<E> {
@@ -117,6 +128,7 @@ impl<E: KawaiiEngine> KawaiiRole<E> {
             section,
             applied: compiled,
             bank,
+            backstop: Backstop::of(config),
         })
     }
 
@@ -150,6 +162,9 @@ impl<E: KawaiiEngine + 'static> Role for KawaiiRole<E> {
         for (ifname, hook) in &self.hooks {
             self.engine.attach(ifname, *hook)?;
         }
+        if let Some(backstop) = &self.backstop {
+            self.engine.backstop(&backstop.running())?;
+        }
         Ok(())
     }
 
@@ -163,7 +178,25 @@ impl<E: KawaiiEngine + 'static> Role for KawaiiRole<E> {
         let (Some(section), Some(compiled)) = (new.kawaii.clone(), compile(new)) else {
             return Err(ReloadError::NeedsRestart { field: "kawaii" });
         };
-        self.bank = self.engine.apply(&compiled).map_err(ReloadError::Apply)?;
+        let backstop = Backstop::of(new);
+        if backstop != self.backstop {
+            if let Some(b) = &backstop {
+                self.engine
+                    .backstop(&b.running())
+                    .map_err(ReloadError::Apply)?;
+            }
+        }
+        match self.engine.apply(&compiled) {
+            Ok(bank) => self.bank = bank,
+            Err(e) => {
+                // Put the previous backstop back: nothing changed.
+                if let (Some(old), true) = (&self.backstop, backstop != self.backstop) {
+                    let _ = self.engine.backstop(&old.running());
+                }
+                return Err(ReloadError::Apply(e));
+            }
+        }
+        self.backstop = backstop;
         self.section = section;
         self.applied = compiled;
         Ok(())

@@ -10,6 +10,7 @@
 //! | `tcp-client --to IP:PORT [--timeout-ms T] [--line L]` | connects, sends one line | `peer=...`, `echo=L` |
 //! | `udp-client --to IP:PORT [--timeout-ms T] [--line L]` | sends one datagram | `peer=...`, `echo=L` |
 //! | `tcp-hold --to IP:PORT --seconds S` | one connection, a line every 200 ms | `peer=...`, `exchanges=N` |
+//! | `udp-hold --to IP:PORT --seconds S [--rate R]` | R datagrams a second (default 100), each waiting up to 1 s for its echo | `sent=N answered=M lost=K` |
 //!
 //! The `--name` servers are the Konvey lab's backends: clients print the greeting,
 //! so the lab sees which backend answered (`name=b1 peer=...`).
@@ -89,6 +90,7 @@ pub fn main(args: &[String]) -> i32 {
         "tcp-client" => tcp_client(&opts),
         "udp-client" => udp_client(&opts),
         "tcp-hold" => tcp_hold(&opts),
+        "udp-hold" => udp_hold(&opts),
         other => Err(Failure::Usage(format!("unknown subcommand {other:?}"))),
     };
     let _ = std::io::stdout().flush();
@@ -320,6 +322,72 @@ fn udp_client(opts: &Opts) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Most datagrams a second `udp-hold` sends.
+const MAX_RATE: u64 = 1000;
+
+fn udp_hold(opts: &Opts) -> Result<(), Failure> {
+    let to = opts.addr()?;
+    let seconds = opts.num("seconds", 4)?.min(MAX_SECONDS);
+    let rate = opts.num("rate", 100)?.clamp(1, MAX_RATE);
+    let step = Duration::from_micros(1_000_000 / rate);
+    let socket = io("bind", UdpSocket::bind(("0.0.0.0", 0)))?;
+    io("connect", socket.connect(to))?;
+    let (mut sent, mut answered) = (0u64, 0u64);
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    for i in 0..seconds * rate {
+        let line = format!("hold {i}");
+        io("send", socket.send(line.as_bytes()))?;
+        sent += 1;
+        // Wait for this datagram's echo (older, late echoes are skipped).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let want = format!("echo={line}");
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            io(
+                "set_read_timeout",
+                socket.set_read_timeout(Some(left.max(Duration::from_millis(1)))),
+            )?;
+            match socket.recv(&mut buf) {
+                Ok(n)
+                    if String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .any(|l| l == want) =>
+                {
+                    answered += 1;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(Failure::Other(format!("recv: {e}"))),
+            }
+        }
+        // Paced on the schedule, not on the answers.
+        let next = start + step * u32::try_from(i + 1).unwrap_or(u32::MAX);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    say(&format!(
+        "sent={sent} answered={answered} lost={}",
+        sent - answered
+    ));
+    if answered == sent {
+        Ok(())
+    } else {
+        Err(Failure::Other(format!(
+            "{} of {sent} datagrams unanswered",
+            sent - answered
+        )))
+    }
 }
 
 fn tcp_hold(opts: &Opts) -> Result<(), Failure> {

@@ -29,17 +29,39 @@ impl Daemon {
     /// Only the network namespace is switched (not `ip netns exec`, which remounts
     /// `/sys` and would hide the host's bpffs where the daemon pins its maps).
     pub fn start(ns: &Netns, bin: &Path, config: &Path) -> Result<Self> {
-        let mut cmd = Command::new(bin);
-        cmd.arg("--config").arg(config).env("NO_COLOR", "1");
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
+        let mut cmd = command(bin, config);
         ns.enter_net_only(&mut cmd)?;
-        let mut process = Background::spawn(&format!("kowabungad in {}", ns.name()), cmd)?;
+        Self::spawn(&format!("kowabungad in {}", ns.name()), cmd)
+    }
+
+    /// Starts `bin --config config` in the test's own namespaces: the
+    /// configuration names the network namespace (`node.netns`) and the
+    /// daemon enters it itself.
+    pub fn start_here(bin: &Path, config: &Path) -> Result<Self> {
+        Self::spawn("kowabungad (node.netns)", command(bin, config))
+    }
+
+    fn spawn(what: &str, cmd: Command) -> Result<Self> {
+        let mut process = Background::spawn(what, cmd)?;
         process
             .wait_for(READY_LINE, READY_TIMEOUT)
             .context("kowabungad did not become ready")?;
         Ok(Daemon { process })
+    }
+
+    /// Kills the daemon with `SIGKILL` (a crash: no clean-up at all) and
+    /// waits until it is gone (at most 5 s).
+    pub fn kill(&mut self) -> Result<()> {
+        self.process.signal(nix::sys::signal::Signal::SIGKILL)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.process.running() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "kowabungad survived SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     /// Asks the daemon to reload its configuration file (`SIGHUP`).
@@ -77,4 +99,14 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.process.stop(Duration::from_secs(3));
     }
+}
+
+/// `bin --config config` with the lab's log settings.
+fn command(bin: &Path, config: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(config).env("NO_COLOR", "1");
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    cmd
 }

@@ -6,6 +6,7 @@
 //! * [`daemon`]: `kowabungad` started inside the gateway namespace, killed on drop;
 //! * [`traffic`]: bounded servers, clients and pings run inside namespaces;
 //! * [`agent`]: the small TCP/UDP servers and clients behind `kowabunga-lab-agent`;
+//! * [`capture`]: `tcpdump` on a host's interface, read back a line a packet;
 //! * [`counters`]: the dataplane's outcome counters, read from the pinned `kw_stats`.
 //!
 //! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod agent;
+pub mod capture;
 pub mod counters;
 pub mod daemon;
 pub mod konvey;

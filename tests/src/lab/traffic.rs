@@ -339,6 +339,18 @@ impl Agent {
         run_bounded(cmd, Duration::from_secs(8))
     }
 
+    /// Starts `udp-hold` in the background: `rate` datagrams a second to `to`
+    /// for `seconds`, each waiting for its echo; it exits 0 only if every one
+    /// was answered, and prints `sent=N answered=M lost=K`.
+    pub fn udp_hold(&self, ns: &Netns, to: &str, seconds: u64, rate: u64) -> Result<Background> {
+        let (secs, rate) = (seconds.to_string(), rate.to_string());
+        let cmd = self.command(
+            ns,
+            &["udp-hold", "--to", to, "--seconds", &secs, "--rate", &rate],
+        );
+        Background::spawn(&format!("udp-hold in {}", ns.name()), cmd)
+    }
+
     /// Starts `tcp-hold` in the background: one connection to `to` exchanging a line
     /// every 200 ms for `seconds`; it exits 0 only if every exchange succeeded.
     pub fn tcp_hold(&self, ns: &Netns, to: &str, seconds: u64) -> Result<Background> {

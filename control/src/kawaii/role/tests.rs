@@ -77,3 +77,38 @@ fn interfaces_of_a_config() {
         "bank 0, 1 ingress, 0 egress, 1 dnat, 0 peer-in, 0 peer-out rules, snat 203.0.113.10, 1 public ips, 0 peerings, 0 ipsec connections"
     );
 }
+
+#[test]
+fn the_backstop_follows_the_vips_and_fails_closed() {
+    let (file, mut d) = started("backstop");
+    let fake = kawaii_fake(&d);
+    assert_eq!(fake.rulesets.len(), 1, "installed once, after the programs");
+    assert!(
+        fake.rulesets[0].contains("ip saddr != { 203.0.113.10 } counter drop"),
+        "{}",
+        fake.rulesets[0]
+    );
+    // A reload that keeps the VIPs does not touch nftables.
+    file.write(&GOOD.replace("\"22\"", "\"22,23\""));
+    d.reload().expect("reload");
+    assert_eq!(kawaii_fake(&d).rulesets.len(), 1);
+    // New VIPs: a new running ruleset.
+    file.write(&GOOD.replace("[203.0.113.10]", "[203.0.113.10, 203.0.113.11]"));
+    d.reload().expect("reload");
+    let fake = kawaii_fake(&d);
+    assert_eq!(fake.rulesets.len(), 2);
+    assert!(fake.rulesets[1].contains("{ 203.0.113.10, 203.0.113.11 }"));
+
+    // nft refusing at start stops the start.
+    let config = config::parse_str(GOOD).expect("valid");
+    let fake = FakeKawaii {
+        fail_backstop: true,
+        ..FakeKawaii::default()
+    };
+    let mut role = KawaiiRole::start(fake, &config).expect("applied");
+    let err = role.attach().expect_err("backstop");
+    assert_eq!(
+        err.to_string(),
+        "kawaii: nft refused the backstop: Error: syntax error"
+    );
+}
