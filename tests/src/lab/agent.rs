@@ -8,7 +8,7 @@
 //! | `tcp-echo-server --port P [--seconds N] [--name NAME]` | answers each connection with `peer=IP:PORT` (with `--name`: `name=NAME peer=IP:PORT`), then echoes lines | `ready tcp ADDR`, `accepted peer=IP:PORT` |
 //! | `udp-echo-server --port P [--seconds N] [--name NAME]` | answers each datagram with `peer=IP:PORT` and `echo=PAYLOAD` (with `--name`: `name=NAME` first) | `ready udp ADDR`, `datagram peer=IP:PORT` |
 //! | `tcp-client --to IP:PORT [--timeout-ms T] [--line L]` | connects, sends one line | `peer=...`, `echo=L` |
-//! | `udp-client --to IP:PORT [--timeout-ms T] [--line L]` | sends one datagram | `peer=...`, `echo=L` |
+//! | `udp-client --to IP:PORT [--timeout-ms T] [--line L] [--sport P]` | sends one datagram (from port P, default any) | `peer=...`, `echo=L` |
 //! | `tcp-hold --to IP:PORT --seconds S` | one connection, a line every 200 ms | `peer=...`, `exchanges=N` |
 //! | `udp-hold --to IP:PORT --seconds S [--rate R]` | R datagrams a second (default 100), each waiting up to 1 s for its echo | `sent=N answered=M lost=K` |
 //!
@@ -306,7 +306,9 @@ fn udp_client(opts: &Opts) -> Result<(), Failure> {
     let to = opts.addr()?;
     let timeout = client_timeout(opts)?;
     let line = opts.get("line").unwrap_or("hello");
-    let socket = io("bind", UdpSocket::bind(("0.0.0.0", 0)))?;
+    let sport = u16::try_from(opts.num("sport", 0)?)
+        .map_err(|_| Failure::from("--sport: not a port".to_owned()))?;
+    let socket = io("bind", UdpSocket::bind(("0.0.0.0", sport)))?;
     io("connect", socket.connect(to))?;
     io("set_read_timeout", socket.set_read_timeout(Some(timeout)))?;
     io("send", socket.send(line.as_bytes()))?;

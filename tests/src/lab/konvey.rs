@@ -411,10 +411,16 @@ pub fn distribution(
     udp: bool,
     n: usize,
 ) -> Result<BTreeMap<String, usize>> {
+    // Every UDP flow from a source port no earlier flow of this process
+    // used: an ephemeral port may repeat one still in conntrack, which would
+    // go to its old backend instead of taking a round-robin turn.
+    static NEXT_SPORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(20_000);
     let mut counts = BTreeMap::new();
     for _ in 0..n {
         let out = if udp {
-            agent.udp_client(&lab.client, &format!("{VIP}:{UDP_PORT}"))?
+            let sport = NEXT_SPORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            anyhow::ensure!(sport < 32_000, "out of distinct UDP source ports");
+            agent.udp_client_from(&lab.client, &format!("{VIP}:{UDP_PORT}"), sport)?
         } else {
             agent.tcp_client(&lab.client, &format!("{VIP}:{TCP_PORT}"))?
         };

@@ -339,6 +339,26 @@ impl Agent {
         run_bounded(cmd, Duration::from_secs(8))
     }
 
+    /// One UDP exchange with `to` from `ns`, source port `sport`, 3 s timeout:
+    /// a new flow for sure (an ephemeral port may be one an earlier flow
+    /// used, still in conntrack).
+    pub fn udp_client_from(&self, ns: &Netns, to: &str, sport: u16) -> Result<Finished> {
+        let sport = sport.to_string();
+        let cmd = self.command(
+            ns,
+            &[
+                "udp-client",
+                "--to",
+                to,
+                "--timeout-ms",
+                "3000",
+                "--sport",
+                &sport,
+            ],
+        );
+        run_bounded(cmd, Duration::from_secs(8))
+    }
+
     /// Starts `udp-hold` in the background: `rate` datagrams a second to `to`
     /// for `seconds`, each waiting for its echo; it exits 0 only if every one
     /// was answered, and prints `sent=N answered=M lost=K`.
