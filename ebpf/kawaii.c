@@ -219,7 +219,7 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 	if (kw_trackable(p.kind)) {
 		v = bpf_map_lookup_elem(&kw_ct4, &p.key);
 		if (v && v->in_role == role)
-			return kw_established(ctx, &p, v);
+			return kw_established(ctx, &p, v, env.cfg->sample_shift);
 	} else if (p.kind == KW_L4_ICMP_ERROR) {
 		return kw_icmp_error(ctx, &p, &env, role);
 	}

@@ -41,8 +41,9 @@ static __always_inline int kv_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	if (p->kind == KW_L4_TCP &&
 	    (p->tcp_flags & (KW_TCP_SYN | KW_TCP_ACK | KW_TCP_RST | KW_TCP_FIN)) != KW_TCP_SYN)
 		return kw_drop(ctx, p, KW_STAT_DROP_TCP_NOT_SYN, fe->sample_shift);
+	/* the destination (the VIP) is translated: see kw_ttl_path() */
 	if (kw_ttl_expiring(p))
-		return kw_pass(p, KW_STAT_PASS_TTL);
+		return kw_drop(ctx, p, KW_STAT_DROP_TTL, fe->sample_shift);
 	be = kv_pick(svc);
 	if (!be)
 		return kw_drop(ctx, p, KW_STAT_DROP_NO_BACKEND, fe->sample_shift);
@@ -135,7 +136,7 @@ int konvey(struct xdp_md *ctx)
 
 	v = bpf_map_lookup_elem(&kw_ct4, &p.key);
 	if (v && v->in_role == KW_ROLE_KONVEY)
-		return kw_established(ctx, &p, v);
+		return kw_established(ctx, &p, v, fe.sample_shift);
 	if (!to_vip)
 		/* to our address, no flow: health checks and the host's own traffic */
 		return kw_pass(&p, KW_STAT_PASS_NOT_OURS);

@@ -38,6 +38,9 @@ pub const STAT_NAMES: [(kw_stat::Type, &str); STAT_COUNT] = [
     (kw_stat::KW_STAT_DROP_CT_FULL, "drop_ct_full"),
     (kw_stat::KW_STAT_DROP_NO_SERVICE, "drop_no_service"),
     (kw_stat::KW_STAT_DROP_NO_BACKEND, "drop_no_backend"),
+    (kw_stat::KW_STAT_PASS_FRAGMENT, "pass_fragment"),
+    (kw_stat::KW_STAT_DROP_FIB, "drop_fib"),
+    (kw_stat::KW_STAT_DROP_TTL, "drop_ttl"),
 ];
 
 /// The name of a `kw_stat` value (`"unknown"` outside the enum).

@@ -188,9 +188,9 @@ enum kw_stat {
 	KW_STAT_PASS_NOT_OURS,      /* not addressed to a VIP / routed subnet */
 	KW_STAT_PASS_TO_HOST,       /* firewall.ingress accepted: gateway itself */
 	KW_STAT_PASS_IPSEC,         /* to an IPsec remote subnet: kernel XFRM */
-	KW_STAT_PASS_TTL,           /* TTL <= 1: the kernel answers */
+	KW_STAT_PASS_TTL,           /* TTL <= 1, destination kept: the kernel answers */
 	KW_STAT_PASS_NO_NEIGH,      /* next hop unresolved: kernel resolves */
-	KW_STAT_PASS_FIB,           /* other fib outcomes (mtu, unreachable) */
+	KW_STAT_PASS_FIB,           /* destination kept, cannot be forwarded: untranslated to the kernel, which answers as a router */
 	/* dropped, one reason each */
 	KW_STAT_DROP_MALFORMED,     /* truncated or invalid L2/L3 */
 	KW_STAT_DROP_MALFORMED_L4,  /* truncated L4 header */
@@ -209,6 +209,9 @@ enum kw_stat {
 	KW_STAT_DROP_CT_FULL,       /* conntrack insert failed */
 	KW_STAT_DROP_NO_SERVICE,    /* Konvey: TCP/UDP to a VIP port with no service */
 	KW_STAT_DROP_NO_BACKEND,    /* Konvey: new flow, no healthy backend */
+	KW_STAT_PASS_FRAGMENT,      /* oversized, DF clear: translated, the kernel fragments it */
+	KW_STAT_DROP_FIB,           /* destination translated, cannot be forwarded (route, DF + MTU) */
+	KW_STAT_DROP_TTL,           /* destination translated, TTL <= 1 */
 	KW_STAT_COUNT,
 };
 

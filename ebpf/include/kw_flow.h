@@ -19,9 +19,36 @@ struct kw_flow_env {
 	__u8 sample_shift; /* drop events: one in 2^shift */
 };
 
+/*
+ * A packet that cannot be redirected as it is fails closed. Two paths reach
+ * the kernel translated, where it does what a NAT router does: an unresolved
+ * next hop (the kernel resolves it) and an oversized packet with DF clear
+ * (the kernel fragments it). Otherwise (no route, blackhole, oversized with
+ * DF set, TTL expiring): a packet whose destination the flow keeps goes to
+ * the kernel untranslated, and the kernel answers its sender as a router
+ * (unreachable, fragmentation needed, time exceeded) before its forward
+ * hook, where the daemon's nftables backstop drops any untranslated egress;
+ * a packet whose destination the flow translates (inbound DNAT, replies,
+ * Konvey) would be delivered to the host itself untranslated: dropped and
+ * counted.
+ */
+static __always_inline int kw_dst_kept(const struct kw_pkt *p, const struct kw_nat *n)
+{
+	return n->daddr == p->key.daddr;
+}
+
+/* TTL <= 1 on a forwarded path: see above. */
+static __always_inline int kw_ttl_path(struct xdp_md *ctx, const struct kw_pkt *p,
+				       const struct kw_nat *n, __u8 shift)
+{
+	if (kw_dst_kept(p, n))
+		return kw_pass(p, KW_STAT_PASS_TTL);
+	return kw_drop(ctx, p, KW_STAT_DROP_TTL, shift);
+}
+
 /* Translate (possibly to the same tuple) and forward a packet. */
 static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pkt *p,
-						const struct kw_nat *n)
+						const struct kw_nat *n, __u8 shift)
 {
 	void *data_end = (void *)(long)ctx->data_end;
 	struct bpf_fib_lookup fib;
@@ -36,12 +63,19 @@ static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pk
 		kw_rewrite(p, data_end, n);
 		return kw_pass(p, KW_STAT_PASS_NO_NEIGH);
 	}
-	return kw_pass(p, KW_STAT_PASS_FIB);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !(p->ip->frag_off & bpf_htons(KW_IP_DF))) {
+		/* the kernel fragments the translated datagram, as Linux NAT does */
+		kw_rewrite(p, data_end, n);
+		return kw_pass(p, KW_STAT_PASS_FRAGMENT);
+	}
+	if (kw_dst_kept(p, n))
+		return kw_pass(p, KW_STAT_PASS_FIB);
+	return kw_drop(ctx, p, KW_STAT_DROP_FIB, shift);
 }
 
 /* A packet of a tracked flow. */
 static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
-					  struct kw_ct_value *v)
+					  struct kw_ct_value *v, __u8 shift)
 {
 	struct kw_nat n = {
 		.saddr = v->nat_saddr,
@@ -52,8 +86,8 @@ static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
 
 	kw_ct_touch(v, p);
 	if (kw_ttl_expiring(p))
-		return kw_pass(p, KW_STAT_PASS_TTL);
-	return kw_translate_forward(ctx, p, &n);
+		return kw_ttl_path(ctx, p, &n, shift);
+	return kw_translate_forward(ctx, p, &n, shift);
 }
 
 /*
@@ -76,7 +110,7 @@ static __always_inline int kw_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	    (p->tcp_flags & (KW_TCP_SYN | KW_TCP_ACK | KW_TCP_RST | KW_TCP_FIN)) != KW_TCP_SYN)
 		return kw_drop(ctx, p, KW_STAT_DROP_TCP_NOT_SYN, shift);
 	if (kw_ttl_expiring(p))
-		return kw_pass(p, KW_STAT_PASS_TTL);
+		return kw_ttl_path(ctx, p, n, shift);
 
 	kw_ct_fill(&rv, p->key.daddr, p->key.saddr, p->key.dport, p->key.sport, reply_role,
 		   flags | KW_CT_F_REPLY, now);
@@ -99,7 +133,7 @@ static __always_inline int kw_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	ov.bytes = p->len;
 	if (kw_ct_insert_orig(&p->key, &ov, &rk) != KW_CT_OK)
 		return kw_drop(ctx, p, KW_STAT_DROP_CT_COLLISION, shift);
-	return kw_translate_forward(ctx, p, n);
+	return kw_translate_forward(ctx, p, n, shift);
 }
 
 #endif /* KW_FLOW_H */

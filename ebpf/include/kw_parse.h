@@ -15,6 +15,7 @@
 #include <bpf/bpf_endian.h>
 #include "kw_abi.h"
 
+#define KW_IP_DF 0x4000
 #define KW_IP_MF 0x2000
 #define KW_IP_OFFSET 0x1fff
 

@@ -738,6 +738,80 @@ fn oversized_packet_goes_untranslated_to_kernel() {
     });
 }
 
+#[test]
+fn oversized_with_df_clear_crosses_translated_for_the_kernel_to_fragment() {
+    run(
+        "oversized_with_df_clear_crosses_translated_for_the_kernel_to_fragment",
+        |h| {
+            let f = frame(
+                ANY_MAC,
+                PRV_MAC,
+                &Ip {
+                    df: false,
+                    ..Ip::new(C1, SERVER)
+                },
+                &L4::Udp {
+                    sport: 7001,
+                    dport: 9000,
+                    zero_csum: false,
+                },
+                &[7u8; 1600],
+            );
+            let s = step(h, Role::Private, &f);
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_FRAGMENT);
+            let ip = &s.data[14..34];
+            assert_eq!(ip[12..16], VIP.octets(), "source translated to the VIP");
+            assert_eq!(ip[16..20], SERVER.octets());
+            assert_eq!(ip[8], 64, "TTL and fragmentation left to the kernel");
+        },
+    );
+}
+
+#[test]
+fn inbound_oversized_with_df_fails_closed() {
+    run("inbound_oversized_with_df_fails_closed", |h| {
+        // DNATed: untranslated, the kernel would take it for itself (the
+        // VIP is local): dropped and counted, never passed
+        let f = frame(
+            ANY_MAC,
+            PUB_MAC,
+            &Ip::new(REMOTE, VIP),
+            &L4::Tcp {
+                sport: 51000,
+                dport: 80,
+                flags: TcpFlags::SYN,
+            },
+            &[7u8; 1600],
+        );
+        let s = step(h, Role::Public, &f);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_FIB);
+    });
+}
+
+#[test]
+fn inbound_ttl_one_on_a_translated_destination_fails_closed() {
+    run(
+        "inbound_ttl_one_on_a_translated_destination_fails_closed",
+        |h| {
+            for ttl in [0u8, 1] {
+                let f = frame(
+                    ANY_MAC,
+                    PUB_MAC,
+                    &Ip::new(REMOTE, VIP).ttl(ttl),
+                    &L4::Tcp {
+                        sport: 51001,
+                        dport: 80,
+                        flags: TcpFlags::SYN,
+                    },
+                    PAYLOAD,
+                );
+                let s = step(h, Role::Public, &f);
+                expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_TTL);
+            }
+        },
+    );
+}
+
 // ---------------------------------------------------------------- DNAT / ingress
 
 #[test]

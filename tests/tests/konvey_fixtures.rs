@@ -734,12 +734,14 @@ fn fragments_and_ip_options_to_the_source_pass() {
 }
 
 #[test]
-fn ttl_expiring_goes_to_the_kernel() {
-    run("ttl_expiring_goes_to_the_kernel", |h| {
+fn ttl_expiring_is_dropped_and_counted() {
+    run("ttl_expiring_is_dropped_and_counted", |h| {
+        // the destination (the VIP) is translated: untranslated, the kernel
+        // would deliver it to the balancer itself, so it fails closed
         for ttl in [0u8, 1] {
             let f = tcp_ip(Ip::new(C0, VIP).ttl(ttl), 49000, TCP_PORT, TcpFlags::SYN);
             let s = step(h, &f);
-            expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_TTL);
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_TTL);
         }
         // no turn taken, no flow made
         assert_eq!(h.model.turns(&tcp_service()), Some(0));
@@ -759,7 +761,7 @@ fn ttl_expiring_goes_to_the_kernel() {
             PAYLOAD,
         );
         expect_fwd(&s, &want);
-        // an established packet with TTL 1 also passes (and is counted in the flow)
+        // an established packet with TTL 1 too (and is counted in the flow)
         let f = tcp_ip(
             Ip::new(BACKENDS[0].0, SOURCE).ttl(1),
             TCP_BACKEND_PORT,
@@ -767,7 +769,7 @@ fn ttl_expiring_goes_to_the_kernel() {
             TcpFlags::SYN_ACK,
         );
         let s = step(h, &f);
-        expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_TTL);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_TTL);
         let rep = Tuple::new(6, BACKENDS[0].0, TCP_BACKEND_PORT, SOURCE, 49000);
         assert_eq!(h.model.ct_get(&rep).unwrap().packets, 1);
         assert_eq!(ct_state(h, rep), CT_ESTABLISHED);
@@ -1085,10 +1087,11 @@ fn same_client_port_on_two_vips_makes_two_flows() {
 }
 
 #[test]
-fn oversized_packet_goes_to_the_kernel_untranslated() {
-    run("oversized_packet_goes_to_the_kernel_untranslated", |h| {
-        // above the backend link's MTU: fib says no, the kernel sends
-        // "fragmentation needed" to the client; the flow is made all the same
+fn oversized_packets_fail_closed_or_cross_fragmented() {
+    run("oversized_packets_fail_closed_or_cross_fragmented", |h| {
+        // above the backend link's MTU with DF set: the destination is
+        // translated, so it cannot go to the kernel untranslated: dropped and
+        // counted; the flow is made all the same
         let f = frame(
             ANY_MAC,
             FRONT_MAC,
@@ -1101,8 +1104,34 @@ fn oversized_packet_goes_to_the_kernel_untranslated() {
             &[7u8; 1500],
         );
         let s = step(h, &f);
-        expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_FIB);
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_FIB);
         assert_eq!(h.konvey.conntrack_entries().unwrap().len(), 2);
+        // DF clear: translated, then the kernel fragments it (as Linux NAT)
+        let f = frame(
+            ANY_MAC,
+            FRONT_MAC,
+            &Ip {
+                df: false,
+                ..Ip::new(C0, VIP)
+            },
+            &L4::Udp {
+                sport: 58001,
+                dport: UDP_PORT,
+                zero_csum: false,
+            },
+            &[7u8; 1500],
+        );
+        let s = step(h, &f);
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_FRAGMENT);
+        let ip = &s.data[14..34];
+        assert_eq!(ip[12..16], SOURCE.octets(), "source translated");
+        assert!(
+            BACKENDS.iter().any(|b| ip[16..20] == b.0.octets()),
+            "destination translated to a backend: {:?}",
+            &ip[16..20]
+        );
+        assert_eq!(ip[8], 64, "TTL left to the kernel");
+        assert_eq!(h.konvey.conntrack_entries().unwrap().len(), 4);
     });
 }
 

@@ -8,7 +8,7 @@
 //! | `tcp-echo-server --port P [--seconds N] [--name NAME]` | answers each connection with `peer=IP:PORT` (with `--name`: `name=NAME peer=IP:PORT`), then echoes lines | `ready tcp ADDR`, `accepted peer=IP:PORT` |
 //! | `udp-echo-server --port P [--seconds N] [--name NAME]` | answers each datagram with `peer=IP:PORT` and `echo=PAYLOAD` (with `--name`: `name=NAME` first) | `ready udp ADDR`, `datagram peer=IP:PORT` |
 //! | `tcp-client --to IP:PORT [--timeout-ms T] [--line L]` | connects, sends one line | `peer=...`, `echo=L` |
-//! | `udp-client --to IP:PORT [--timeout-ms T] [--line L] [--sport P]` | sends one datagram (from port P, default any) | `peer=...`, `echo=L` |
+//! | `udp-client --to IP:PORT [--timeout-ms T] [--line L] [--sport P] [--df no]` | sends one datagram (from port P, default any; `--df no`: DF clear, the kernel fragments) | `peer=...`, `echo=L` |
 //! | `tcp-hold --to IP:PORT --seconds S` | one connection, a line every 200 ms | `peer=...`, `exchanges=N` |
 //! | `udp-hold --to IP:PORT --seconds S [--rate R]` | R datagrams a second (default 100), each waiting up to 1 s for its echo | `sent=N answered=M lost=K` |
 //!
@@ -302,6 +302,28 @@ fn tcp_client(opts: &Opts) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `IP_PMTUDISC_DONT`: datagrams leave with DF clear, fragmented by whoever
+/// needs to.
+fn no_path_mtu_discovery(socket: &UdpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let value: libc::c_int = libc::IP_PMTUDISC_DONT;
+    // SAFETY: a valid socket and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 fn udp_client(opts: &Opts) -> Result<(), Failure> {
     let to = opts.addr()?;
     let timeout = client_timeout(opts)?;
@@ -309,6 +331,9 @@ fn udp_client(opts: &Opts) -> Result<(), Failure> {
     let sport = u16::try_from(opts.num("sport", 0)?)
         .map_err(|_| Failure::from("--sport: not a port".to_owned()))?;
     let socket = io("bind", UdpSocket::bind(("0.0.0.0", sport)))?;
+    if opts.get("df") == Some("no") {
+        io("IP_MTU_DISCOVER", no_path_mtu_discovery(&socket))?;
+    }
     io("connect", socket.connect(to))?;
     io("set_read_timeout", socket.set_read_timeout(Some(timeout)))?;
     io("send", socket.send(line.as_bytes()))?;

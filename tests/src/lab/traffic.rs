@@ -254,7 +254,8 @@ impl Agent {
         }
     }
 
-    fn command(&self, ns: &Netns, args: &[&str]) -> Command {
+    /// `kowabunga-lab-agent ARGS` inside `ns` (not started).
+    pub fn command(&self, ns: &Netns, args: &[&str]) -> Command {
         let mut cmd = ns.command(&self.path);
         cmd.args(args);
         cmd

@@ -34,7 +34,9 @@ pub enum FibResult {
     },
     /// Route found, neighbour not resolved.
     NoNeigh,
-    /// Anything else (local, broadcast, no route, MTU exceeded).
+    /// Route found, the packet is larger than its MTU.
+    FragNeeded,
+    /// Anything else (local, broadcast, no route).
     Other,
 }
 
@@ -65,7 +67,7 @@ impl FibModel {
             return FibResult::Other;
         };
         if tot_len > route.mtu {
-            return FibResult::Other;
+            return FibResult::FragNeeded;
         }
         let hop = route.via.unwrap_or(dst);
         match self.neighbours.get(&hop) {

@@ -316,14 +316,33 @@ pub(crate) fn established(
     key: Tuple,
 ) -> (u32, u32) {
     ct_touch(ct, key, p);
-    if p.ttl_expiring() {
-        return pass(kw_stat::KW_STAT_PASS_TTL);
-    }
     let Some(v) = ct.get(&key) else {
         return pass(kw_stat::KW_STAT_PASS_FIB);
     };
     let n = v.nat;
+    if p.ttl_expiring() {
+        return ttl_path(p, &n);
+    }
     translate_forward(fib, p, n)
+}
+
+// kw_dst_kept()
+fn dst_kept(p: &Pkt, n: &Tuple) -> bool {
+    n.daddr == p.key.daddr
+}
+
+// kw_ttl_path()
+pub(crate) fn ttl_path(p: &Pkt, n: &Tuple) -> (u32, u32) {
+    if dst_kept(p, n) {
+        pass(kw_stat::KW_STAT_PASS_TTL)
+    } else {
+        drop(kw_stat::KW_STAT_DROP_TTL)
+    }
+}
+
+// The DF bit of the IPv4 header.
+fn dont_fragment(p: &Pkt) -> bool {
+    p.u16_at(ETH + 6) & 0x4000 != 0
 }
 
 // kw_translate_forward()
@@ -337,7 +356,14 @@ pub(crate) fn translate_forward(fib: &FibModel, p: &mut Pkt, n: Tuple) -> (u32, 
             rewrite(p, &n);
             pass(kw_stat::KW_STAT_PASS_NO_NEIGH)
         }
-        FibResult::Other => pass(kw_stat::KW_STAT_PASS_FIB),
+        FibResult::FragNeeded if !dont_fragment(p) => {
+            rewrite(p, &n);
+            pass(kw_stat::KW_STAT_PASS_FRAGMENT)
+        }
+        FibResult::FragNeeded | FibResult::Other if dst_kept(p, &n) => {
+            pass(kw_stat::KW_STAT_PASS_FIB)
+        }
+        FibResult::FragNeeded | FibResult::Other => drop(kw_stat::KW_STAT_DROP_FIB),
     }
 }
 
@@ -360,7 +386,7 @@ pub(crate) fn new_flow(
         return drop(kw_stat::KW_STAT_DROP_TCP_NOT_SYN);
     }
     if p.ttl_expiring() {
-        return pass(kw_stat::KW_STAT_PASS_TTL);
+        return ttl_path(p, &n);
     }
     let rv = CtEntry {
         nat: p.key.reverse(),

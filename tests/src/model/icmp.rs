@@ -90,7 +90,7 @@ pub(crate) fn forward(fib: &FibModel, p: &mut Pkt, r: &IcmpRef) -> (u32, u32) {
         p.key.saddr
     };
     let fib = fib.lookup(Ipv4Addr::from(n_daddr), p.tot_len());
-    if fib == FibResult::Other {
+    if matches!(fib, FibResult::Other | FibResult::FragNeeded) {
         return pass(kw_stat::KW_STAT_PASS_FIB);
     }
 

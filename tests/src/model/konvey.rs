@@ -242,8 +242,9 @@ impl KonveyModel {
         if tcp_not_syn(p) {
             return drop(kw_stat::KW_STAT_DROP_TCP_NOT_SYN);
         }
+        // the VIP is translated: kw_ttl_path()
         if p.ttl_expiring() {
-            return pass(kw_stat::KW_STAT_PASS_TTL);
+            return drop(kw_stat::KW_STAT_DROP_TTL);
         }
         // kv_pick()
         let count = svc.rotation.len();
