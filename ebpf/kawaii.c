@@ -144,6 +144,28 @@ static __always_inline int kw_new_peer_inbound(struct xdp_md *ctx, struct kw_pkt
 	return kw_new_flow(ctx, p, &env->flow, &n, KW_ROLE_PEERING, KW_ROLE_PRIVATE, 0, 0);
 }
 
+/*
+ * IPv6 on the private or a peering side. The project is IPv4: link-local and
+ * multicast destinations (neighbour discovery, MLD) are the host's business;
+ * anything else could only be forwarded by the kernel, whatever its
+ * forwarding sysctl says: dropped and counted. (On the public side IPv6 goes
+ * to the host, whose nftables backstop forwards none of it.)
+ */
+static __always_inline int kw_ipv6_inner(struct xdp_md *ctx, struct kw_pkt *p, void *data_end,
+					 __u8 shift)
+{
+	struct ipv6hdr *ip6 = (void *)(p->eth + 1);
+	__u8 b0, b1;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED, shift);
+	b0 = ip6->daddr.in6_u.u6_addr8[0];
+	b1 = ip6->daddr.in6_u.u6_addr8[1];
+	if (b0 == 0xff || (b0 == 0xfe && (b1 & 0xc0) == 0x80))
+		return kw_pass(p, KW_STAT_PASS_NOT_IPV4);
+	return kw_drop(ctx, p, KW_STAT_DROP_IPV6, shift);
+}
+
 static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 {
 	void *data = (void *)(long)ctx->data;
@@ -169,8 +191,11 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 
 	if ((void *)(p.eth + 1) > data_end)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED, env.cfg->sample_shift);
-	if (p.eth->h_proto != bpf_htons(ETH_P_IP))
+	if (p.eth->h_proto != bpf_htons(ETH_P_IP)) {
+		if (p.eth->h_proto == bpf_htons(ETH_P_IPV6) && role != KW_ROLE_PUBLIC)
+			return kw_ipv6_inner(ctx, &p, data_end, env.cfg->sample_shift);
 		return kw_pass(&p, KW_STAT_PASS_NOT_IPV4);
+	}
 	p.ip = (void *)(p.eth + 1);
 	if ((void *)(p.ip + 1) > data_end)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED, env.cfg->sample_shift);

@@ -41,6 +41,7 @@ pub const STAT_NAMES: [(kw_stat::Type, &str); STAT_COUNT] = [
     (kw_stat::KW_STAT_PASS_FRAGMENT, "pass_fragment"),
     (kw_stat::KW_STAT_DROP_FIB, "drop_fib"),
     (kw_stat::KW_STAT_DROP_TTL, "drop_ttl"),
+    (kw_stat::KW_STAT_DROP_IPV6, "drop_ipv6"),
 ];
 
 /// The name of a `kw_stat` value (`"unknown"` outside the enum).

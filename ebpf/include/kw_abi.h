@@ -212,6 +212,7 @@ enum kw_stat {
 	KW_STAT_PASS_FRAGMENT,      /* oversized, DF clear: translated, the kernel fragments it */
 	KW_STAT_DROP_FIB,           /* destination translated, cannot be forwarded (route, DF + MTU) */
 	KW_STAT_DROP_TTL,           /* destination translated, TTL <= 1 */
+	KW_STAT_DROP_IPV6,          /* Kawaii: IPv6 from the project side beyond link-local/multicast */
 	KW_STAT_COUNT,
 };
 

@@ -135,6 +135,8 @@ impl Generator {
             self.reply(rng)
         } else if roll < 40 && !self.forwarded.is_empty() {
             self.icmp_error(rng)
+        } else if roll < 43 {
+            ipv6(rng)
         } else {
             self.fresh(rng)
         };
@@ -279,6 +281,62 @@ impl Generator {
 
 /// Break a frame in one of several ways (shared by the Kawaii and Konvey
 /// generators).
+/// An IPv6 datagram on any side, to a link-local, multicast or global
+/// destination (only the first two stay for the host on the project side).
+fn ipv6(rng: &mut impl Rng) -> Input {
+    let role = *[Role::Private, Role::Public, Role::Peering]
+        .choose(rng)
+        .expect("role");
+    let dst: [u8; 16] = match rng.random_range(0..4) {
+        0 => [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        1 => [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        2 => [0xfe, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], // site-local: not link-local
+        _ => [
+            0x20,
+            0x01,
+            0x0d,
+            0xb8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            rng.random(),
+        ],
+    };
+    let src = [
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        rng.random(),
+    ];
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2(SRC_MAC, mac_of(role))
+        .ipv6(src, dst, 64)
+        .udp(rng.random(), rng.random())
+        .write(&mut frame, &[0u8; 8])
+        .expect("IPv6 frame");
+    Input { role, frame }
+}
+
 pub(crate) fn mangle(rng: &mut impl Rng, f: &mut Vec<u8>) {
     match rng.random_range(0..8) {
         0 => {

@@ -121,6 +121,7 @@ fn bpf_program_and_model_agree_on_random_traffic() -> Result<()> {
         kw_stat::KW_STAT_PASS_FRAGMENT,
         kw_stat::KW_STAT_DROP_FIB,
         kw_stat::KW_STAT_DROP_TTL,
+        kw_stat::KW_STAT_DROP_IPV6,
         kw_stat::KW_STAT_DROP_MALFORMED,
         kw_stat::KW_STAT_DROP_MALFORMED_L4,
         kw_stat::KW_STAT_DROP_FRAGMENT,

@@ -17,7 +17,9 @@ use anyhow::{ensure, Result};
 use kowabunga_testkit::privileged;
 use kowabunga_tests::lab::capture::{from_source, Capture};
 use kowabunga_tests::lab::find_kowabungad;
-use kowabunga_tests::lab::topology::{KawaiiLab, GW_PRIV_ADDR, IF_PUBLIC, INET_ADDR, VIP};
+use kowabunga_tests::lab::topology::{
+    KawaiiLab, GW_PRIV_ADDR, IF_PRIVATE, IF_PUBLIC, INET_ADDR, VIP,
+};
 use kowabunga_tests::lab::traffic::{run_bounded, Agent};
 
 const MTU: &str = "1400";
@@ -117,6 +119,103 @@ fn unusual_paths_fail_closed_and_answer_as_a_router() -> Result<()> {
                 .any(|l| l.contains(&format!("{VIP} > {INET_ADDR}: "))),
         "the oversized datagram crossed as fragments from the VIP:\n{}",
         packets.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn ipv6_never_crosses_even_with_forwarding_on() -> Result<()> {
+    if !privileged("ipv6_never_crosses_even_with_forwarding_on") {
+        return Ok(());
+    }
+    let bin = find_kowabungad()?;
+    let mut lab = KawaiiLab::new()?;
+    let (priv6, inet6) = ("2001:db8:1::10", "2001:db8:2::2");
+    lab.private.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{priv6}/64"),
+        "dev",
+        "eth0",
+        "nodad",
+    ])?;
+    lab.private
+        .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"])?;
+    lab.gw.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::1/64",
+        "dev",
+        IF_PRIVATE,
+        "nodad",
+    ])?;
+    lab.gw.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:2::1/64",
+        "dev",
+        IF_PUBLIC,
+        "nodad",
+    ])?;
+    lab.inet.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{inet6}/64"),
+        "dev",
+        "eth0",
+        "nodad",
+    ])?;
+    lab.inet
+        .ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"])?;
+    // An operator turned IPv6 forwarding on for other reasons.
+    lab.gw.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    lab.start_daemon(&bin)?;
+    let capture_file = std::env::temp_dir().join(format!("{}-v6.pcap", lab.prefix()));
+    let capture = Capture::start(&lab.inet, "eth0", &capture_file)?;
+    let before = lab.counters()?;
+
+    let out = lab
+        .private
+        .run("ping", &["-6", "-n", "-c", "2", "-W", "1", inet6])?;
+    ensure!(!out.status.success(), "IPv6 crossed out: {out:?}");
+    let out = lab
+        .inet
+        .run("ping", &["-6", "-n", "-c", "2", "-W", "1", priv6])?;
+    ensure!(!out.status.success(), "IPv6 crossed in: {out:?}");
+    // Link-local IPv6 (neighbour discovery, all-nodes) stays the host's.
+    let out = lab
+        .private
+        .run("ping", &["-6", "-n", "-c", "1", "-W", "2", "ff02::1%eth0"])?;
+    ensure!(
+        out.status.success(),
+        "link-local IPv6 on the private link: {out:?}"
+    );
+
+    let delta = lab.counters()?.since(&before);
+    ensure!(
+        delta.packets("drop_ipv6") >= 2,
+        "dropped and counted by the XDP program:\n{delta}"
+    );
+    let packets = capture.finish()?;
+    let leaked: Vec<&String> = packets
+        .iter()
+        .filter(|l| l.contains(&format!("IP6 {priv6} ")))
+        .collect();
+    ensure!(
+        leaked.is_empty(),
+        "the private host's IPv6 on the Internet side: {leaked:?}"
+    );
+    let sent = packets
+        .iter()
+        .filter(|l| l.contains(&format!("IP6 {inet6} > {priv6}")))
+        .count();
+    ensure!(
+        sent >= 2,
+        "the Internet host's pings were sent (capture sanity): {packets:?}"
     );
     Ok(())
 }

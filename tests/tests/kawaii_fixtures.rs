@@ -164,6 +164,41 @@ fn ipv6_passes_to_kernel() {
 }
 
 #[test]
+fn ipv6_from_the_project_side_stays_on_the_link() {
+    run("ipv6_from_the_project_side_stays_on_the_link", |h| {
+        let v6 = |dst: [u8; 16]| {
+            let mut f = Vec::new();
+            etherparse::PacketBuilder::ethernet2(ANY_MAC, PRV_MAC)
+                .ipv6(
+                    [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
+                    dst,
+                    64,
+                )
+                .udp(1000, 53)
+                .write(&mut f, PAYLOAD)
+                .unwrap();
+            f
+        };
+        let global = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        for role in [Role::Private, Role::Peering] {
+            // beyond the link: only the kernel could forward it, never
+            let s = step(h, role, &v6(global));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_IPV6);
+            // neighbour discovery, link-local and multicast: the host's
+            let link_local = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            let s = step(h, role, &v6(link_local));
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_IPV4);
+            let all_nodes = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            let s = step(h, role, &v6(all_nodes));
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_IPV4);
+            // a truncated header
+            let s = step(h, role, &v6(global)[..40]);
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_MALFORMED);
+        }
+    });
+}
+
+#[test]
 fn truncated_ipv4_header_is_dropped() {
     run("truncated_ipv4_header_is_dropped", |h| {
         let f = tcp(C1, 40000, SERVER, 80, TcpFlags::SYN);

@@ -83,6 +83,20 @@ impl KawaiiModel {
         let Some(cfg) = self.cfg else {
             return pass(kw_stat::KW_STAT_PASS_NO_CONFIG);
         };
+        // kw_ipv6_inner()
+        if p.buf.len() >= 14
+            && p.buf[12..14] == [0x86, 0xdd]
+            && role != kw_role::KW_ROLE_PUBLIC as u8
+        {
+            if p.buf.len() < 14 + 40 {
+                return drop(kw_stat::KW_STAT_DROP_MALFORMED);
+            }
+            let (b0, b1) = (p.buf[14 + 24], p.buf[14 + 25]);
+            if b0 == 0xff || (b0 == 0xfe && b1 & 0xc0 == 0x80) {
+                return pass(kw_stat::KW_STAT_PASS_NOT_IPV4);
+            }
+            return drop(kw_stat::KW_STAT_DROP_IPV6);
+        }
         let ihl = match p.parse_l3() {
             Ok(ihl) => ihl,
             Err(verdict) => return verdict,
