@@ -26,7 +26,10 @@
 //! Startup: logging (`RUST_LOG`, default `info`, to stderr), read and
 //! validate the config, capability check, sysctls (see [`sysctl`]),
 //! load the dataplanes the config asks for (Kawaii with maps pinned under
-//! `node.bpffs`, Konvey under `node.bpffs/konvey`), apply the config,
+//! `node.bpffs`, Konvey under `node.bpffs/konvey`; pins of another ABI
+//! version are refused with the one line of
+//! [`kowabunga_dataplane::kawaii::Error::AbiMismatch`], exit 1, see
+//! [`kowabunga_dataplane::abi`]), apply the config,
 //! attach the programs (Kawaii: public, private, each peering; Konvey: each
 //! of `node.interfaces.konvey`), then log `kowabungad ready`.
 //!
