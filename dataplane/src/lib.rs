@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`kawaii`] | load `kawaii.o`, pinned or private maps; [`kawaii::config`] its configuration as Rust types, encoded into the ABI; [`kawaii::banks`] apply it to the inactive bank and flip |
 //! | [`konvey`] | load `konvey.o`, program it; [`konvey::service`] services, backends, node settings as Rust types |
+//! | [`abi`] | the ABI version pinned beside the maps (`kw_meta`): reuse, create or refuse pins |
 //! | [`attach`] | attach / detach a role's program, pinned links |
 //! | [`conntrack`] | list and sweep `kw_ct4` |
 //! | [`stats`] | per-CPU counters summed, with names |
@@ -41,6 +42,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod abi;
 pub mod attach;
 pub mod bpffs;
 pub mod caps;

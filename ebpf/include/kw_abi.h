@@ -23,6 +23,21 @@
 #include <linux/types.h>
 
 /* ------------------------------------------------------------------ */
+/* ABI version of the maps.                                            */
+/* ------------------------------------------------------------------ */
+/*
+ * Bump KW_ABI_VERSION whenever anything a map holds changes its layout or
+ * its meaning: a struct field added, removed, reordered or reinterpreted,
+ * an enum value stored in a map renumbered, a map added, removed or
+ * resized. The loader writes it into the pinned kw_meta map (kw_maps.h)
+ * when it creates the pins, and refuses pins that carry another version or
+ * none, before it opens any other map (ebpf/README.md, "Pinned maps and the
+ * ABI version"). Same-size changes are exactly what only this number
+ * catches.
+ */
+#define KW_ABI_VERSION 1
+
+/* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
 /* ------------------------------------------------------------------ */
 enum kw_role {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * kw_maps.h - the maps every Kowabunga XDP program has: conntrack, outcome
- * counters and drop events (see ebpf/README.md). Each program object gets its
+ * counters, drop events and the ABI version (see ebpf/README.md). Each program object gets its
  * own instances; program-specific maps live in kw_<program>_maps.h.
  */
 #ifndef KW_MAPS_H
@@ -29,5 +29,17 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, KW_EVENTS_BYTES);
 } kw_events SEC(".maps");
+
+/*
+ * kw_meta[0] = KW_ABI_VERSION of the maps pinned beside it, written by the
+ * loader when it creates a pin directory; no program reads it. Its own
+ * definition never changes, so that every build can read any pins' version.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} kw_meta SEC(".maps");
 
 #endif /* KW_MAPS_H */

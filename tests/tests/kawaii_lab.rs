@@ -98,7 +98,16 @@ fn egress_is_snated_to_the_vip() -> Result<()> {
     }
     let _serial = serial();
     let agent = agent();
-    let lab = lab_with_daemon()?;
+    let mut lab = lab_with_daemon()?;
+    // The gateway's two interfaces are veths: said once each at start.
+    let log = lab.daemon().context("no daemon")?.log();
+    for field in ["node.interfaces.public", "node.interfaces.private"] {
+        let n = log
+            .lines()
+            .filter(|l| l.contains(&format!("{field}: ")) && l.contains(" is a veth: "))
+            .count();
+        ensure!(n == 1, "{n} veth warnings for {field}:\n{log}");
+    }
     let tcp = agent.tcp_echo_server(&lab.inet, 7000, 30)?;
     let udp = agent.udp_echo_server(&lab.inet, 7001, 30)?;
 

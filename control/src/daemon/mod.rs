@@ -11,6 +11,7 @@
 //! | [`main_loop`] | signals, periodic ticks, role timers |
 //! | [`node`] | node discovery: interface addresses, `/proc/sys`, pin directories |
 //! | [`sysctl`] | the kernel settings a gateway needs |
+//! | [`veth`] | veth interfaces: one warning at start with what their peers need |
 //!
 //! ```text
 //! kowabungad --config FILE            run the gateway
@@ -24,9 +25,14 @@
 //! command-line usage errors).
 //!
 //! Startup: logging (`RUST_LOG`, default `info`, to stderr), read and
-//! validate the config, capability check, sysctls (see [`sysctl`]),
+//! validate the config, capability check, interfaces checked (one `warn`
+//! per veth with what its peer and the sending hosts need, see [`veth`]),
+//! sysctls (see [`sysctl`]),
 //! load the dataplanes the config asks for (Kawaii with maps pinned under
-//! `node.bpffs`, Konvey under `node.bpffs/konvey`), apply the config,
+//! `node.bpffs`, Konvey under `node.bpffs/konvey`; pins of another ABI
+//! version are refused with the one line of
+//! [`kowabunga_dataplane::kawaii::Error::AbiMismatch`], exit 1, see
+//! [`kowabunga_dataplane::abi`]), apply the config,
 //! attach the programs (Kawaii: public, private, each peering; Konvey: each
 //! of `node.interfaces.konvey`), then log `kowabungad ready`.
 //!
@@ -74,6 +80,7 @@ pub mod supervisor;
 pub mod sysctl;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod veth;
 
 pub use args::Args;
 pub use supervisor::Daemon;
@@ -165,6 +172,7 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
         let mut signals = main_loop::Signals::new()?;
 
         registry::check_interfaces(&config)?;
+        veth::warn_veths(&registry::interfaces(&config));
         let names: Vec<String> = registry::interfaces(&config)
             .into_iter()
             .map(|(_, n)| n)

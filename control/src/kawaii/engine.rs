@@ -11,7 +11,7 @@ use kowabunga_dataplane::{
 };
 use tracing::debug;
 
-use crate::role::engine::{Loaded, XdpEngine};
+use crate::role::engine::{load_error, Loaded, XdpEngine};
 
 /// What the Kawaii role needs from its dataplane.
 pub trait KawaiiEngine: XdpEngine {
@@ -43,9 +43,10 @@ impl Loaded<Kawaii> {
     /// Loads `kawaii.o` with pinned maps under `options.pin_dir`.
     ///
     /// # Errors
-    /// Loading failed (verifier, bpffs, mismatching pinned map).
+    /// Loading failed (verifier, bpffs, mismatching pinned map, pins of
+    /// another ABI version: see [`load_error`]).
     pub fn load(options: &LoadOptions) -> anyhow::Result<Self> {
-        let kawaii = Kawaii::load(options).context("cannot load the Kawaii dataplane")?;
+        let kawaii = Kawaii::load(options).map_err(|e| load_error("Kawaii", e))?;
         Ok(Loaded::new("kawaii", kawaii, Kawaii::drop_events))
     }
 }

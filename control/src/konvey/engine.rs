@@ -9,7 +9,7 @@ use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
 use kowabunga_dataplane::{Counters, DropEvent, Konvey, LoadOptions, SweepReport};
 use tracing::{debug, info};
 
-use crate::role::engine::{Loaded, XdpEngine};
+use crate::role::engine::{load_error, Loaded, XdpEngine};
 
 /// What the daemon needs from a Konvey dataplane.
 pub trait KonveyEngine: XdpEngine {
@@ -59,9 +59,13 @@ impl Loaded<Konvey> {
     /// Loads `konvey.o` with pinned maps under `options.pin_dir`.
     ///
     /// # Errors
-    /// Loading failed (verifier, bpffs, mismatching pinned map).
+    /// Loading failed (verifier, bpffs, mismatching pinned map, pins of
+    /// another ABI version: see [`load_error`]).
     pub fn load(options: &LoadOptions) -> anyhow::Result<Self> {
-        let konvey = Konvey::load(options).context("cannot load the Konvey dataplane")?;
+        let konvey = Konvey::load(options).map_err(|e| match e {
+            kowabunga_dataplane::konvey::Error::Load(e) => load_error("Konvey", e),
+            e => anyhow::Error::new(e).context("cannot load the Konvey dataplane"),
+        })?;
         Ok(Loaded::new("konvey", konvey, Konvey::drop_events))
     }
 }

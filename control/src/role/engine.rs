@@ -6,8 +6,19 @@
 
 use std::fmt::Display;
 
-use kowabunga_dataplane::{Counters, DropEvent, DropEvents, SweepReport};
+use kowabunga_dataplane::{kawaii, Counters, DropEvent, DropEvents, SweepReport};
 use tracing::warn;
+
+/// A load failure of `what` ("Kawaii", "Konvey") for the daemon's one-line
+/// error: pins of another ABI version say everything themselves (which
+/// pins, both versions, the fix) and are passed on as they are; anything
+/// else gets "cannot load the `what` dataplane" in front.
+pub fn load_error(what: &str, error: kawaii::Error) -> anyhow::Error {
+    match error {
+        e @ kawaii::Error::AbiMismatch { .. } => e.into(),
+        e => anyhow::Error::new(e).context(format!("cannot load the {what} dataplane")),
+    }
+}
 
 /// What the daemon needs from any XDP dataplane.
 pub trait XdpEngine {
@@ -73,5 +84,34 @@ impl<T> Loaded<T> {
             .as_mut()
             .map(DropEvents::drain)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_refusals_pass_as_they_are_other_load_errors_get_context() {
+        let refusal = kawaii::Error::AbiMismatch {
+            object: "kawaii.o",
+            pin_dir: "/sys/fs/bpf/kowabunga".into(),
+            found: Some(7),
+            expected: 1,
+        };
+        let line = refusal.to_string();
+        assert!(
+            line.starts_with(
+                "pinned maps of kawaii.o in /sys/fs/bpf/kowabunga have ABI version 7, \
+                 this build's is 1: "
+            ),
+            "{line}"
+        );
+        assert_eq!(format!("{:#}", load_error("Kawaii", refusal)), line);
+        let other = load_error("Konvey", kawaii::Error::ZeroCtEntries);
+        assert_eq!(
+            format!("{other:#}"),
+            "cannot load the Konvey dataplane: ct_entries must be at least 1"
+        );
     }
 }

@@ -19,7 +19,7 @@ use kowabunga_bindings::{
     KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE,
 };
 
-use crate::{attach::Links, bpffs, Role};
+use crate::{abi, attach::Links, bpffs, Role};
 
 /// The compiled `ebpf/kawaii.c`, embedded at build time.
 pub static KAWAII_OBJECT: &[u8] =
@@ -37,9 +37,11 @@ pub const MAP_CT4: &str = "kw_ct4";
 pub const MAP_STATS: &str = "kw_stats";
 /// Ring buffer of `kw_drop_event` records.
 pub const MAP_EVENTS: &str = "kw_events";
+/// Array `u32` 0 -> ABI version of the pins beside it (see [`crate::abi`]).
+pub const MAP_META: &str = abi::MAP_META;
 /// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
-pub const MAP_NAMES: [&str; 6] = [
-    MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_CT4, MAP_STATS, MAP_EVENTS,
+pub const MAP_NAMES: [&str; 7] = [
+    MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_CT4, MAP_STATS, MAP_EVENTS, MAP_META,
 ];
 
 /// Rules per bank in `kw_rules` (`KW_RULES_PER_BANK` in `kw_abi.h`).
@@ -88,6 +90,34 @@ pub enum Error {
         /// What differs.
         detail: String,
     },
+    /// The pins were made by a build of another ABI version, or before ABI
+    /// versions existed (`found` = `None`); nothing was opened or changed.
+    #[error(
+        "pinned maps of {object} in {dir} {found}, this build's is {expected}: detach them with \
+         the kowabungad that pinned them (`kowabungad --config FILE --detach`) or remove the \
+         directory (`rm -r {dir}`, conntrack is lost), then start again",
+        dir = .pin_dir.display(),
+        found = describe_version(*.found)
+    )]
+    AbiMismatch {
+        /// The object whose pins these are (`kawaii.o`, `konvey.o`).
+        object: &'static str,
+        /// The pin directory.
+        pin_dir: PathBuf,
+        /// The version of the pins; `None`: no `kw_meta` pin.
+        found: Option<u32>,
+        /// This build's version ([`abi::ABI_VERSION`]).
+        expected: u32,
+    },
+    /// The ABI version could not be written and pinned.
+    #[error("cannot pin the ABI version at {path}")]
+    WriteAbiVersion {
+        /// The `kw_meta` pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: aya::maps::MapError,
+    },
     /// A pinned map could not be inspected.
     #[error(
         "cannot open the pinned map {map} at {path}; remove the pin (rm {path}) if it is stale"
@@ -121,6 +151,14 @@ pub enum Error {
     },
 }
 
+/// How [`Error::AbiMismatch`] names the version found.
+fn describe_version(found: Option<u32>) -> String {
+    match found {
+        Some(v) => format!("have ABI version {v}"),
+        None => "have no ABI version (pinned by a build older than ABI versions)".to_owned(),
+    }
+}
+
 /// Expected kernel definition of one map.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct MapSpec {
@@ -136,7 +174,7 @@ const fn size<T>() -> u32 {
 }
 
 /// The map definitions of `kw_maps.h`, as this build expects them.
-pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 6] {
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 7] {
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -175,6 +213,7 @@ pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 6] {
             kw_stat::KW_STAT_COUNT,
         ),
         spec(MAP_EVENTS, MapType::RingBuf, 0, 0, KW_EVENTS_BYTES),
+        abi::META_SPEC,
     ]
 }
 
@@ -222,8 +261,10 @@ impl Kawaii {
     /// program of every [`Role`] into the kernel. Nothing is attached yet.
     ///
     /// With a `pin_dir`, the directory is created if needed and must be on a
-    /// bpffs; each map is pinned at `pin_dir/<map name>`. A pin whose
-    /// definition differs from this build fails with
+    /// bpffs; each map is pinned at `pin_dir/<map name>`. Pins of another
+    /// ABI version (or made before versions) fail with
+    /// [`Error::AbiMismatch`] before any map is opened (see [`crate::abi`]);
+    /// a pin whose definition differs from this build fails with
     /// [`Error::PinnedMapMismatch`] naming the map.
     pub fn load(options: &LoadOptions) -> Result<Self, Error> {
         let ct_entries = options.ct_entries.unwrap_or(KW_CT_DEFAULT_ENTRIES);
@@ -240,6 +281,7 @@ impl Kawaii {
                 if !bpffs::is_bpffs(dir)? {
                     return Err(Error::NotBpffs(dir.clone()));
                 }
+                abi::guard(dir, "kawaii.o", &MAP_NAMES)?;
                 let paths: Vec<_> = MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect();
                 for (spec, (_, path)) in specs.iter().zip(&paths) {
                     check_pinned(spec, path)?;
@@ -372,8 +414,9 @@ pub(crate) fn check_pinned(spec: &MapSpec, path: &Path) -> Result<(), Error> {
     }
 }
 
-/// Removes the pinned maps of `pin_dir` (not the links). Missing pins are not
-/// an error. The maps disappear once no program or process uses them.
+/// Removes the pinned maps of `pin_dir` (not the links), the ABI version
+/// last. Missing pins are not an error. The maps disappear once no program
+/// or process uses them.
 pub fn remove_pinned_maps(pin_dir: &Path) -> io::Result<()> {
     for name in MAP_NAMES {
         match fs::remove_file(pin_dir.join(name)) {

@@ -74,7 +74,7 @@ pub const MAP_SERVICES: &str = "kv_services";
 /// Array service id -> `u64` round-robin counter.
 pub const MAP_RR: &str = "kv_rr";
 /// Every map of `konvey.o`.
-pub const MAP_NAMES: [&str; 7] = [
+pub const MAP_NAMES: [&str; 8] = [
     MAP_CONFIG,
     MAP_VIPS,
     MAP_SERVICES,
@@ -82,6 +82,7 @@ pub const MAP_NAMES: [&str; 7] = [
     kw::MAP_CT4,
     kw::MAP_STATS,
     kw::MAP_EVENTS,
+    kw::MAP_META,
 ];
 
 /// Most services a node carries (`KV_MAX_SERVICES`).
@@ -144,7 +145,7 @@ pub enum Error {
 }
 
 /// The map definitions of `kw_konvey_maps.h` and `kw_maps.h`.
-fn map_specs(ct_entries: u32) -> [MapSpec; 7] {
+fn map_specs(ct_entries: u32) -> [MapSpec; 8] {
     let size = |n: usize| n as u32;
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
@@ -185,6 +186,7 @@ fn map_specs(ct_entries: u32) -> [MapSpec; 7] {
             kw_stat::KW_STAT_COUNT,
         ),
         spec(kw::MAP_EVENTS, MapType::RingBuf, 0, 0, KW_EVENTS_BYTES),
+        crate::abi::META_SPEC,
     ]
 }
 
@@ -205,8 +207,10 @@ impl Konvey {
     ///
     /// With a `pin_dir` (use one of its own, e.g. `<bpffs>/konvey`: the
     /// conntrack map has the same name as Kawaii's) each map is pinned at
-    /// `pin_dir/<map name>`; a pin whose definition differs from this build
-    /// fails naming the map.
+    /// `pin_dir/<map name>`. Pins of another ABI version (or made before
+    /// versions) fail with [`kw::Error::AbiMismatch`] before any map is
+    /// opened (see [`crate::abi`]); a pin whose definition differs from
+    /// this build fails naming the map.
     ///
     /// # Errors
     /// [`Error::Load`].
@@ -226,6 +230,7 @@ impl Konvey {
             if !bpffs::is_bpffs(dir).map_err(kw::Error::from)? {
                 return Err(kw::Error::NotBpffs(dir.clone()).into());
             }
+            crate::abi::guard(dir, "konvey.o", &MAP_NAMES)?;
             for spec in map_specs(ct_entries) {
                 let path = dir.join(spec.name);
                 check_pinned(&spec, &path)?;
@@ -498,8 +503,8 @@ pub(crate) fn kw_map_err(map: &'static str, e: conntrack::Error) -> Error {
     }
 }
 
-/// Removes the pinned maps of `pin_dir` (not the links). Missing pins are not
-/// an error.
+/// Removes the pinned maps of `pin_dir` (not the links), the ABI version
+/// last. Missing pins are not an error.
 ///
 /// # Errors
 /// A pin could not be removed.
