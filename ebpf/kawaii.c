@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include "kw_kawaii_maps.h"
 #include "kw_parse.h"
+#include "kw_host.h"
 #include "kw_csum.h"
 #include "kw_counters.h"
 #include "kw_ct.h"
@@ -216,7 +217,7 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 			    kw_peering_of(env.cfg, p.key.daddr) >= 0)
 				return kw_drop(ctx, &p, KW_STAT_DROP_TO_PRIVATE,
 					       env.cfg->sample_shift);
-			return kw_pass(&p, KW_STAT_PASS_NOT_OURS);
+			return kw_host_inbound(ctx, &p, data_end, env.cfg, env.bank);
 		}
 	} else if (role == KW_ROLE_PRIVATE) {
 		if (kw_in_cidr(p.key.daddr, &env.cfg->private_net))

@@ -42,6 +42,10 @@ pub const STAT_NAMES: [(kw_stat::Type, &str); STAT_COUNT] = [
     (kw_stat::KW_STAT_DROP_FIB, "drop_fib"),
     (kw_stat::KW_STAT_DROP_TTL, "drop_ttl"),
     (kw_stat::KW_STAT_DROP_IPV6, "drop_ipv6"),
+    (kw_stat::KW_STAT_PASS_HOST_REPLY, "pass_host_reply"),
+    (kw_stat::KW_STAT_PASS_HOST_FRAGMENT, "pass_host_fragment"),
+    (kw_stat::KW_STAT_PASS_VRRP, "pass_vrrp"),
+    (kw_stat::KW_STAT_DROP_HOST_DENIED, "drop_host_denied"),
 ];
 
 /// The name of a `kw_stat` value (`"unknown"` outside the enum).
@@ -83,9 +87,17 @@ pub enum Error {
 }
 
 /// The counters summed over all CPUs, indexed by `kw_stat`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counters {
     values: [kw_counter; STAT_COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            values: [kw_counter::default(); STAT_COUNT],
+        }
+    }
 }
 
 impl Counters {

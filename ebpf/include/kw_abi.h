@@ -228,6 +228,10 @@ enum kw_stat {
 	KW_STAT_DROP_FIB,           /* destination translated, cannot be forwarded (route, DF + MTU) */
 	KW_STAT_DROP_TTL,           /* destination translated, TTL <= 1 */
 	KW_STAT_DROP_IPV6,          /* Kawaii: IPv6 from the project side beyond link-local/multicast */
+	KW_STAT_PASS_HOST_REPLY,    /* public side, to the node: a flow it opened (socket, ICMP reply/error) */
+	KW_STAT_PASS_HOST_FRAGMENT, /* public side, to the node: a later fragment (its first was decided) */
+	KW_STAT_PASS_VRRP,          /* public side, to the node: VRRP with TTL 255 */
+	KW_STAT_DROP_HOST_DENIED,   /* public side, to the node or transit: no flow of its own, no rule */
 	KW_STAT_COUNT,
 };
 

@@ -12,8 +12,9 @@ use std::net::Ipv4Addr;
 use kowabunga_bindings::{kw_config, kw_rule, kw_stat, kw_table};
 use kowabunga_dataplane::Role;
 use kowabunga_testkit::privileged;
-use kowabunga_tests::fixture_net::{PER_MAC, PRV_MAC, PUB_MAC, ROUTER_MAC};
+use kowabunga_tests::fixture_net::{GW_PUB, PER_MAC, PRV_MAC, PUB_MAC, ROUTER, ROUTER_MAC};
 use kowabunga_tests::harness::{Harness, Step};
+use kowabunga_tests::model::flow::Tuple;
 use kowabunga_tests::model::{XDP_DROP, XDP_PASS, XDP_REDIRECT};
 use kowabunga_tests::packets::{
     frag_needed, frame, ip_packet, port_unreachable, time_exceeded, verify_checksums, Ip, TcpFlags,
@@ -1144,10 +1145,11 @@ fn public_side_cannot_address_private_hosts() {
             },
             PAYLOAD,
         );
+        // the node's own address: firewall.ingress opens tcp/22
         expect(
             &step(h, Role::Public, &f),
             XDP_PASS,
-            kw_stat::KW_STAT_PASS_NOT_OURS,
+            kw_stat::KW_STAT_PASS_TO_HOST,
         );
     });
 }
@@ -1171,7 +1173,8 @@ fn flow_entry_is_only_valid_on_its_interface_role() {
             XDP_DROP,
             kw_stat::KW_STAT_DROP_SPOOFED,
         );
-        // the original tuple arriving from the public side is not ours
+        // the original tuple arriving from the public side is transit:
+        // denied like anything the node did not open
         let f = frame(
             ANY_MAC,
             PUB_MAC,
@@ -1185,10 +1188,197 @@ fn flow_entry_is_only_valid_on_its_interface_role() {
         );
         expect(
             &step(h, Role::Public, &f),
-            XDP_PASS,
-            kw_stat::KW_STAT_PASS_NOT_OURS,
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_HOST_DENIED,
         );
     });
+}
+
+// ---------------------------------------------------------------- the node itself
+
+/// A frame from `src` to the node's public address `GW_PUB`.
+fn to_node(src: Ipv4Addr, ip: Ip, l4: L4) -> Vec<u8> {
+    frame(ANY_MAC, PUB_MAC, &Ip { src, ..ip }, &l4, PAYLOAD)
+}
+
+#[test]
+fn the_nodes_own_addresses_are_closed_by_default() {
+    run("the_nodes_own_addresses_are_closed_by_default", |h| {
+        let ip = Ip::new(REMOTE, GW_PUB);
+        let tcp_to = |dport| L4::Tcp {
+            sport: 51000,
+            dport,
+            flags: TcpFlags::SYN,
+        };
+        // firewall.ingress opens tcp/22 for the node as for the VIP
+        let s = step(h, Role::Public, &to_node(REMOTE, ip.clone(), tcp_to(22)));
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+        for l4 in [
+            tcp_to(23),
+            L4::Udp {
+                sport: 5353,
+                dport: 53,
+                zero_csum: false,
+            },
+            L4::Echo {
+                request: true,
+                id: 7,
+                seq: 1,
+            },
+            L4::Raw { proto: 47 },
+        ] {
+            let s = step(h, Role::Public, &to_node(REMOTE, ip.clone(), l4));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+        }
+        // icmp from 198.51.100.0/24 is allowed by a rule
+        let echo = L4::Echo {
+            request: true,
+            id: 7,
+            seq: 2,
+        };
+        let s = step(
+            h,
+            Role::Public,
+            &to_node(Ipv4Addr::new(198, 51, 100, 9), ip.clone(), echo),
+        );
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+        // replies to the node's pings and ICMP errors: the kernel matches them
+        let reply = L4::Echo {
+            request: false,
+            id: 7,
+            seq: 1,
+        };
+        let s = step(h, Role::Public, &to_node(REMOTE, ip.clone(), reply));
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_HOST_REPLY);
+        // VRRP only as sent on the link (TTL 255)
+        let vrrp = |ttl| to_node(REMOTE, ip.clone().ttl(ttl), L4::Raw { proto: 112 });
+        expect(
+            &step(h, Role::Public, &vrrp(255)),
+            XDP_PASS,
+            kw_stat::KW_STAT_PASS_VRRP,
+        );
+        expect(
+            &step(h, Role::Public, &vrrp(64)),
+            XDP_DROP,
+            kw_stat::KW_STAT_DROP_HOST_DENIED,
+        );
+        // a later fragment: its first fragment was decided
+        let later = Ip {
+            frag_offset: 185,
+            ..ip.clone()
+        };
+        let s = step(
+            h,
+            Role::Public,
+            &to_node(REMOTE, later, L4::Raw { proto: 17 }),
+        );
+        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_HOST_FRAGMENT);
+        // transit through the node: not its own, denied
+        let transit = Ip::new(REMOTE, Ipv4Addr::new(198, 51, 100, 77));
+        let s = step(h, Role::Public, &to_node(REMOTE, transit, tcp_to(80)));
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+    });
+}
+
+/// `connect()` without waiting: a TCP socket in SYN_SENT from `local`.
+fn connecting(local: Ipv4Addr, to: Ipv4Addr, port: u16) -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let sin = |a: Ipv4Addr, p: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: p.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(a).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor owned right away, with
+    // sockaddr_in values of the size passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+        assert!(fd >= 0, "socket");
+        let fd = OwnedFd::from_raw_fd(fd);
+        let me = sin(local, 0);
+        assert_eq!(
+            libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&me).cast(), len),
+            0
+        );
+        let peer = sin(to, port);
+        let rc = libc::connect(fd.as_raw_fd(), std::ptr::from_ref(&peer).cast(), len);
+        assert!(
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINPROGRESS)
+        );
+        let mut got = sin(local, 0);
+        let mut got_len = len;
+        assert_eq!(
+            libc::getsockname(
+                fd.as_raw_fd(),
+                std::ptr::from_mut(&mut got).cast(),
+                &mut got_len
+            ),
+            0
+        );
+        (fd, u16::from_be(got.sin_port))
+    }
+}
+
+#[test]
+fn replies_to_the_nodes_own_flows_pass_and_servers_need_rules() {
+    run(
+        "replies_to_the_nodes_own_flows_pass_and_servers_need_rules",
+        |h| {
+            // TCP: the node connects out (SYN_SENT); the answer passes
+            let (_sock, port) = connecting(GW_PUB, ROUTER, 80);
+            h.model
+                .host_flows
+                .insert(Tuple::new(6, ROUTER, 80, GW_PUB, port));
+            let ip = Ip::new(ROUTER, GW_PUB);
+            let from = |sport| L4::Tcp {
+                sport,
+                dport: port,
+                flags: TcpFlags::SYN_ACK,
+            };
+            let s = step(h, Role::Public, &to_node(ROUTER, ip.clone(), from(80)));
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_HOST_REPLY);
+            let s = step(h, Role::Public, &to_node(ROUTER, ip.clone(), from(81)));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            // UDP: a connected socket (a resolver's query) gets its answer
+            let udp = std::net::UdpSocket::bind((GW_PUB, 0)).expect("bind");
+            udp.connect((ROUTER, 53)).expect("connect");
+            let uport = udp.local_addr().expect("addr").port();
+            h.model
+                .host_flows
+                .insert(Tuple::new(17, ROUTER, 53, GW_PUB, uport));
+            let answer = |sport| L4::Udp {
+                sport,
+                dport: uport,
+                zero_csum: false,
+            };
+            let s = step(h, Role::Public, &to_node(ROUTER, ip.clone(), answer(53)));
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_HOST_REPLY);
+            let s = step(h, Role::Public, &to_node(ROUTER, ip.clone(), answer(54)));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            // a server (unconnected UDP, TCP listener) owns no flow: rules decide
+            let server = std::net::UdpSocket::bind((GW_PUB, 0)).expect("bind");
+            let sport = server.local_addr().expect("addr").port();
+            let to_server = L4::Udp {
+                sport: 40000,
+                dport: sport,
+                zero_csum: false,
+            };
+            let s = step(h, Role::Public, &to_node(ROUTER, ip.clone(), to_server));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            let listener = std::net::TcpListener::bind((GW_PUB, 0)).expect("listen");
+            let lport = listener.local_addr().expect("addr").port();
+            let syn = L4::Tcp {
+                sport: 40001,
+                dport: lport,
+                flags: TcpFlags::SYN,
+            };
+            let s = step(h, Role::Public, &to_node(ROUTER, ip.clone(), syn));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+        },
+    );
 }
 
 // ---------------------------------------------------------------- IPsec

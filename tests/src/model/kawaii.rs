@@ -9,7 +9,7 @@ use kowabunga_bindings::{
 };
 
 use super::fib::FibModel;
-use super::flow::{self, drop, parse_l4, pass, Conntrack, FlowEnv, Kind, Pkt, Plan};
+use super::flow::{self, drop, parse_l4, pass, Conntrack, FlowEnv, Kind, Pkt, Plan, ETH};
 pub use super::flow::{CtEntry, Outcome, Tuple};
 use super::icmp;
 
@@ -23,6 +23,10 @@ pub struct KawaiiModel {
     ct: Conntrack,
     /// The forwarding table the fixture network gives the kernel.
     pub fib: FibModel,
+    /// Tuples (as they arrive) that local sockets own as flows of the node
+    /// itself: a TCP socket that is not listening, a connected UDP socket.
+    /// The fixtures open those sockets and list them here.
+    pub host_flows: std::collections::HashSet<Tuple>,
 }
 
 fn be32(v: u32) -> u32 {
@@ -37,6 +41,7 @@ impl KawaiiModel {
             tables: vec![Vec::new(); kw_table::KW_TABLE_COUNT as usize],
             ct: Conntrack::new(),
             fib,
+            host_flows: std::collections::HashSet::new(),
         }
     }
 
@@ -114,7 +119,7 @@ impl KawaiiModel {
                     if in_cidr(daddr, private_net) || peering_of(&cfg, daddr).is_some() {
                         return drop(kw_stat::KW_STAT_DROP_TO_PRIVATE);
                     }
-                    return pass(kw_stat::KW_STAT_PASS_NOT_OURS);
+                    return self.host_inbound(p, &cfg, ihl);
                 }
             }
             kw_role::KW_ROLE_PRIVATE => {
@@ -165,6 +170,34 @@ impl KawaiiModel {
             kw_role::KW_ROLE_PRIVATE => self.new_outbound(p, &cfg),
             _ => self.new_peer_inbound(p, &cfg, peer),
         }
+    }
+
+    // kw_host_inbound()
+    fn host_inbound(&self, p: &mut Pkt, cfg: &kw_config, ihl: usize) -> (u32, u32) {
+        if p.u16_at(ETH + 6) & 0x1fff != 0 {
+            return pass(kw_stat::KW_STAT_PASS_HOST_FRAGMENT);
+        }
+        if p.key.proto == 112 && p.buf[ETH + 8] == 255 {
+            return pass(kw_stat::KW_STAT_PASS_VRRP);
+        }
+        if ihl != 5 {
+            return drop(kw_stat::KW_STAT_DROP_IP_OPTIONS);
+        }
+        if !parse_l4(p) {
+            return drop(kw_stat::KW_STAT_DROP_MALFORMED_L4);
+        }
+        // kw_host_owns(): the fixtures' sockets, listed in host_flows
+        let owned = matches!(p.kind, Kind::Tcp | Kind::Udp) && self.host_flows.contains(&p.key);
+        if matches!(p.kind, Kind::EchoReply | Kind::IcmpError) || owned {
+            return pass(kw_stat::KW_STAT_PASS_HOST_REPLY);
+        }
+        if self
+            .rule_match(cfg, kw_table::KW_TABLE_INGRESS, p.key.saddr, p)
+            .is_some()
+        {
+            return pass(kw_stat::KW_STAT_PASS_TO_HOST);
+        }
+        drop(kw_stat::KW_STAT_DROP_HOST_DENIED)
     }
 
     // kw_new_flow()
