@@ -13,12 +13,13 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use kowabunga_testkit::privileged;
+use kowabunga_tests::lab::agent::EXIT_TIMEOUT;
 use kowabunga_tests::lab::capture::{from_source, Capture};
 use kowabunga_tests::lab::find_kowabungad;
 use kowabunga_tests::lab::topology::{
-    KawaiiLab, GW_PRIV_ADDR, IF_PRIVATE, IF_PUBLIC, INET_ADDR, VIP,
+    KawaiiLab, GW_PRIV_ADDR, GW_PUB_ADDR, IF_PRIVATE, IF_PUBLIC, INET_ADDR, VIP,
 };
 use kowabunga_tests::lab::traffic::{run_bounded, Agent};
 
@@ -217,5 +218,92 @@ fn ipv6_never_crosses_even_with_forwarding_on() -> Result<()> {
         sent >= 2,
         "the Internet host's pings were sent (capture sanity): {packets:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn the_node_is_closed_to_the_internet_and_its_own_traffic_works() -> Result<()> {
+    if !privileged("the_node_is_closed_to_the_internet_and_its_own_traffic_works") {
+        return Ok(());
+    }
+    let agent = Agent::new(env!("CARGO_BIN_EXE_kowabunga-lab-agent"));
+    let bin = find_kowabungad()?;
+    let mut lab = KawaiiLab::new()?;
+    lab.start_daemon(&bin)?;
+    // Services of the node itself, listening on every address.
+    let _tcp = agent.tcp_echo_server(&lab.gw, 2200, 60)?;
+    let _udp = agent.udp_echo_server(&lab.gw, 5300, 60)?;
+    let _inet_tcp = agent.tcp_echo_server(&lab.inet, 7000, 60)?;
+    let _inet_udp = agent.udp_echo_server(&lab.inet, UDP_PORT, 60)?;
+    let capture_file = std::env::temp_dir().join(format!("{}-node.pcap", lab.prefix()));
+    let capture = Capture::start(&lab.inet, "eth0", &capture_file)?;
+    let before = lab.counters()?;
+
+    // From the Internet, on the node's own address and on the VIP: nothing
+    // answers, not even a reset or an unreachable.
+    for to in [GW_PUB_ADDR, VIP] {
+        let out = agent.tcp_client_timeout(
+            &lab.inet,
+            &format!("{to}:2200"),
+            Duration::from_millis(800),
+        )?;
+        ensure!(
+            out.code == Some(EXIT_TIMEOUT),
+            "tcp {to}:2200 must be closed: {out}"
+        );
+    }
+    let mut cmd = agent.command(
+        &lab.inet,
+        &[
+            "udp-client",
+            "--to",
+            &format!("{GW_PUB_ADDR}:5300"),
+            "--timeout-ms",
+            "800",
+        ],
+    );
+    cmd.env("NO_COLOR", "1");
+    let out = run_bounded(cmd, Duration::from_secs(5))?;
+    ensure!(
+        out.code == Some(EXIT_TIMEOUT),
+        "udp {GW_PUB_ADDR}:5300 must be closed: {out}"
+    );
+    let out = lab
+        .inet
+        .run("ping", &["-n", "-c", "1", "-W", "1", GW_PUB_ADDR])?;
+    ensure!(
+        !out.status.success(),
+        "the node must not answer pings without a rule"
+    );
+    let closed = capture.finish()?;
+    let answers = from_source(&closed, &format!("{GW_PUB_ADDR}"));
+    let vip_answers = from_source(&closed, &format!("{VIP}"));
+    ensure!(
+        answers.is_empty() && vip_answers.is_empty(),
+        "the node answered while closed: {answers:?} {vip_answers:?}"
+    );
+
+    // The node's own traffic out: TCP, UDP, ping.
+    let out = agent.tcp_client(&lab.gw, &format!("{INET_ADDR}:7000"))?;
+    ensure!(out.success(), "the node's own TCP connection: {out}");
+    let out = agent.udp_client(&lab.gw, &format!("{INET_ADDR}:{UDP_PORT}"))?;
+    ensure!(out.success(), "the node's own UDP exchange: {out}");
+    let out = lab
+        .gw
+        .run("ping", &["-n", "-c", "1", "-W", "2", INET_ADDR])?;
+    ensure!(out.status.success(), "the node's own ping");
+    let delta = lab.counters()?.since(&before);
+    ensure!(
+        delta.packets("drop_host_denied") >= 3 && delta.packets("pass_host_reply") >= 3,
+        "denied probes and the node's replies counted:\n{delta}"
+    );
+
+    // A rule opens the node's port (and the VIP's), as for the gateway itself.
+    lab.add_ingress_rule("203.0.113.0/24", "tcp", "2200")?;
+    let daemon = lab.daemon().context("daemon")?;
+    daemon.reload()?;
+    daemon.wait_log("applied config", 2, Duration::from_secs(10))?;
+    let out = agent.tcp_client(&lab.inet, &format!("{GW_PUB_ADDR}:2200"))?;
+    ensure!(out.success(), "tcp {GW_PUB_ADDR}:2200 with a rule: {out}");
     Ok(())
 }
