@@ -74,4 +74,64 @@ static __always_inline int kw_host_inbound(struct xdp_md *ctx, struct kw_pkt *p,
 	return kw_drop(ctx, p, KW_STAT_DROP_HOST_DENIED, shift);
 }
 
+/*
+ * IPv6 on the public side to an address of the node (not link-local, not
+ * multicast: neighbour discovery and MLD stay the host's). The same rule as
+ * IPv4, without firewall.ingress (its rules are IPv4 for now): flows the node
+ * opened (socket lookup), ICMPv6 errors, echo replies and neighbour
+ * discovery pass; anything else, extension headers and fragments included,
+ * is dropped and counted.
+ */
+static __always_inline int kw_host_inbound6(struct xdp_md *ctx, struct kw_pkt *p, void *data_end,
+					    __u8 shift)
+{
+	struct ipv6hdr *ip6 = (void *)(p->eth + 1);
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__be16 *ports;
+	__u8 *icmp, b0, b1;
+	int owned = 0;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED, shift);
+	b0 = ip6->daddr.in6_u.u6_addr8[0];
+	b1 = ip6->daddr.in6_u.u6_addr8[1];
+	if (b0 == 0xff || (b0 == 0xfe && (b1 & 0xc0) == 0x80))
+		return kw_pass(p, KW_STAT_PASS_NOT_IPV4);
+	if (ip6->nexthdr == IPPROTO_ICMPV6) {
+		icmp = (void *)(ip6 + 1);
+		if ((void *)(icmp + 1) > data_end)
+			return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED_L4, shift);
+		/* errors 1-4, echo reply 129, router/neighbour discovery 133-137 */
+		if (icmp[0] <= 4 || icmp[0] == 129 || (icmp[0] >= 133 && icmp[0] <= 137))
+			return kw_pass(p, KW_STAT_PASS_HOST_REPLY);
+		return kw_drop(ctx, p, KW_STAT_DROP_HOST_DENIED, shift);
+	}
+	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP)
+		return kw_drop(ctx, p, KW_STAT_DROP_HOST_DENIED, shift);
+	ports = (void *)(ip6 + 1);
+	if ((void *)(ports + 2) > data_end)
+		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED_L4, shift);
+	__builtin_memcpy(t.ipv6.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(t.ipv6.daddr, &ip6->daddr, 16);
+	t.ipv6.sport = ports[0];
+	t.ipv6.dport = ports[1];
+	if (ip6->nexthdr == IPPROTO_TCP) {
+		sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+		if (sk) {
+			owned = sk->state != KW_TCP_LISTEN;
+			bpf_sk_release(sk);
+		}
+	} else {
+		sk = bpf_sk_lookup_udp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+		if (sk) {
+			owned = sk->state == KW_TCP_ESTABLISHED;
+			bpf_sk_release(sk);
+		}
+	}
+	if (owned)
+		return kw_pass(p, KW_STAT_PASS_HOST_REPLY);
+	return kw_drop(ctx, p, KW_STAT_DROP_HOST_DENIED, shift);
+}
+
 #endif /* KW_HOST_H */

@@ -196,10 +196,31 @@ fn ipv6_never_crosses_even_with_forwarding_on() -> Result<()> {
         "link-local IPv6 on the private link: {out:?}"
     );
 
+    // The node's own IPv6 address is closed too; its own pings go out.
+    let agent = Agent::new(env!("CARGO_BIN_EXE_kowabunga-lab-agent"));
+    let out =
+        agent.tcp_client_timeout(&lab.inet, "[2001:db8:2::1]:22", Duration::from_millis(800))?;
+    ensure!(
+        out.code == Some(EXIT_TIMEOUT),
+        "the node's IPv6 address must drop, not refuse: {out}"
+    );
+    let out = lab
+        .inet
+        .run("ping", &["-6", "-n", "-c", "1", "-W", "1", "2001:db8:2::1"])?;
+    ensure!(!out.status.success(), "the node must not answer IPv6 pings");
+    let out = lab
+        .gw
+        .run("ping", &["-6", "-n", "-c", "1", "-W", "2", inet6])?;
+    ensure!(out.status.success(), "the node's own IPv6 ping: {out:?}");
+
     let delta = lab.counters()?.since(&before);
     ensure!(
         delta.packets("drop_ipv6") >= 2,
         "dropped and counted by the XDP program:\n{delta}"
+    );
+    ensure!(
+        delta.packets("drop_host_denied") >= 2 && delta.packets("pass_host_reply") >= 1,
+        "the node's IPv6: denied probes, its own ping's reply:\n{delta}"
     );
     let packets = capture.finish()?;
     let leaked: Vec<&String> = packets

@@ -147,21 +147,76 @@ fn arp_passes_to_kernel() {
 }
 
 #[test]
-fn ipv6_passes_to_kernel() {
-    run("ipv6_passes_to_kernel", |h| {
-        let mut f = Vec::new();
-        etherparse::PacketBuilder::ethernet2(ANY_MAC, PUB_MAC)
-            .ipv6(
-                [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                64,
-            )
-            .udp(1000, 53)
-            .write(&mut f, PAYLOAD)
-            .unwrap();
-        let s = step(h, Role::Public, &f);
-        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_NOT_IPV4);
-    });
+fn ipv6_to_the_node_is_closed_but_replies_and_discovery() {
+    run(
+        "ipv6_to_the_node_is_closed_but_replies_and_discovery",
+        |h| {
+            let mut f = Vec::new();
+            etherparse::PacketBuilder::ethernet2(ANY_MAC, PUB_MAC)
+                .ipv6(
+                    [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                    [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                    64,
+                )
+                .udp(1000, 53)
+                .write(&mut f, PAYLOAD)
+                .unwrap();
+            // to an address of the node, no flow of its own: closed
+            let s = step(h, Role::Public, &f);
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            let icmp6 = |dst: [u8; 16], kind: u8| {
+                let mut f = Vec::new();
+                etherparse::PacketBuilder::ethernet2(ANY_MAC, PUB_MAC)
+                    .ipv6(
+                        [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                        dst,
+                        255,
+                    )
+                    .icmpv6(match kind {
+                        129 => etherparse::Icmpv6Type::EchoReply(etherparse::IcmpEchoHeader {
+                            id: 1,
+                            seq: 1,
+                        }),
+                        128 => etherparse::Icmpv6Type::EchoRequest(etherparse::IcmpEchoHeader {
+                            id: 1,
+                            seq: 1,
+                        }),
+                        _ => etherparse::Icmpv6Type::Unknown {
+                            type_u8: kind,
+                            code_u8: 0,
+                            bytes5to8: [0; 4],
+                        },
+                    })
+                    .write(&mut f, PAYLOAD)
+                    .unwrap();
+                f
+            };
+            let node = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+            // echo replies and neighbour discovery pass; echo requests do not
+            expect(
+                &step(h, Role::Public, &icmp6(node, 129)),
+                XDP_PASS,
+                kw_stat::KW_STAT_PASS_HOST_REPLY,
+            );
+            expect(
+                &step(h, Role::Public, &icmp6(node, 135)),
+                XDP_PASS,
+                kw_stat::KW_STAT_PASS_HOST_REPLY,
+            );
+            expect(
+                &step(h, Role::Public, &icmp6(node, 128)),
+                XDP_DROP,
+                kw_stat::KW_STAT_DROP_HOST_DENIED,
+            );
+            // link-local and multicast destinations are the host's business
+            let all_nodes = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            expect(
+                &step(h, Role::Public, &icmp6(all_nodes, 128)),
+                XDP_PASS,
+                kw_stat::KW_STAT_PASS_NOT_IPV4,
+            );
+        },
+    );
 }
 
 #[test]

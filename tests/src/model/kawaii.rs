@@ -27,6 +27,9 @@ pub struct KawaiiModel {
     /// itself: a TCP socket that is not listening, a connected UDP socket.
     /// The fixtures open those sockets and list them here.
     pub host_flows: std::collections::HashSet<Tuple>,
+    /// The same for IPv6: (protocol, source, source port, destination,
+    /// destination port) as they arrive.
+    pub host_flows6: std::collections::HashSet<(u8, [u8; 16], u16, [u8; 16], u16)>,
 }
 
 fn be32(v: u32) -> u32 {
@@ -42,6 +45,7 @@ impl KawaiiModel {
             ct: Conntrack::new(),
             fib,
             host_flows: std::collections::HashSet::new(),
+            host_flows6: std::collections::HashSet::new(),
         }
     }
 
@@ -101,6 +105,9 @@ impl KawaiiModel {
                 return pass(kw_stat::KW_STAT_PASS_NOT_IPV4);
             }
             return drop(kw_stat::KW_STAT_DROP_IPV6);
+        }
+        if p.buf.len() >= 14 && p.buf[12..14] == [0x86, 0xdd] {
+            return self.host_inbound6(p);
         }
         let ihl = match p.parse_l3() {
             Ok(ihl) => ihl,
@@ -170,6 +177,48 @@ impl KawaiiModel {
             kw_role::KW_ROLE_PRIVATE => self.new_outbound(p, &cfg),
             _ => self.new_peer_inbound(p, &cfg, peer),
         }
+    }
+
+    // kw_host_inbound6()
+    fn host_inbound6(&self, p: &Pkt) -> (u32, u32) {
+        let b = &p.buf;
+        if b.len() < 14 + 40 {
+            return drop(kw_stat::KW_STAT_DROP_MALFORMED);
+        }
+        let (b0, b1) = (b[14 + 24], b[14 + 25]);
+        if b0 == 0xff || (b0 == 0xfe && b1 & 0xc0 == 0x80) {
+            return pass(kw_stat::KW_STAT_PASS_NOT_IPV4);
+        }
+        let next = b[14 + 6];
+        let l4 = 14 + 40;
+        if next == 58 {
+            if b.len() < l4 + 1 {
+                return drop(kw_stat::KW_STAT_DROP_MALFORMED_L4);
+            }
+            let t = b[l4];
+            if t <= 4 || t == 129 || (133..=137).contains(&t) {
+                return pass(kw_stat::KW_STAT_PASS_HOST_REPLY);
+            }
+            return drop(kw_stat::KW_STAT_DROP_HOST_DENIED);
+        }
+        if next != 6 && next != 17 {
+            return drop(kw_stat::KW_STAT_DROP_HOST_DENIED);
+        }
+        if b.len() < l4 + 4 {
+            return drop(kw_stat::KW_STAT_DROP_MALFORMED_L4);
+        }
+        let addr = |at: usize| -> [u8; 16] { b[at..at + 16].try_into().expect("16 bytes") };
+        let key = (
+            next,
+            addr(14 + 8),
+            u16::from_be_bytes([b[l4], b[l4 + 1]]),
+            addr(14 + 24),
+            u16::from_be_bytes([b[l4 + 2], b[l4 + 3]]),
+        );
+        if self.host_flows6.contains(&key) {
+            return pass(kw_stat::KW_STAT_PASS_HOST_REPLY);
+        }
+        drop(kw_stat::KW_STAT_DROP_HOST_DENIED)
     }
 
     // kw_host_inbound()
