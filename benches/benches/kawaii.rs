@@ -10,6 +10,11 @@
 //! - new flow: SNAT with port reservation and two conntrack inserts, one
 //!   call per new tuple, into fresh maps (last: it reloads the program).
 //!
+//! - rules at scale: a denied packet (ingress, the address in a rule's
+//!   prefix, no port matching) and a new flow (egress under `egress_policy:
+//!   drop`, the accepting rule last) at 10, 100, 1,000 and 10,000 rules per
+//!   table, in the same run, then a table with the ratio 10,000 / 10.
+//!
 //! The measuring is in `kowabunga_benches`; `KOWABUNGA_BENCH_REPEAT` and
 //! `KOWABUNGA_BENCH_FLOWS` scale the run.
 
@@ -17,7 +22,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use kowabunga_benches::{Frames, Row};
-use kowabunga_bindings::kw_stat;
+use kowabunga_bindings::{kw_stat, kw_table};
 use kowabunga_dataplane::Role;
 use kowabunga_tests::fixture_net::PRV_MAC;
 use kowabunga_tests::harness::Harness;
@@ -108,7 +113,101 @@ fn rows() -> Vec<Row<Role>> {
     ]
 }
 
+/// Rule counts of the scale table.
+const RULE_COUNTS: [usize; 4] = [10, 100, 1_000, 10_000];
+
+/// The fixture configuration with `n` ingress rules (hosts of 100.64.0.0/10,
+/// then REMOTE's /24 on tcp/22: a denied packet from REMOTE to another port
+/// goes through every lookup) and `n` egress rules under a drop policy (hosts
+/// of 198.18.0.0/15, then SERVER on tcp/80).
+fn scaled(n: usize) -> Result<Harness> {
+    let (mut cfg, mut tables) = world::config();
+    cfg.sample_shift = 6;
+    cfg.egress_policy = 1;
+    let hosts = |base: u32| {
+        (0..n as u32 - 1).map(move |i| {
+            world::rule(
+                world::cidr(Ipv4Addr::from(base + i), 32),
+                6,
+                1000 + (i % 5000) as u16,
+                1000 + (i % 5000) as u16,
+                None,
+            )
+        })
+    };
+    let ingress = &mut tables[kw_table::KW_TABLE_INGRESS as usize];
+    *ingress = hosts(0x6440_0000).collect();
+    ingress.push(world::rule(
+        world::cidr(Ipv4Addr::new(192, 0, 2, 0), 24),
+        6,
+        22,
+        22,
+        None,
+    ));
+    let egress = &mut tables[kw_table::KW_TABLE_EGRESS as usize];
+    *egress = hosts(0xc612_0000).collect();
+    egress.push(world::rule(world::cidr(SERVER, 32), 6, 80, 80, None));
+    Harness::new(cfg, &tables)
+}
+
+fn scale_rows(n: usize) -> Vec<Row<Role>> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let flows = kowabunga_benches::Knobs::from_env().flows as usize;
+    let new_flows = (1024..=65535u16)
+        .take(flows)
+        .map(|sport| {
+            tcp(
+                Ipv4Addr::new(10, 0, 0, 10),
+                sport,
+                SERVER,
+                80,
+                TcpFlags::SYN,
+            )
+        })
+        .collect();
+    vec![
+        Row::new(
+            leak(format!("denied_{n}_rules")),
+            leak(format!("drop (ingress denied, {n} rules)")),
+            Role::Public,
+            Frames::Repeat(tcp(REMOTE, 50000, VIP, 9999, TcpFlags::SYN)),
+            kw_stat::KW_STAT_DROP_INGRESS_DENIED,
+            XDP_DROP,
+        ),
+        Row::new(
+            leak(format!("new_flow_{n}_rules")),
+            leak(format!("new flow (egress, {n} rules)")),
+            Role::Private,
+            Frames::NewFlows(new_flows),
+            kw_stat::KW_STAT_FWD_REDIRECT,
+            XDP_REDIRECT,
+        ),
+    ]
+}
+
 fn main() -> Result<()> {
     kowabunga_benches::run(&rows(), harness)?;
+
+    // rules at scale: one subject per rule count, all in this run
+    let mut table = Vec::new();
+    for n in RULE_COUNTS {
+        let (_, lines) = kowabunga_benches::run::run_lines(&scale_rows(n), || scaled(n))?;
+        if let [denied, new_flow] = lines.as_slice() {
+            table.push((n, denied.program_ns, new_flow.program_ns));
+        }
+    }
+    if let (Some(first), Some(last)) = (table.first(), table.last()) {
+        println!("\nKawaii rules at scale, BPF_PROG_TEST_RUN, kernel-timed ns/packet");
+        println!("{:>8} {:>16} {:>16}", "rules", "ingress denied", "new flow");
+        for (n, denied, new_flow) in &table {
+            println!("{n:>8} {denied:>14.1}ns {new_flow:>14.1}ns");
+        }
+        println!(
+            "{:>8} {:>16.3} {:>16.3}",
+            format!("{}/{}", last.0, first.0),
+            last.1 / first.1,
+            last.2 / first.2
+        );
+    }
     Ok(())
 }

@@ -83,8 +83,25 @@ pub fn run<S: Subject>(
     rows: &[Row<S::Program>],
     build: impl Fn() -> Result<S>,
 ) -> Result<Option<S>> {
+    let (subject, lines) = run_lines(rows, build)?;
+    if !lines.is_empty() {
+        let summary = Summary {
+            program: S::NAME,
+            lines,
+        };
+        println!("\n{summary}");
+    }
+    Ok(subject)
+}
+
+/// [`run`] without the summary table: the subject and the lines of the
+/// rows measured, for benches that print their own table.
+pub fn run_lines<S: Subject>(
+    rows: &[Row<S::Program>],
+    build: impl Fn() -> Result<S>,
+) -> Result<(Option<S>, Vec<Line>)> {
     if !privileged(S::NAME) {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let knobs = Knobs::from_env();
     let mut c = criterion();
@@ -114,12 +131,5 @@ pub fn run<S: Subject>(
         lines.extend(Line::of(&m));
     }
     c.final_summary();
-    if !lines.is_empty() {
-        let summary = Summary {
-            program: S::NAME,
-            lines,
-        };
-        println!("\n{summary}");
-    }
-    Ok(lazy.loaded.map(|(s, _)| s))
+    Ok((lazy.loaded.map(|(s, _)| s), lines))
 }

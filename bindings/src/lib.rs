@@ -26,6 +26,10 @@ pub use generated::*;
 // padding fields, valid for any bit pattern, as `aya::Pod` requires.
 unsafe impl aya::Pod for kw_config {}
 unsafe impl aya::Pod for kw_rule {}
+unsafe impl aya::Pod for kw_rule_addr {}
+unsafe impl aya::Pod for kw_rule_port {}
+unsafe impl aya::Pod for kw_rule_node {}
+unsafe impl aya::Pod for kw_rule_hit {}
 unsafe impl aya::Pod for kw_ct_key {}
 unsafe impl aya::Pod for kw_ct_value {}
 unsafe impl aya::Pod for kw_counter {}

@@ -16,6 +16,7 @@ use kowabunga_dataplane::KawaiiConfig;
 use kowabunga_dataplane::{
     conntrack,
     kawaii::banks::{self as rules, Tables},
+    kawaii::index::BankIndex,
     kawaii::{self, MAP_NAMES},
     test_run::{kawaii_pin_mismatches, XDP_PASS},
     Baseline, Kawaii, LoadOptions, Mode, Role,
@@ -174,7 +175,7 @@ fn applies_and_reads_back_with_bank_flips() {
 
     // Invalid: nothing changes.
     let mut bad = b_tables.clone();
-    bad[0] = vec![kw_rule::default(); 300];
+    bad[0] = vec![kw_rule::default(); kowabunga_bindings::KW_MAX_RULES_PER_TABLE as usize + 1];
     assert!(kawaii.apply_raw(&a, &bad).is_err());
     assert_eq!(kawaii.active_bank().unwrap(), Some(1));
 
@@ -265,6 +266,50 @@ fn sweeps_expired_flows_in_the_kernel() {
     assert_eq!(kawaii.sweep(now).unwrap().entries_removed, 0);
 }
 
+/// 10,000 ingress rules (distinct /32 sources, one port each, the last
+/// one a range) and 10,000 egress rules applied, replaced and applied again:
+/// each apply well under a second, the index in the kernel as built.
+#[test]
+fn applies_ten_thousand_rules_in_under_a_second() {
+    if !privileged("applies_ten_thousand_rules_in_under_a_second") {
+        return;
+    }
+    let mut kawaii = Kawaii::load(&LoadOptions::default()).unwrap();
+    let big = |salt: u32| {
+        let (config, mut tables) = sample_config([203, 0, 113, 10]);
+        tables[0] = (0..10_000u32)
+            .map(|i| kw_rule {
+                cidr: kowabunga_bindings::kw_cidr {
+                    addr: (0x6400_0000 + salt * 0x10_0000 + i).to_be(),
+                    mask: u32::MAX.to_be(),
+                },
+                port_lo: 1000 + (i % 5000) as u16,
+                port_hi: if i == 9_999 {
+                    65535
+                } else {
+                    1000 + (i % 5000) as u16
+                },
+                proto: if i % 3 == 0 { 17 } else { 6 },
+                ..Default::default()
+            })
+            .collect();
+        tables[1] = tables[0].clone();
+        (config, tables)
+    };
+    for salt in [0, 1, 2, 2] {
+        let (config, tables) = big(salt);
+        let started = std::time::Instant::now();
+        let bank = kawaii.apply_raw(&config, &tables).unwrap();
+        let took = started.elapsed();
+        println!("apply of 2 x 10,000 rules (salt {salt}) into bank {bank}: {took:?}");
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+        assert_eq!(
+            kawaii.read_rule_index(bank).unwrap(),
+            BankIndex::build(bank, &tables).unwrap()
+        );
+    }
+}
+
 #[test]
 fn pinned_maps_are_reused_and_checked() {
     if !privileged("pinned_maps_are_reused_and_checked") {
@@ -292,10 +337,26 @@ fn pinned_maps_are_reused_and_checked() {
         assert_eq!(difference, None, "{map}");
     }
     {
-        let kawaii = Kawaii::load(&options).unwrap();
+        let mut kawaii = Kawaii::load(&options).unwrap();
         let active = kawaii.active_config().unwrap().unwrap();
         assert_eq!((active.bank, active.tables), (0, tables.clone()));
         assert_eq!(kawaii.conntrack_get(&flow[0].0).unwrap(), Some(flow[0].1));
+        assert_eq!(
+            kawaii.read_rule_index(0).unwrap(),
+            BankIndex::build(0, &tables).unwrap()
+        );
+        // A new process knows nothing of the index it finds: it reads it
+        // back and updates it (bank 1, then bank 0 again).
+        let (other, mut other_tables) = sample_config([198, 51, 100, 1]);
+        other_tables[0].clear();
+        for tables_now in [&other_tables, &tables, &other_tables] {
+            let bank = kawaii.apply_raw(&other, tables_now).unwrap();
+            assert_eq!(
+                kawaii.read_rule_index(bank).unwrap(),
+                BankIndex::build(bank, tables_now).unwrap()
+            );
+        }
+        kawaii.apply_raw(&config, &tables).unwrap();
     }
     // Another conntrack size: refused, naming the map and the fix.
     let err = Kawaii::load(&LoadOptions {

@@ -35,7 +35,7 @@
  * ABI version"). Same-size changes are exactly what only this number
  * catches.
  */
-#define KW_ABI_VERSION 1
+#define KW_ABI_VERSION 2
 
 /* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
@@ -70,8 +70,12 @@ enum kw_table {
 	KW_TABLE_COUNT = 5,
 };
 
-/* Rules per table and per bank (the verifier bounds every scan by it). */
-#define KW_MAX_RULES_PER_TABLE 256
+/*
+ * Rules per table and per bank. kw_rules holds them in order (the listing the
+ * daemon reads back); packets never scan it: they use the two LPM tries below.
+ * rule_start is a __u16, so KW_RULES_PER_BANK must stay below 65536.
+ */
+#define KW_MAX_RULES_PER_TABLE 12288
 #define KW_RULES_PER_BANK (KW_MAX_RULES_PER_TABLE * KW_TABLE_COUNT)
 
 /* An IPv4 prefix; mask is the netmask in network byte order. */
@@ -104,6 +108,72 @@ struct kw_rule {
 	__u16 port_hi; /* host order */
 	__u8 proto;    /* IPPROTO_*, 0 = any */
 	__u8 _pad[3];
+};
+
+/*
+ * Rule index (see ebpf/README.md, "Rule tables"): per bank and table, the
+ * rules are compiled by userspace into two LPM tries.
+ *
+ * kw_rule_addr: (bank, table, address prefix) -> kw_rule_node. One entry per
+ * distinct rule prefix (DNAT: the single /0). A node holds every rule whose
+ * prefix contains the node's prefix, so the longest match for an address
+ * holds exactly the rules that match it.
+ *
+ * kw_rule_port: (bank, table, proto, node, dst port prefix) -> kw_rule_hit.
+ * Per node and protocol (0: the protocol-any rules), the port space is cut
+ * into disjoint intervals, each labelled with the first rule (lowest index)
+ * covering it, and each interval is split into aligned power-of-two blocks.
+ * Rules of a protocol without ports cover every port.
+ *
+ * A packet: one lookup in kw_rule_addr, then one in kw_rule_port for its
+ * protocol and, with ports, one for protocol 0 (without ports: the node's
+ * any_index); the lower index wins.
+ */
+#define KW_RULE_NONE 0xffffffffu
+/* Prefix length of a full kw_rule_addr key: bank, table, pad, address. */
+#define KW_RULE_ADDR_FULL 64
+/* Prefix length of a full kw_rule_port key: up to and including the port. */
+#define KW_RULE_PORT_FULL 80
+/* Entries of kw_rule_addr (a prefix per rule at most) and kw_rule_port. */
+#define KW_RULE_ADDR_ENTRIES (KW_BANKS * KW_RULES_PER_BANK)
+#define KW_RULE_PORT_ENTRIES (1u << 20)
+
+struct kw_rule_addr {
+	__u8 bank;
+	__u8 table;  /* enum kw_table */
+	__u8 _pad[2];
+	__be32 addr; /* prefix, bits beyond the length zero */
+};
+
+struct kw_rule_addr_key {
+	__u32 prefixlen; /* 32 + prefix length */
+	struct kw_rule_addr data;
+};
+
+struct kw_rule_port {
+	__u8 bank;
+	__u8 table;
+	__u8 proto;   /* IPPROTO_*, 0: the protocol-any rules */
+	__u8 _pad;
+	__u32 node;   /* kw_rule_node.node */
+	__be16 port;  /* block start */
+	__u8 _pad2[2];
+};
+
+struct kw_rule_port_key {
+	__u32 prefixlen; /* 64 + port block prefix length */
+	struct kw_rule_port data;
+};
+
+struct kw_rule_node {
+	__u32 node;       /* id, unique in its bank and table */
+	__u32 any_index;  /* first protocol-any rule of the node, or KW_RULE_NONE */
+	__be32 any_target;
+};
+
+struct kw_rule_hit {
+	__u32 index;   /* index of the rule in its table */
+	__be32 target; /* its target */
 };
 
 /* Bank-level configuration: everything but the rule tables. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* kw_kawaii_maps.h - the Kawaii program's own maps: banked config and rules. */
+/* kw_kawaii_maps.h - the Kawaii program's own maps: banked config, rules, rule index. */
 #ifndef KW_KAWAII_MAPS_H
 #define KW_KAWAII_MAPS_H
 
@@ -25,5 +25,21 @@ struct {
 	__type(value, struct kw_rule);
 	__uint(max_entries, KW_BANKS * KW_RULES_PER_BANK);
 } kw_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct kw_rule_addr_key);
+	__type(value, struct kw_rule_node);
+	__uint(max_entries, KW_RULE_ADDR_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} kw_rule_addr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct kw_rule_port_key);
+	__type(value, struct kw_rule_hit);
+	__uint(max_entries, KW_RULE_PORT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} kw_rule_port SEC(".maps");
 
 #endif /* KW_KAWAII_MAPS_H */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * kw_rules.h - address classification and rule-table scans.
- * Scans only run for packets of new flows; established flows are decided by
- * one conntrack lookup. Tables are scanned with bpf_loop so the verifier
- * checks the body once, whatever the table size.
+ * kw_rules.h - address classification and rule-table matches.
+ * Rule matches only run for packets of new flows; established flows are
+ * decided by one conntrack lookup. A match costs three LPM lookups at most,
+ * whatever the number of rules.
  */
 #ifndef KW_RULES_H
 #define KW_RULES_H
@@ -59,65 +59,63 @@ static __always_inline int kw_is_ipsec(const struct kw_config *cfg, __be32 addr)
 	return 0;
 }
 
-struct kw_scan {
-	__u32 base;      /* index of the table's first rule in kw_rules */
-	__u32 count;     /* rules in the table */
-	__be32 addr;     /* address compared with each rule's cidr */
-	__be32 target;   /* out: target of the first matching rule */
-	__u16 dport;     /* host order; only compared when has_ports */
-	__u8 proto;
-	__u8 has_ports;
-	__u8 found;      /* out */
-};
-
-static long kw_scan_one(__u32 i, void *ctx)
-{
-	struct kw_scan *s = ctx;
-	__u32 idx = s->base + i;
-	struct kw_rule *r;
-
-	if (i >= s->count)
-		return 1;
-	r = bpf_map_lookup_elem(&kw_rules, &idx);
-	if (!r)
-		return 1;
-	if (!kw_in_cidr(s->addr, &r->cidr))
-		return 0;
-	if (r->proto && r->proto != s->proto)
-		return 0;
-	if (s->has_ports && (s->dport < r->port_lo || s->dport > r->port_hi))
-		return 0;
-	s->found = 1;
-	s->target = r->target;
-	return 1;
-}
-
 /*
- * First rule of `table` matching (addr, proto, dport). Ports are compared
- * for TCP and UDP only. Returns 1 and sets *target on a match.
+ * First rule of `table` matching (addr, proto, dport): one lookup in
+ * kw_rule_addr and at most two in kw_rule_port, whatever the table size (see
+ * kw_abi.h, "Rule index"). Ports are compared for TCP and UDP only. Returns 1
+ * and sets *target on a match.
  */
 static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank,
 					 __u32 table, __be32 addr, const struct kw_pkt *p,
 					 __be32 *target)
 {
-	struct kw_scan s = {};
+	struct kw_rule_addr_key ak = {};
+	struct kw_rule_port_key pk = {};
+	struct kw_rule_node *n;
+	struct kw_rule_hit *h;
+	__u32 best = KW_RULE_NONE;
+	__be32 best_target = 0;
+	int has_ports = p->kind == KW_L4_TCP || p->kind == KW_L4_UDP;
 
-	if (table >= KW_TABLE_COUNT)
+	if (table >= KW_TABLE_COUNT || cfg->rule_count[table] == 0)
 		return 0;
-	s.count = cfg->rule_count[table];
-	if (s.count == 0)
+	ak.prefixlen = KW_RULE_ADDR_FULL;
+	ak.data.bank = bank;
+	ak.data.table = table;
+	ak.data.addr = addr;
+	n = bpf_map_lookup_elem(&kw_rule_addr, &ak);
+	if (!n)
 		return 0;
-	if (s.count > KW_MAX_RULES_PER_TABLE)
-		s.count = KW_MAX_RULES_PER_TABLE;
-	s.base = bank * KW_RULES_PER_BANK + cfg->rule_start[table];
-	s.addr = addr;
-	s.proto = p->key.proto;
-	s.has_ports = p->kind == KW_L4_TCP || p->kind == KW_L4_UDP;
-	s.dport = bpf_ntohs(p->key.dport);
-	bpf_loop(s.count, kw_scan_one, &s, 0);
-	if (s.found && target)
-		*target = s.target;
-	return s.found;
+
+	pk.prefixlen = KW_RULE_PORT_FULL;
+	pk.data.bank = bank;
+	pk.data.table = table;
+	pk.data.node = n->node;
+	if (has_ports) {
+		/* protocol-any rules, with their port ranges */
+		pk.data.port = p->key.dport;
+		h = bpf_map_lookup_elem(&kw_rule_port, &pk);
+		if (h) {
+			best = h->index;
+			best_target = h->target;
+		}
+	} else {
+		best = n->any_index;
+		best_target = n->any_target;
+	}
+	if (p->key.proto) {
+		pk.data.proto = p->key.proto;
+		h = bpf_map_lookup_elem(&kw_rule_port, &pk);
+		if (h && h->index < best) {
+			best = h->index;
+			best_target = h->target;
+		}
+	}
+	if (best == KW_RULE_NONE)
+		return 0;
+	if (target)
+		*target = best_target;
+	return 1;
 }
 
 #endif /* KW_RULES_H */

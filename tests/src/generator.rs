@@ -89,6 +89,48 @@ fn any_addr(rng: &mut impl Rng) -> Ipv4Addr {
     }
 }
 
+/// `n` random rules around the generator's addresses and ports, for large
+/// tables: prefixes of every length over the address pools (a `/0`
+/// rarely), protocols any / ICMP / TCP / UDP / ESP, single ports and ranges.
+pub fn random_rules(rng: &mut impl Rng, n: usize) -> Vec<kowabunga_bindings::kw_rule> {
+    (0..n)
+        .map(|_| {
+            let len: u32 = match rng.random_range(0..100) {
+                0 => 0,
+                1..=10 => *[8u32, 16].choose(rng).expect("lens"),
+                11..=30 => rng.random_range(17..=31),
+                31..=60 => 24,
+                _ => 32,
+            };
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            let base = u32::from(if rng.random_bool(0.5) {
+                any_addr(rng)
+            } else {
+                Ipv4Addr::new(100, 64, rng.random(), rng.random())
+            });
+            let lo = port(rng);
+            // wide ranges on short prefixes only rarely: each is copied into
+            // every longer prefix under it (see dataplane kawaii::index)
+            let hi = match rng.random_range(0..if len < 24 { 8 } else { 10 }) {
+                0..=5 => lo,
+                6..=7 => lo.saturating_add(rng.random_range(1..=10)),
+                8 => lo.saturating_add(rng.random_range(1..=5000)),
+                _ => 65535,
+            };
+            kowabunga_bindings::kw_rule {
+                cidr: kowabunga_bindings::kw_cidr {
+                    addr: (base & mask).to_be(),
+                    mask: mask.to_be(),
+                },
+                port_lo: lo,
+                port_hi: hi,
+                proto: *[0u8, 1, 6, 6, 17, 17, 50].choose(rng).expect("protos"),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 fn port(rng: &mut impl Rng) -> u16 {
     if rng.random_bool(0.8) {
         *PORTS.choose(rng).expect("ports")

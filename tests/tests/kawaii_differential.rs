@@ -7,13 +7,13 @@
 //! `KOWABUNGA_DIFF_SEED` replays a run (the seed is printed).
 
 use anyhow::{bail, Context, Result};
-use kowabunga_bindings::kw_stat;
+use kowabunga_bindings::{kw_stat, kw_table};
 use kowabunga_dataplane::stats::stat_name;
 use kowabunga_testkit::privileged;
-use kowabunga_tests::generator::Generator;
+use kowabunga_tests::generator::{random_rules, Generator};
 use kowabunga_tests::harness::{role_code, Harness};
 use kowabunga_tests::world;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const SEQUENCE: usize = 5_000;
@@ -31,14 +31,29 @@ fn run_sequence(
     index: u64,
     packets: usize,
 ) -> Result<[u64; kw_stat::KW_STAT_COUNT as usize]> {
-    let (mut cfg, tables) = world::config();
+    let (mut cfg, mut tables) = world::config();
     // a narrow SNAT range in every other sequence: collisions and exhaustion
     if index % 2 == 1 {
         cfg.port_min = 40000;
         cfg.port_max = 40003;
     }
-    let mut h = Harness::new(cfg, &tables)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    // large random tables in one sequence of four: the rule index against
+    // the model's linear scan (the world's rules first, so its paths stay)
+    if index % 4 == 2 {
+        for t in [
+            kw_table::KW_TABLE_INGRESS,
+            kw_table::KW_TABLE_EGRESS,
+            kw_table::KW_TABLE_PEER_IN,
+            kw_table::KW_TABLE_PEER_OUT,
+        ] {
+            // bounded so the index of four random tables stays well inside a
+            // bank (nested prefixes with wide port ranges multiply its entries)
+            let n = rng.random_range(100..=800);
+            tables[t as usize].extend(random_rules(&mut rng, n));
+        }
+    }
+    let mut h = Harness::new(cfg, &tables)?;
     let mut gen = Generator::default();
     let mut model_stats = [0u64; kw_stat::KW_STAT_COUNT as usize];
     let before = h.counters()?;

@@ -297,8 +297,8 @@ fn the_node_is_closed_to_the_internet_and_its_own_traffic_works() -> Result<()> 
         "the node must not answer pings without a rule"
     );
     let closed = capture.finish()?;
-    let answers = from_source(&closed, &format!("{GW_PUB_ADDR}"));
-    let vip_answers = from_source(&closed, &format!("{VIP}"));
+    let answers = from_source(&closed, GW_PUB_ADDR);
+    let vip_answers = from_source(&closed, VIP);
     ensure!(
         answers.is_empty() && vip_answers.is_empty(),
         "the node answered while closed: {answers:?} {vip_answers:?}"

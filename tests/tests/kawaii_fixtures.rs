@@ -1154,6 +1154,149 @@ fn closed_port_is_denied() {
     });
 }
 
+/// 9,997 rules that do not match, then a port range, a protocol-any rule and
+/// the single port the packet wants: the tables' last rules still decide.
+fn ten_thousand(last: [kw_rule; 3]) -> Vec<kw_rule> {
+    let mut rules: Vec<kw_rule> = (0..9_997u32)
+        .map(|i| {
+            let host = Ipv4Addr::from(0x6440_0000 + i); // 100.64.0.0/10
+            rule(
+                cidr(host, 32 - (i % 3) as u8),
+                [6, 17, 0][i as usize % 3],
+                22,
+                22,
+                None,
+            )
+        })
+        .collect();
+    rules.extend(last);
+    rules
+}
+
+#[test]
+fn ten_thousand_ingress_rules_the_matching_ones_last() {
+    let (cfg, mut tables) = world::config();
+    let remote_net = cidr(Ipv4Addr::new(192, 0, 2, 0), 24);
+    tables[kw_table::KW_TABLE_INGRESS as usize] = ten_thousand([
+        rule(remote_net, 6, 3000, 3005, None),
+        rule(cidr(REMOTE, 32), 0, 7000, 7001, None),
+        rule(cidr(REMOTE, 32), 6, 8443, 8443, None),
+    ]);
+    assert_eq!(tables[kw_table::KW_TABLE_INGRESS as usize].len(), 10_000);
+    run_with(
+        "ten_thousand_ingress_rules_the_matching_ones_last",
+        (cfg, tables),
+        |h| {
+            let other = Ipv4Addr::new(192, 0, 3, 1);
+            let syn = |src, dport| {
+                frame(
+                    ANY_MAC,
+                    PUB_MAC,
+                    &Ip::new(src, VIP),
+                    &L4::Tcp {
+                        sport: 51000,
+                        dport,
+                        flags: TcpFlags::SYN,
+                    },
+                    PAYLOAD,
+                )
+            };
+            let dgram = |src, dport| {
+                frame(
+                    ANY_MAC,
+                    PUB_MAC,
+                    &Ip::new(src, VIP),
+                    &L4::Udp {
+                        zero_csum: false,
+                        sport: 51000,
+                        dport,
+                    },
+                    PAYLOAD,
+                )
+            };
+            let ping = |src| {
+                frame(
+                    ANY_MAC,
+                    PUB_MAC,
+                    &Ip::new(src, VIP),
+                    &L4::Echo {
+                        request: true,
+                        id: 9,
+                        seq: 1,
+                    },
+                    PAYLOAD,
+                )
+            };
+            let pass = kw_stat::KW_STAT_PASS_TO_HOST;
+            let denied = kw_stat::KW_STAT_DROP_INGRESS_DENIED;
+            for (case, (f, verdict, stat)) in [
+                (syn(REMOTE, 8443), XDP_PASS, pass),
+                (syn(REMOTE, 8444), XDP_DROP, denied),
+                (syn(REMOTE, 3000), XDP_PASS, pass),
+                (syn(REMOTE, 3005), XDP_PASS, pass),
+                (syn(other, 3003), XDP_DROP, denied),
+                (syn(REMOTE, 3006), XDP_DROP, denied),
+                (dgram(REMOTE, 3003), XDP_DROP, denied),
+                // protocol any: its ports for TCP and UDP, none for ICMP
+                (dgram(REMOTE, 7001), XDP_PASS, pass),
+                (syn(REMOTE, 7000), XDP_PASS, pass),
+                (dgram(REMOTE, 7002), XDP_DROP, denied),
+                (ping(REMOTE), XDP_PASS, pass),
+                (ping(other), XDP_DROP, denied),
+                // the world's rules are gone: tcp/22 only from the noise
+                (syn(other, 22), XDP_DROP, denied),
+                (syn(Ipv4Addr::new(100, 64, 0, 0), 22), XDP_PASS, pass),
+                // a noise rule: 100.64.0.3/32 tcp 22 was the first, a /31
+                // udp 22 covers 100.64.0.4
+                (dgram(Ipv4Addr::new(100, 64, 0, 5), 22), XDP_PASS, pass),
+                (dgram(Ipv4Addr::new(100, 64, 0, 5), 23), XDP_DROP, denied),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let s = step(h, Role::Public, &f);
+                assert_eq!((s.verdict, s.stat), (verdict, stat), "case {case}");
+            }
+        },
+    );
+}
+
+#[test]
+fn ten_thousand_egress_exceptions_under_drop_policy() {
+    let (mut cfg, mut tables) = world::config();
+    cfg.egress_policy = 1;
+    tables[kw_table::KW_TABLE_EGRESS as usize] = ten_thousand([
+        rule(cidr(Ipv4Addr::new(198, 51, 100, 0), 24), 17, 1, 65535, None),
+        rule(cidr(REMOTE, 32), 0, 0, 65535, None),
+        rule(cidr(SERVER, 32), 6, 443, 443, None),
+    ]);
+    run_with(
+        "ten_thousand_egress_exceptions_under_drop_policy",
+        (cfg, tables),
+        |h| {
+            let fwd = kw_stat::KW_STAT_FWD_REDIRECT;
+            let denied = kw_stat::KW_STAT_DROP_EGRESS_DENIED;
+            for (f, verdict, stat) in [
+                (
+                    tcp(C1, 40100, SERVER, 443, TcpFlags::SYN),
+                    XDP_REDIRECT,
+                    fwd,
+                ),
+                (tcp(C1, 40101, SERVER, 444, TcpFlags::SYN), XDP_DROP, denied),
+                (udp(C1, 40102, SERVER, 9), XDP_REDIRECT, fwd),
+                (tcp(C1, 40103, REMOTE, 1, TcpFlags::SYN), XDP_REDIRECT, fwd),
+                (
+                    udp(C1, 40104, Ipv4Addr::new(192, 0, 2, 78), 53),
+                    XDP_DROP,
+                    denied,
+                ),
+            ] {
+                expect(&step(h, Role::Private, &f), verdict, stat);
+            }
+        },
+    );
+}
+
 #[test]
 fn public_side_cannot_address_private_hosts() {
     run("public_side_cannot_address_private_hosts", |h| {

@@ -1,7 +1,7 @@
 //! Applying a configuration: double-buffered banks of `kw_config` + rules.
 //!
-//! A configuration is written to the *inactive* bank (rules first, then
-//! `kw_config[bank]`) and then `kw_active[0]` is flipped to `bank + 1`, so a
+//! A configuration is written to the *inactive* bank (rules and their index
+//! in the LPM tries first, see [`super::index`], then `kw_config[bank]`) and then `kw_active[0]` is flipped to `bank + 1`, so a
 //! packet sees either the old bank or the new one, never a mix. Conntrack is
 //! untouched: established flows survive the flip.
 //!
@@ -10,14 +10,20 @@
 //! then see the rewrite. The daemon applies at human time scales, far above
 //! the microseconds an XDP program runs.
 
-use aya::maps::{Array, MapError};
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    Array, MapError,
+};
 use kowabunga_bindings::{
-    kw_config, kw_rule, kw_table, KW_ACTIVE_NONE, KW_BANKS, KW_MAX_IPSEC, KW_MAX_PEERINGS,
-    KW_MAX_RULES_PER_TABLE, KW_MAX_VIPS,
+    kw_config, kw_rule, kw_rule_addr, kw_rule_hit, kw_rule_node, kw_rule_port, kw_table,
+    KW_ACTIVE_NONE, KW_BANKS, KW_MAX_IPSEC, KW_MAX_PEERINGS, KW_MAX_RULES_PER_TABLE, KW_MAX_VIPS,
 };
 
 use crate::{
-    kawaii::{MAP_ACTIVE, MAP_CONFIG, MAP_RULES, RULES_PER_BANK},
+    kawaii::{
+        index::BankIndex, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULE_ADDR, MAP_RULE_PORT,
+        RULES_PER_BANK,
+    },
     Kawaii, KawaiiConfig,
 };
 
@@ -73,6 +79,24 @@ pub enum Error {
         lo: u16,
         /// `port_hi`.
         hi: u16,
+    },
+    /// A rule's netmask is not a prefix (the rule index keys prefixes).
+    #[error("rule {index} of table {table} has netmask {mask:#010x}, not a prefix")]
+    NotAPrefix {
+        /// The table name.
+        table: &'static str,
+        /// Index inside the table.
+        index: usize,
+        /// The mask, host order.
+        mask: u32,
+    },
+    /// The rule index of a bank would not fit `kw_rule_port`.
+    #[error("the rule index needs {entries} port entries, at most {max} fit in a bank")]
+    IndexTooLarge {
+        /// Entries needed.
+        entries: usize,
+        /// Entries of a bank.
+        max: usize,
     },
     /// A map is missing from the object.
     #[error("map {0} not found in kawaii.o")]
@@ -253,6 +277,7 @@ impl Kawaii {
     pub fn apply_raw(&mut self, config: &kw_config, tables: &Tables) -> Result<u32, Error> {
         let (packed, rules) = pack(config, tables)?;
         let bank = inactive_bank(self.active_word()?);
+        let index = BankIndex::build(bank, tables)?;
 
         let mut rule_map = self.array_mut::<kw_rule>(MAP_RULES)?;
         let base = bank * RULES_PER_BANK;
@@ -262,6 +287,7 @@ impl Kawaii {
                 .set(base + i as u32, rule, 0)
                 .map_err(map_err(MAP_RULES, "write"))?;
         }
+        self.write_index(bank, index)?;
         self.array_mut::<kw_config>(MAP_CONFIG)?
             .set(bank, packed, 0)
             .map_err(map_err(MAP_CONFIG, "write"))?;
@@ -270,6 +296,82 @@ impl Kawaii {
             .map_err(map_err(MAP_ACTIVE, "flip"))?;
         tracing::debug!(bank, rules = rules.len(), "configuration applied");
         Ok(bank)
+    }
+
+    /// What the rule index of `bank` holds in the kernel: the copy kept by
+    /// the last apply, or read from the tries (pinned maps after a restart).
+    fn index_of(&mut self, bank: u32) -> Result<BankIndex, Error> {
+        match self.rule_index[bank as usize].take() {
+            Some(known) => Ok(known),
+            None => self.read_rule_index(bank),
+        }
+    }
+
+    /// Reads the rule index of `bank` back from the `kw_rule_addr` and
+    /// `kw_rule_port` tries.
+    pub fn read_rule_index(&self, bank: u32) -> Result<BankIndex, Error> {
+        let mut index = BankIndex::default();
+        let map = self
+            .map(MAP_RULE_ADDR)
+            .ok_or(Error::MissingMap(MAP_RULE_ADDR))?;
+        let addr = LpmTrie::<_, kw_rule_addr, kw_rule_node>::try_from(map)
+            .map_err(map_err(MAP_RULE_ADDR, "open"))?;
+        for entry in addr.iter() {
+            let (k, v) = entry.map_err(map_err(MAP_RULE_ADDR, "read"))?;
+            if u32::from(k.data().bank) == bank {
+                index.addr.insert((k.prefix_len(), k.data()), v);
+            }
+        }
+        let map = self
+            .map(MAP_RULE_PORT)
+            .ok_or(Error::MissingMap(MAP_RULE_PORT))?;
+        let port = LpmTrie::<_, kw_rule_port, kw_rule_hit>::try_from(map)
+            .map_err(map_err(MAP_RULE_PORT, "open"))?;
+        for entry in port.iter() {
+            let (k, v) = entry.map_err(map_err(MAP_RULE_PORT, "read"))?;
+            if u32::from(k.data().bank) == bank {
+                index.port.insert((k.prefix_len(), k.data()), v);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Brings the rule index of the (inactive) `bank` to `next`: removes
+    /// what `next` lacks, writes what is new or changed. On failure the
+    /// kept copy is dropped, so the next apply reads the tries again.
+    fn write_index(&mut self, bank: u32, next: BankIndex) -> Result<(), Error> {
+        let diff = self.index_of(bank)?.diff(&next);
+        {
+            let map = self
+                .map_mut(MAP_RULE_ADDR)
+                .ok_or(Error::MissingMap(MAP_RULE_ADDR))?;
+            let mut addr = LpmTrie::<_, kw_rule_addr, kw_rule_node>::try_from(map)
+                .map_err(map_err(MAP_RULE_ADDR, "open"))?;
+            for (len, data) in &diff.addr_remove {
+                addr.remove(&Key::new(*len, *data))
+                    .map_err(map_err(MAP_RULE_ADDR, "remove"))?;
+            }
+            for ((len, data), v) in &diff.addr_set {
+                addr.insert(&Key::new(*len, *data), v, 0)
+                    .map_err(map_err(MAP_RULE_ADDR, "write"))?;
+            }
+        }
+        let map = self
+            .map_mut(MAP_RULE_PORT)
+            .ok_or(Error::MissingMap(MAP_RULE_PORT))?;
+        let mut port = LpmTrie::<_, kw_rule_port, kw_rule_hit>::try_from(map)
+            .map_err(map_err(MAP_RULE_PORT, "open"))?;
+        for (len, data) in &diff.port_remove {
+            port.remove(&Key::new(*len, *data))
+                .map_err(map_err(MAP_RULE_PORT, "remove"))?;
+        }
+        for ((len, data), v) in &diff.port_set {
+            port.insert(&Key::new(*len, *data), v, 0)
+                .map_err(map_err(MAP_RULE_PORT, "write"))?;
+        }
+        tracing::debug!(bank, updates = diff.len(), "rule index written");
+        self.rule_index[bank as usize] = Some(next);
+        Ok(())
     }
 
     /// Makes the programs pass everything again (`kw_active[0] = 0`).
@@ -351,23 +453,25 @@ mod tests {
 
     #[test]
     fn full_tables_fit_the_bank() {
-        let tables: Tables = std::array::from_fn(|_| vec![rule(1); 256]);
+        let max = KW_MAX_RULES_PER_TABLE as usize;
+        let tables: Tables = std::array::from_fn(|_| vec![rule(1); max]);
         let (config, rules) = pack(&kw_config::default(), &tables).expect("valid");
         assert_eq!(rules.len() as u32, RULES_PER_BANK);
-        assert_eq!(config.rule_start[4], 1024);
+        assert_eq!(usize::from(config.rule_start[4]), 4 * max);
     }
 
     #[test]
     fn rejects_what_does_not_fit() {
         let mut tables = Tables::default();
-        tables[1] = vec![rule(1); 257];
+        let too_many = KW_MAX_RULES_PER_TABLE as usize + 1;
+        tables[1] = vec![rule(1); too_many];
         assert!(matches!(
             pack(&kw_config::default(), &tables),
             Err(Error::TooManyRules {
                 table: "egress",
-                len: 257,
+                len,
                 ..
-            })
+            }) if len == too_many
         ));
 
         let tables = Tables::default();

@@ -2,6 +2,7 @@
 
 pub mod banks;
 pub mod config;
+pub mod index;
 
 use std::{
     collections::HashMap,
@@ -15,8 +16,9 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use kowabunga_bindings::{
-    kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_stat, kw_table, KW_BANKS,
-    KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE,
+    kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule_addr_key, kw_rule_hit,
+    kw_rule_node, kw_rule_port_key, kw_stat, kw_table, KW_BANKS, KW_CT_DEFAULT_ENTRIES,
+    KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE, KW_RULE_PORT_ENTRIES,
 };
 
 use crate::{abi, attach::Links, bpffs, Role};
@@ -29,8 +31,13 @@ pub static KAWAII_OBJECT: &[u8] =
 pub const MAP_ACTIVE: &str = "kw_active";
 /// Array bank -> `kw_config`.
 pub const MAP_CONFIG: &str = "kw_config";
-/// Array of `kw_rule`, `RULES_PER_BANK` per bank.
+/// Array of `kw_rule`, `RULES_PER_BANK` per bank: the tables as applied,
+/// read back by [`Kawaii::active_config`]; packets use the rule index.
 pub const MAP_RULES: &str = "kw_rules";
+/// LPM trie `kw_rule_addr_key` -> `kw_rule_node`: the rule index by address.
+pub const MAP_RULE_ADDR: &str = "kw_rule_addr";
+/// LPM trie `kw_rule_port_key` -> `kw_rule_hit`: the rule index by port.
+pub const MAP_RULE_PORT: &str = "kw_rule_port";
 /// LRU hash `kw_ct_key` -> `kw_ct_value`, two entries per flow.
 pub const MAP_CT4: &str = "kw_ct4";
 /// Per-CPU array `kw_stat` -> `kw_counter`.
@@ -40,8 +47,16 @@ pub const MAP_EVENTS: &str = "kw_events";
 /// Array `u32` 0 -> ABI version of the pins beside it (see [`crate::abi`]).
 pub const MAP_META: &str = abi::MAP_META;
 /// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
-pub const MAP_NAMES: [&str; 7] = [
-    MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_CT4, MAP_STATS, MAP_EVENTS, MAP_META,
+pub const MAP_NAMES: [&str; 9] = [
+    MAP_ACTIVE,
+    MAP_CONFIG,
+    MAP_RULES,
+    MAP_RULE_ADDR,
+    MAP_RULE_PORT,
+    MAP_CT4,
+    MAP_STATS,
+    MAP_EVENTS,
+    MAP_META,
 ];
 
 /// Rules per bank in `kw_rules` (`KW_RULES_PER_BANK` in `kw_abi.h`).
@@ -174,7 +189,7 @@ const fn size<T>() -> u32 {
 }
 
 /// The map definitions of `kw_maps.h`, as this build expects them.
-pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 7] {
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 9] {
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -197,6 +212,20 @@ pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 7] {
             size::<u32>(),
             size::<kw_rule>(),
             KW_BANKS * RULES_PER_BANK,
+        ),
+        spec(
+            MAP_RULE_ADDR,
+            MapType::LpmTrie,
+            size::<kw_rule_addr_key>(),
+            size::<kw_rule_node>(),
+            KW_BANKS * RULES_PER_BANK,
+        ),
+        spec(
+            MAP_RULE_PORT,
+            MapType::LpmTrie,
+            size::<kw_rule_port_key>(),
+            size::<kw_rule_hit>(),
+            KW_RULE_PORT_ENTRIES,
         ),
         spec(
             MAP_CT4,
@@ -254,6 +283,9 @@ pub(crate) fn spec_mismatch(spec: &MapSpec, info: &MapInfo) -> Option<String> {
 pub struct Kawaii {
     pub(crate) links: Links<Role>,
     pub(crate) ebpf: Ebpf,
+    /// What the last apply wrote in the rule index of each bank (`None`:
+    /// unknown, read from the tries when needed).
+    pub(crate) rule_index: [Option<index::BankIndex>; KW_BANKS as usize],
 }
 
 impl Kawaii {
@@ -307,6 +339,7 @@ impl Kawaii {
                 pin_dir: options.pin_dir.clone(),
             },
             ebpf,
+            rule_index: Default::default(),
         })
     }
 
@@ -442,7 +475,9 @@ mod tests {
         let names: Vec<_> = specs.iter().map(|s| s.name).collect();
         assert_eq!(names, MAP_NAMES);
         assert_eq!(specs[1].value_size, 428);
-        assert_eq!(specs[2].max_entries, 2 * 256 * 5);
-        assert_eq!(specs[3].max_entries, 7);
+        assert_eq!(specs[2].max_entries, 2 * 12288 * 5);
+        assert_eq!((specs[3].key_size, specs[3].value_size), (12, 12));
+        assert_eq!((specs[4].key_size, specs[4].value_size), (16, 8));
+        assert_eq!(specs[5].max_entries, 7);
     }
 }

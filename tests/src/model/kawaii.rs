@@ -29,8 +29,12 @@ pub struct KawaiiModel {
     pub host_flows: std::collections::HashSet<Tuple>,
     /// The same for IPv6: (protocol, source, source port, destination,
     /// destination port) as they arrive.
-    pub host_flows6: std::collections::HashSet<(u8, [u8; 16], u16, [u8; 16], u16)>,
+    pub host_flows6: std::collections::HashSet<HostFlow6>,
 }
+
+/// An IPv6 flow of the node: (protocol, source, source port, destination,
+/// destination port), as its packets arrive.
+pub type HostFlow6 = (u8, [u8; 16], u16, [u8; 16], u16);
 
 fn be32(v: u32) -> u32 {
     u32::from_be(v)

@@ -280,9 +280,11 @@ kawaii:
 
 #[test]
 fn full_tables_fit() {
-    // 256 single-port rules fill the ingress table exactly.
+    // KW_MAX_RULES_PER_TABLE single-port rules fill the ingress table exactly.
     let mut extra = String::from("  firewall:\n    ingress:\n");
-    let ports: Vec<String> = (1..=256).map(|p| p.to_string()).collect();
+    let ports: Vec<String> = (1..=KW_MAX_RULES_PER_TABLE)
+        .map(|p| p.to_string())
+        .collect();
     extra.push_str(&format!(
         "      - {{protocol: tcp, ports: \"{}\"}}\n",
         ports.join(",")

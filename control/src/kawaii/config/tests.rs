@@ -228,46 +228,50 @@ fn peering_errors() {
 
 #[test]
 fn rule_count_limits() {
-    let ports: Vec<String> = (1..=257).map(|p| p.to_string()).collect();
+    let max = kowabunga_bindings::KW_MAX_RULES_PER_TABLE as usize;
+    let ports: Vec<String> = (1..=max + 1).map(|p| p.to_string()).collect();
     let list = ports.join(",");
     assert_eq!(
         invalid(&with_kawaii(&format!(
             "  firewall: {{ingress: [{{protocol: tcp, ports: \"{list}\"}}]}}\n"
         ))),
-        "kawaii.firewall.ingress: 257 rules after port-range expansion, at most 256 are supported"
+        format!("kawaii.firewall.ingress: {} rules after port-range expansion, at most {max} are supported", max + 1)
     );
     assert_eq!(
         invalid(&with_kawaii(&format!(
             "  firewall: {{egress: [{{protocol: udp, ports: \"{list}\"}}]}}\n"
         ))),
-        "kawaii.firewall.egress: 257 rules after port-range expansion, at most 256 are supported"
+        format!("kawaii.firewall.egress: {} rules after port-range expansion, at most {max} are supported", max + 1)
     );
     assert_eq!(
         invalid(&with_kawaii(&format!(
             "  dnat: [{{destination: 10.0.0.9, protocol: udp, ports: \"{list}\"}}]\n"
         ))),
-        "kawaii.dnat: 257 rules after port-range expansion, at most 256 are supported"
+        format!(
+            "kawaii.dnat: {} rules after port-range expansion, at most {max} are supported",
+            max + 1
+        )
     );
     assert_eq!(
             invalid(&with_kawaii(&format!(
                 "  vpc_peerings: [{{subnet: 10.9.0.0/16, ingress: [{{protocol: udp, ports: \"{list}\"}}]}}]\n"
             ))),
-            "kawaii.vpc_peerings[*].ingress: 257 rules after port-range expansion, at most 256 are supported"
+            format!("kawaii.vpc_peerings[*].ingress: {} rules after port-range expansion, at most {max} are supported", max + 1)
         );
     assert_eq!(
             invalid(&with_kawaii(&format!(
                 "  vpc_peerings: [{{subnet: 10.9.0.0/16, egress: [{{protocol: udp, ports: \"{list}\"}}]}}]\n"
             ))),
-            "kawaii.vpc_peerings[*].egress: 257 rules after port-range expansion, at most 256 are supported"
+            format!("kawaii.vpc_peerings[*].egress: {} rules after port-range expansion, at most {max} are supported", max + 1)
         );
-    // 254 user rules + 3 IKE rules overflow the ingress table.
-    let ports: Vec<String> = (1..=254).map(|p| p.to_string()).collect();
+    // max - 2 user rules + 3 IKE rules overflow the ingress table.
+    let ports: Vec<String> = (1..=max - 2).map(|p| p.to_string()).collect();
     assert_eq!(
             invalid(&with_kawaii(&format!(
                 "  firewall: {{ingress: [{{protocol: tcp, ports: \"{}\"}}]}}\n{IPSEC}",
                 ports.join(",")
             ))),
-            "kawaii.firewall.ingress: 257 rules after port-range expansion (including 3 IKE rules of kawaii.ipsec_connections), at most 256 are supported"
+            format!("kawaii.firewall.ingress: {} rules after port-range expansion (including 3 IKE rules of kawaii.ipsec_connections), at most {max} are supported", max + 1)
         );
     // A single range is a single rule.
     ok(&with_kawaii(

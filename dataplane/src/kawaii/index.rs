@@ -1,0 +1,470 @@
+//! The rule index: rule tables compiled into the `kw_rule_addr` and
+//! `kw_rule_port` LPM tries the programs look up (see `kw_abi.h`, "Rule
+//! index", and `ebpf/README.md`, "Rule tables").
+//!
+//! Per bank and table:
+//! - one *node* per distinct rule prefix, holding every rule whose prefix
+//!   contains it: the longest prefix match of an address gives exactly the
+//!   rules matching that address;
+//! - per node and protocol (0 for the protocol-any rules), the destination
+//!   port space cut into disjoint intervals, each labelled with the first rule
+//!   (lowest index) covering it and split into aligned power-of-two blocks.
+//!
+//! A packet then costs three LPM lookups at most, whatever the rule count.
+//! [`BankIndex::build`] is pure; [`BankIndex::diff`] gives the map updates
+//! that turn one bank's index into another.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use kowabunga_bindings::{
+    kw_rule, kw_rule_addr, kw_rule_hit, kw_rule_node, kw_rule_port, KW_RULE_ADDR_FULL,
+    KW_RULE_NONE, KW_RULE_PORT_ENTRIES,
+};
+
+use super::banks::{Error, Tables, TABLE_NAMES};
+
+/// `kw_rule_addr_key` as (prefix length, data).
+pub type AddrKey = (u32, kw_rule_addr);
+/// `kw_rule_port_key` as (prefix length, data).
+pub type PortKey = (u32, kw_rule_port);
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// The entries one bank holds in the two tries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BankIndex {
+    /// `kw_rule_addr` entries.
+    pub addr: HashMap<AddrKey, kw_rule_node>,
+    /// `kw_rule_port` entries.
+    pub port: HashMap<PortKey, kw_rule_hit>,
+}
+
+/// Map updates from one [`BankIndex`] to another.
+#[derive(Clone, Debug, Default)]
+pub struct Diff {
+    /// `kw_rule_addr` keys to remove.
+    pub addr_remove: Vec<AddrKey>,
+    /// `kw_rule_addr` entries to insert or replace.
+    pub addr_set: Vec<(AddrKey, kw_rule_node)>,
+    /// `kw_rule_port` keys to remove.
+    pub port_remove: Vec<PortKey>,
+    /// `kw_rule_port` entries to insert or replace.
+    pub port_set: Vec<(PortKey, kw_rule_hit)>,
+}
+
+impl Diff {
+    /// Number of map operations.
+    pub fn len(&self) -> usize {
+        self.addr_remove.len() + self.addr_set.len() + self.port_remove.len() + self.port_set.len()
+    }
+
+    /// No operation at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Prefix length of a contiguous netmask (host order), or `None`.
+fn prefix_len(mask: u32) -> Option<u32> {
+    let len = mask.leading_ones();
+    (mask.checked_shl(len).unwrap_or(0) == 0).then_some(len)
+}
+
+fn mask_of(len: u32) -> u32 {
+    u32::MAX.checked_shl(32 - len).unwrap_or(0)
+}
+
+/// Port range a rule covers in the port trie of its protocol: protocols
+/// without ports ignore the range.
+fn effective_ports(r: &kw_rule) -> (u32, u32) {
+    if r.proto == 0 || r.proto == IPPROTO_TCP || r.proto == IPPROTO_UDP {
+        (u32::from(r.port_lo), u32::from(r.port_hi))
+    } else {
+        (0, 0xffff)
+    }
+}
+
+/// First-match painting: `rules` in index order, each `(lo, hi, index,
+/// target)`; returns the disjoint intervals each labelled with the first
+/// rule covering it.
+fn paint(rules: impl Iterator<Item = (u32, u32, u32, u32)>) -> Vec<(u32, u32, u32, u32)> {
+    // covered intervals, start -> end (inclusive), disjoint and non-adjacent
+    let mut covered: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (lo, hi, index, target) in rules {
+        let from = covered.range(..=lo).next_back().map_or(lo, |(&s, _)| s);
+        let touching: Vec<(u32, u32)> = covered
+            .range(from..=hi + 1)
+            .map(|(&s, &e)| (s, e))
+            .filter(|&(_, e)| e + 1 >= lo)
+            .collect();
+        let mut cur = lo;
+        for &(s, e) in &touching {
+            if s > cur {
+                let gap_hi = (s - 1).min(hi);
+                if cur <= gap_hi {
+                    out.push((cur, gap_hi, index, target));
+                }
+            }
+            cur = cur.max(e + 1);
+        }
+        if cur <= hi {
+            out.push((cur, hi, index, target));
+        }
+        let (mut s0, mut e0) = (lo, hi);
+        for &(s, e) in &touching {
+            covered.remove(&s);
+            s0 = s0.min(s);
+            e0 = e0.max(e);
+        }
+        covered.insert(s0, e0);
+    }
+    out
+}
+
+/// Aligned power-of-two blocks covering `[lo, hi]` (ports), as (start,
+/// prefix length over 16 bits).
+fn blocks(mut lo: u32, hi: u32) -> Vec<(u16, u32)> {
+    let mut out = Vec::new();
+    while lo <= hi {
+        let mut size = if lo == 0 {
+            1 << 16
+        } else {
+            1 << lo.trailing_zeros()
+        };
+        while lo + size - 1 > hi {
+            size >>= 1;
+        }
+        // lo < 65536 and size divides it
+        out.push((lo as u16, 16 - size.trailing_zeros()));
+        lo += size;
+    }
+    out
+}
+
+impl BankIndex {
+    /// Compiles the rule tables of `bank` (validated by
+    /// [`super::banks::validate`]). Fails on a netmask that is not a prefix
+    /// and when the port trie would not hold the bank.
+    pub fn build(bank: u32, tables: &Tables) -> Result<Self, Error> {
+        let mut index = Self::default();
+        for (t, rules) in tables.iter().enumerate() {
+            index.build_table(bank as u8, t, rules)?;
+        }
+        let max = KW_RULE_PORT_ENTRIES as usize / kowabunga_bindings::KW_BANKS as usize;
+        if index.port.len() > max {
+            return Err(Error::IndexTooLarge {
+                entries: index.port.len(),
+                max,
+            });
+        }
+        Ok(index)
+    }
+
+    fn build_table(&mut self, bank: u8, t: usize, rules: &[kw_rule]) -> Result<(), Error> {
+        // rules of each prefix (len, network in host order), in index order
+        let mut by_prefix: BTreeMap<(u32, u32), Vec<u32>> = BTreeMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            let mask = u32::from_be(r.cidr.mask);
+            let len = prefix_len(mask).ok_or(Error::NotAPrefix {
+                table: TABLE_NAMES[t],
+                index: i,
+                mask,
+            })?;
+            let net = u32::from_be(r.cidr.addr) & mask;
+            by_prefix.entry((len, net)).or_default().push(i as u32);
+        }
+        for (node, (&(len, net), _)) in by_prefix.iter().enumerate() {
+            // rules of every prefix containing this one, in index order
+            let mut members: Vec<u32> = (0..=len)
+                .filter_map(|l| by_prefix.get(&(l, net & mask_of(l))))
+                .flatten()
+                .copied()
+                .collect();
+            members.sort_unstable();
+            let node = node as u32;
+            let first_any = members
+                .iter()
+                .copied()
+                .find(|&i| rules[i as usize].proto == 0);
+            self.addr.insert(
+                (
+                    KW_RULE_ADDR_FULL - 32 + len,
+                    kw_rule_addr {
+                        bank,
+                        table: t as u8,
+                        addr: net.to_be(),
+                        ..Default::default()
+                    },
+                ),
+                kw_rule_node {
+                    node,
+                    any_index: first_any.unwrap_or(KW_RULE_NONE),
+                    any_target: first_any.map_or(0, |i| rules[i as usize].target),
+                },
+            );
+            let protos: HashSet<u8> = members.iter().map(|&i| rules[i as usize].proto).collect();
+            for proto in protos {
+                let painted = paint(
+                    members
+                        .iter()
+                        .filter(|&&i| rules[i as usize].proto == proto)
+                        .map(|&i| {
+                            let r = &rules[i as usize];
+                            let (lo, hi) = effective_ports(r);
+                            (lo, hi, i, r.target)
+                        }),
+                );
+                for (lo, hi, index, target) in painted {
+                    for (start, bits) in blocks(lo, hi) {
+                        self.port.insert(
+                            (
+                                KW_RULE_ADDR_FULL + bits,
+                                kw_rule_port {
+                                    bank,
+                                    table: t as u8,
+                                    proto,
+                                    node,
+                                    port: start.to_be(),
+                                    ..Default::default()
+                                },
+                            ),
+                            kw_rule_hit { index, target },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The updates turning `self` (what the maps hold) into `next`: removals
+    /// of keys `next` lacks, and the entries that are new or changed.
+    pub fn diff(&self, next: &Self) -> Diff {
+        Diff {
+            addr_remove: self
+                .addr
+                .keys()
+                .filter(|k| !next.addr.contains_key(k))
+                .copied()
+                .collect(),
+            addr_set: next
+                .addr
+                .iter()
+                .filter(|(k, v)| self.addr.get(k) != Some(v))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            port_remove: self
+                .port
+                .keys()
+                .filter(|k| !next.port.contains_key(k))
+                .copied()
+                .collect(),
+            port_set: next
+                .port
+                .iter()
+                .filter(|(k, v)| self.port.get(k) != Some(v))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+        }
+    }
+
+    /// Looks `(addr, proto, dport)` up as the program does (ports only for
+    /// TCP and UDP): the index and target of the first matching rule of
+    /// `table`. For tests of the encoding.
+    pub fn lookup(
+        &self,
+        bank: u32,
+        table: usize,
+        addr: u32,
+        proto: u8,
+        dport: Option<u16>,
+    ) -> Option<(u32, u32)> {
+        let node = (0..=32u32).rev().find_map(|len| {
+            self.addr.get(&(
+                KW_RULE_ADDR_FULL - 32 + len,
+                kw_rule_addr {
+                    bank: bank as u8,
+                    table: table as u8,
+                    addr: (addr & mask_of(len)).to_be(),
+                    ..Default::default()
+                },
+            ))
+        })?;
+        let port_hit = |proto: u8, port: u16| {
+            (0..=16u32).rev().find_map(|bits| {
+                let start = u32::from(port) & (mask_of(bits) >> 16);
+                self.port.get(&(
+                    KW_RULE_ADDR_FULL + bits,
+                    kw_rule_port {
+                        bank: bank as u8,
+                        table: table as u8,
+                        proto,
+                        node: node.node,
+                        port: (start as u16).to_be(),
+                        ..Default::default()
+                    },
+                ))
+            })
+        };
+        let mut best = match dport {
+            Some(port) => port_hit(0, port).map(|h| (h.index, h.target)),
+            None => (node.any_index != KW_RULE_NONE).then_some((node.any_index, node.any_target)),
+        };
+        if proto != 0 {
+            if let Some(h) = port_hit(proto, dport.unwrap_or(0)) {
+                if best.is_none_or(|(i, _)| h.index < i) {
+                    best = Some((h.index, h.target));
+                }
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kowabunga_bindings::kw_cidr;
+
+    use super::*;
+
+    fn rule(cidr: (u32, u32), proto: u8, lo: u16, hi: u16, target: u32) -> kw_rule {
+        kw_rule {
+            cidr: kw_cidr {
+                addr: cidr.0.to_be(),
+                mask: mask_of(cidr.1).to_be(),
+            },
+            target,
+            port_lo: lo,
+            port_hi: hi,
+            proto,
+            ..Default::default()
+        }
+    }
+
+    // The specification: kw_rule_match as a linear scan.
+    fn scan(rules: &[kw_rule], addr: u32, proto: u8, dport: Option<u16>) -> Option<(u32, u32)> {
+        rules.iter().enumerate().find_map(|(i, r)| {
+            let mask = u32::from_be(r.cidr.mask);
+            let ok = (addr ^ u32::from_be(r.cidr.addr)) & mask == 0
+                && (r.proto == 0 || r.proto == proto)
+                && dport.is_none_or(|p| r.port_lo <= p && p <= r.port_hi);
+            ok.then_some((i as u32, r.target))
+        })
+    }
+
+    #[test]
+    fn blocks_cover_ranges_exactly() {
+        assert_eq!(blocks(0, 65535), vec![(0, 0)]);
+        assert_eq!(blocks(1, 65535).len(), 16);
+        assert_eq!(blocks(3000, 3005), vec![(3000, 14), (3004, 15)]);
+        assert_eq!(blocks(80, 80), vec![(80, 16)]);
+        for (lo, hi) in [(1u32, 1u32), (7, 300), (1024, 65535), (65535, 65535)] {
+            let mut n = 0u32;
+            for (start, bits) in blocks(lo, hi) {
+                n += 1 << (16 - bits);
+                assert_eq!(u32::from(start) % (1 << (16 - bits)), 0);
+            }
+            assert_eq!(n, hi - lo + 1);
+        }
+    }
+
+    #[test]
+    fn painting_keeps_the_first_rule() {
+        let got = paint(
+            [
+                (10, 20, 0, 0),
+                (5, 25, 1, 0),
+                (15, 30, 2, 0),
+                (0, 100, 3, 0),
+            ]
+            .into_iter(),
+        );
+        let mut got = got;
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (0, 4, 3, 0),
+                (5, 9, 1, 0),
+                (10, 20, 0, 0),
+                (21, 25, 1, 0),
+                (26, 30, 2, 0),
+                (31, 100, 3, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_non_prefix_masks() {
+        let mut tables = Tables::default();
+        let mut r = rule((0, 0), 6, 1, 1, 0);
+        r.cidr.mask = 0xff00ff00u32.to_be();
+        tables[1].push(r);
+        assert!(matches!(
+            BankIndex::build(0, &tables),
+            Err(Error::NotAPrefix {
+                table: "egress",
+                index: 0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn lookup_agrees_with_a_linear_scan() {
+        // a small deterministic generator: nested prefixes, ranges,
+        // protocol-any rules and protocols without ports
+        let mut seed = 0x1234_5678u64;
+        let mut next = move |n: u32| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % u64::from(n)) as u32
+        };
+        for round in 0..40 {
+            let mut rules = Vec::new();
+            for _ in 0..(1 + next(60)) {
+                let len = [0, 8, 16, 24, 32, 30][next(6) as usize];
+                let addr = 0x0a00_0000 | (next(4) << 8) | next(8);
+                let proto = [0, 6, 17, 1, 47][next(5) as usize];
+                let lo = [0, 1, 20, 80, 1000, 65535][next(6) as usize] as u16;
+                let hi = lo.saturating_add([0, 1, 5, 100, 65535][next(5) as usize] as u16);
+                rules.push(rule((addr, len), proto, lo, hi, next(1000)));
+            }
+            let mut tables = Tables::default();
+            tables[round % 5] = rules.clone();
+            let index = BankIndex::build(1, &tables).expect("builds");
+            for _ in 0..400 {
+                let addr = 0x0a00_0000 | (next(4) << 8) | next(8);
+                let proto = [0, 6, 17, 1, 47, 50][next(6) as usize];
+                let dport = (proto == 6 || proto == 17)
+                    .then(|| [0, 1, 20, 21, 80, 81, 999, 1000, 1100, 65535][next(10) as usize]);
+                assert_eq!(
+                    index.lookup(1, round % 5, addr, proto, dport),
+                    scan(&rules, addr, proto, dport),
+                    "round {round} addr {addr:#x} proto {proto} dport {dport:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn diff_touches_only_changes() {
+        let mut tables = Tables::default();
+        tables[0] = (0..100)
+            .map(|i| rule((0x0a00_0000 + (i << 8), 24), 6, 22, 22, 0))
+            .collect();
+        let a = BankIndex::build(0, &tables).expect("builds");
+        assert!(a.diff(&a).is_empty());
+        tables[0][99].port_hi = 23;
+        let b = BankIndex::build(0, &tables).expect("builds");
+        let d = a.diff(&b);
+        assert_eq!((d.addr_remove.len(), d.addr_set.len()), (0, 0));
+        assert_eq!((d.port_remove.len(), d.port_set.len()), (1, 1));
+        let empty = BankIndex::default();
+        let d = b.diff(&empty);
+        assert_eq!(d.len(), b.addr.len() + b.port.len());
+    }
+}
