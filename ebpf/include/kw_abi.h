@@ -35,7 +35,7 @@
  * ABI version"). Same-size changes are exactly what only this number
  * catches.
  */
-#define KW_ABI_VERSION 1
+#define KW_ABI_VERSION 2 /* 2: kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU */
 
 /* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
@@ -186,7 +186,10 @@ struct kw_ct_value {
 #define KW_CT_TIMEOUT_UDP_S 120
 #define KW_CT_TIMEOUT_ICMP_S 60
 
-/* Default sizes; the loader may override the conntrack size. */
+/*
+ * Default sizes; the loader may override the conntrack size (both tables:
+ * kw_ct4, confirmed flows, and kw_ct4_new, embryonic flows).
+ */
 #define KW_CT_DEFAULT_ENTRIES 262144
 #define KW_SNAT_MAX_PROBES 32
 
@@ -228,6 +231,8 @@ enum kw_stat {
 	KW_STAT_DROP_FIB,           /* destination translated, cannot be forwarded (route, DF + MTU) */
 	KW_STAT_DROP_TTL,           /* destination translated, TTL <= 1 */
 	KW_STAT_DROP_IPV6,          /* Kawaii: IPv6 from the project side beyond link-local/multicast */
+	/* not a packet outcome (the packet is also counted in its outcome): */
+	KW_STAT_CT_CONFIRM_FULL,    /* confirmed table full: a flow stays embryonic (never evicts) */
 	KW_STAT_COUNT,
 };
 

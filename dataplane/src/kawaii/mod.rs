@@ -31,8 +31,12 @@ pub const MAP_ACTIVE: &str = "kw_active";
 pub const MAP_CONFIG: &str = "kw_config";
 /// Array of `kw_rule`, `RULES_PER_BANK` per bank.
 pub const MAP_RULES: &str = "kw_rules";
-/// LRU hash `kw_ct_key` -> `kw_ct_value`, two entries per flow.
+/// Hash `kw_ct_key` -> `kw_ct_value`: confirmed flows, two entries each
+/// (never evicted; see [`crate::conntrack`]).
 pub const MAP_CT4: &str = "kw_ct4";
+/// LRU hash `kw_ct_key` -> `kw_ct_value`: embryonic flows, two entries each
+/// (a flood of new flows evicts only these).
+pub const MAP_CT4_NEW: &str = "kw_ct4_new";
 /// Per-CPU array `kw_stat` -> `kw_counter`.
 pub const MAP_STATS: &str = "kw_stats";
 /// Ring buffer of `kw_drop_event` records.
@@ -40,8 +44,15 @@ pub const MAP_EVENTS: &str = "kw_events";
 /// Array `u32` 0 -> ABI version of the pins beside it (see [`crate::abi`]).
 pub const MAP_META: &str = abi::MAP_META;
 /// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
-pub const MAP_NAMES: [&str; 7] = [
-    MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_CT4, MAP_STATS, MAP_EVENTS, MAP_META,
+pub const MAP_NAMES: [&str; 8] = [
+    MAP_ACTIVE,
+    MAP_CONFIG,
+    MAP_RULES,
+    MAP_CT4,
+    MAP_CT4_NEW,
+    MAP_STATS,
+    MAP_EVENTS,
+    MAP_META,
 ];
 
 /// Rules per bank in `kw_rules` (`KW_RULES_PER_BANK` in `kw_abi.h`).
@@ -55,7 +66,8 @@ pub struct LoadOptions {
     /// and configuration survive a daemon restart; missing ones are created
     /// and pinned. `None` pins nothing: every load gets fresh, private maps.
     pub pin_dir: Option<PathBuf>,
-    /// Size of the conntrack map (`KW_CT_DEFAULT_ENTRIES` when `None`).
+    /// Size of each conntrack table, confirmed and embryonic
+    /// (`KW_CT_DEFAULT_ENTRIES` when `None`).
     pub ct_entries: Option<u32>,
 }
 
@@ -174,7 +186,7 @@ const fn size<T>() -> u32 {
 }
 
 /// The map definitions of `kw_maps.h`, as this build expects them.
-pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 7] {
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 8] {
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -200,6 +212,13 @@ pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 7] {
         ),
         spec(
             MAP_CT4,
+            MapType::Hash,
+            size::<kw_ct_key>(),
+            size::<kw_ct_value>(),
+            ct_entries,
+        ),
+        spec(
+            MAP_CT4_NEW,
             MapType::LruHash,
             size::<kw_ct_key>(),
             size::<kw_ct_value>(),
@@ -293,6 +312,7 @@ impl Kawaii {
 
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_CT4, ct_entries);
+        loader.map_max_entries(MAP_CT4_NEW, ct_entries);
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -444,5 +464,8 @@ mod tests {
         assert_eq!(specs[1].value_size, 428);
         assert_eq!(specs[2].max_entries, 2 * 256 * 5);
         assert_eq!(specs[3].max_entries, 7);
+        assert_eq!(specs[3].map_type, MapType::Hash);
+        assert_eq!(specs[4].max_entries, 7);
+        assert_eq!(specs[4].map_type, MapType::LruHash);
     }
 }
