@@ -6,8 +6,12 @@
 
 use std::fmt::Display;
 
-use kowabunga_dataplane::{kawaii, Counters, DropEvent, DropEvents, SweepReport};
-use tracing::warn;
+use anyhow::Context as _;
+use kowabunga_dataplane::{
+    conntrack::{self, Sweeper},
+    kawaii, Counters, DropEvent, DropEvents, SweepReport,
+};
+use tracing::{debug, warn};
 
 /// A load failure of `what` ("Kawaii", "Konvey") for the daemon's one-line
 /// error: pins of another ABI version say everything themselves (which
@@ -29,7 +33,10 @@ pub trait XdpEngine {
     /// The pin could not be removed.
     fn detach(&mut self, ifname: &str) -> anyhow::Result<bool>;
 
-    /// Deletes conntrack flows expired at `now_ns` (CLOCK_MONOTONIC).
+    /// Deletes conntrack flows expired at `now_ns` (CLOCK_MONOTONIC). The
+    /// real engines do it on a thread of their own
+    /// ([`Loaded::sweep_in_background`]): the report returned is that of the
+    /// previous period's sweep.
     ///
     /// # Errors
     /// The conntrack map could not be read or written.
@@ -52,6 +59,7 @@ pub trait XdpEngine {
 pub struct Loaded<T> {
     pub(crate) object: T,
     events: Option<DropEvents>,
+    sweeper: Option<Sweeper>,
 }
 
 impl<T> Loaded<T> {
@@ -70,12 +78,45 @@ impl<T> Loaded<T> {
                 None
             }
         };
-        Loaded { object, events }
+        Loaded {
+            object,
+            events,
+            sweeper: None,
+        }
     }
 
     /// The loaded object.
     pub fn object(&self) -> &T {
         &self.object
+    }
+
+    /// The conntrack sweep of [`XdpEngine::sweep`], off the daemon's loop:
+    /// returns the report of the sweep that finished since the last call
+    /// (an empty one if none did) and starts the next one at `now_ns` on the
+    /// object's sweeper thread (started by `spawn` at the first call), unless
+    /// the previous one still runs. Never blocks on the maps.
+    ///
+    /// # Errors
+    /// The thread could not be started, or the finished sweep failed.
+    pub fn sweep_in_background(
+        &mut self,
+        now_ns: u64,
+        spawn: impl FnOnce(&T) -> Result<Sweeper, conntrack::Error>,
+    ) -> anyhow::Result<SweepReport> {
+        let sweeper = match &mut self.sweeper {
+            Some(s) => s,
+            None => self
+                .sweeper
+                .insert(spawn(&self.object).context("cannot start the conntrack sweeper")?),
+        };
+        let done = sweeper.poll();
+        if !sweeper.request(now_ns) {
+            debug!("conntrack sweep still running: this period's sweep skipped");
+        }
+        match done {
+            Some(report) => report.context("conntrack sweep failed"),
+            None => Ok(SweepReport::default()),
+        }
     }
 
     /// Every sampled drop event available now (never blocks).
