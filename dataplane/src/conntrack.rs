@@ -295,6 +295,27 @@ impl CtTable {
         Ok(CtTable { name, fd })
     }
 
+    /// The table pinned at `path` (e.g. `<pin dir>/kw_ct4`), named `name`.
+    ///
+    /// # Errors
+    /// The pin could not be opened.
+    pub fn from_pin(name: &'static str, path: &std::path::Path) -> Result<Self, Error> {
+        let data = aya::maps::MapData::from_pin(path).map_err(|source| Error::Map {
+            what: "open pin",
+            source,
+        })?;
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| Error::Syscall {
+                table: name,
+                what: "dup",
+                source,
+            })?;
+        Ok(CtTable { name, fd })
+    }
+
     /// The map's name (`kw_ct4`, `kw_ct4_new`).
     pub fn name(&self) -> &'static str {
         self.name
