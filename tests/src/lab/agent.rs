@@ -9,7 +9,7 @@
 //! | `udp-echo-server --port P [--seconds N] [--name NAME]` | answers each datagram with `peer=IP:PORT` and `echo=PAYLOAD` (with `--name`: `name=NAME` first) | `ready udp ADDR`, `datagram peer=IP:PORT` |
 //! | `tcp-client --to IP:PORT [--timeout-ms T] [--line L]` | connects, sends one line | `peer=...`, `echo=L` |
 //! | `udp-client --to IP:PORT [--timeout-ms T] [--line L] [--sport P] [--df no]` | sends one datagram (from port P, default any; `--df no`: DF clear, the kernel fragments) | `peer=...`, `echo=L` |
-//! | `tcp-hold --to IP:PORT --seconds S` | one connection, a line every 200 ms | `peer=...`, `exchanges=N` |
+//! | `tcp-hold --to IP:PORT --seconds S [--interval-ms I]` | one connection, a line every I ms (default 200; idle in between) | `peer=...`, `exchanges=N` |
 //! | `udp-hold --to IP:PORT --seconds S [--rate R]` | R datagrams a second (default 100), each waiting up to 1 s for its echo | `sent=N answered=M lost=K` |
 //! | `flood --kind tcp-syn\|udp --to IP:PORT --count N [--rate R] [--spoof CIDR]` | N packets (at most 1,000,000) at R a second (default 10000) from a raw socket: `tcp-syn` bare SYNs from random sources in CIDR, `udp` datagrams from this host, source ports 10000 up (each a new flow); gives up after 2 N / R + 10 s | `sent=N` |
 //!
@@ -422,8 +422,9 @@ fn udp_hold(opts: &Opts) -> Result<(), Failure> {
 fn tcp_hold(opts: &Opts) -> Result<(), Failure> {
     let to = opts.addr()?;
     let seconds = opts.num("seconds", 4)?.min(MAX_SECONDS);
-    let step = Duration::from_millis(200);
-    let rounds = seconds * 5;
+    let interval = opts.num("interval-ms", 200)?.clamp(1, MAX_SECONDS * 1000);
+    let step = Duration::from_millis(interval);
+    let rounds = (seconds * 1000 / interval).max(1);
     let stream = io(
         "connect",
         TcpStream::connect_timeout(&to, Duration::from_secs(3)),

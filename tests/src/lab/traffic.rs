@@ -396,6 +396,32 @@ impl Agent {
         Background::spawn(&format!("flood {kind} in {}", ns.name()), cmd)
     }
 
+    /// Starts `tcp-hold` in the background with one exchange every
+    /// `interval_ms` (the connection idles in between): `seconds * 1000 /
+    /// interval_ms` exchanges; it exits 0 only if every one succeeded.
+    pub fn tcp_hold_every(
+        &self,
+        ns: &Netns,
+        to: &str,
+        seconds: u64,
+        interval_ms: u64,
+    ) -> Result<Background> {
+        let (secs, every) = (seconds.to_string(), interval_ms.to_string());
+        let cmd = self.command(
+            ns,
+            &[
+                "tcp-hold",
+                "--to",
+                to,
+                "--seconds",
+                &secs,
+                "--interval-ms",
+                &every,
+            ],
+        );
+        Background::spawn(&format!("tcp-hold in {}", ns.name()), cmd)
+    }
+
     /// Starts `tcp-hold` in the background: one connection to `to` exchanging a line
     /// every 200 ms for `seconds`; it exits 0 only if every exchange succeeded.
     pub fn tcp_hold(&self, ns: &Netns, to: &str, seconds: u64) -> Result<Background> {
