@@ -787,6 +787,42 @@ mod tests {
     }
 
     #[test]
+    fn reports_add_up() {
+        let mut a = SweepReport {
+            scanned: 4,
+            flows_expired: 1,
+            entries_removed: 2,
+            elapsed: Duration::from_millis(3),
+        };
+        a.add(&SweepReport {
+            scanned: 6,
+            flows_expired: 2,
+            entries_removed: 3,
+            elapsed: Duration::from_millis(4),
+        });
+        assert_eq!(
+            a,
+            SweepReport {
+                scanned: 10,
+                flows_expired: 3,
+                entries_removed: 5,
+                elapsed: Duration::from_millis(7),
+            }
+        );
+    }
+
+    #[test]
+    fn a_sweeper_without_tables_reports_empty_sweeps() -> Result<(), Error> {
+        let mut s = Sweeper::spawn("test-sweeper", Vec::new())?;
+        assert!(s.wait().is_none(), "nothing requested");
+        assert!(s.request(1));
+        assert!(!s.request(2), "one sweep at a time");
+        assert!(matches!(s.wait(), Some(Ok(r)) if r == SweepReport::default()));
+        assert!(s.poll().is_none() && !s.running());
+        Ok(())
+    }
+
+    #[test]
     fn monotonic_clock_moves() {
         let a = monotonic_now_ns();
         let b = monotonic_now_ns();

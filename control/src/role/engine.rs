@@ -155,4 +155,26 @@ mod tests {
             "cannot load the Konvey dataplane: ct_entries must be at least 1"
         );
     }
+
+    #[test]
+    fn sweeps_run_off_the_caller_and_report_a_period_later() -> anyhow::Result<()> {
+        let mut loaded = Loaded::new("test", (), |_| Err::<DropEvents, _>("no events"));
+        let mut spawned = 0;
+        // first tick: nothing finished yet, a sweep starts on the thread
+        let r = loaded.sweep_in_background(1, |_| {
+            spawned += 1;
+            Sweeper::spawn("test-sweeper", Vec::new())
+        })?;
+        assert_eq!(r, SweepReport::default());
+        // the thread (no table here) finishes at once; the next tick collects it
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let r = loaded.sweep_in_background(2, |_| {
+            spawned += 1;
+            Sweeper::spawn("test-sweeper", Vec::new())
+        })?;
+        assert_eq!(r.scanned, 0);
+        assert_eq!(spawned, 1, "one thread per engine");
+        assert!(loaded.sweeper.as_ref().is_some_and(Sweeper::running));
+        Ok(())
+    }
 }
