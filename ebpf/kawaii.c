@@ -174,6 +174,7 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 	struct kw_pkt p = { .len = data_end - data };
 	struct kw_env env;
 	struct kw_ct_value *v;
+	int emb;
 	__u32 zero = 0, *active;
 	__u16 tot_len;
 	int peer = -1;
@@ -245,9 +246,9 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED_L4, env.cfg->sample_shift);
 
 	if (kw_trackable(p.kind)) {
-		v = bpf_map_lookup_elem(&kw_ct4, &p.key);
+		v = kw_ct_lookup(&p.key, &emb);
 		if (v && v->in_role == role)
-			return kw_established(ctx, &p, v, env.cfg->sample_shift);
+			return kw_established(ctx, &p, v, emb, env.cfg->sample_shift);
 	} else if (p.kind == KW_L4_ICMP_ERROR) {
 		return kw_icmp_error(ctx, &p, &env, role);
 	}

@@ -86,6 +86,7 @@ int konvey(struct xdp_md *ctx)
 	const struct kv_config *cfg;
 	struct kw_flow_env fe;
 	struct kw_ct_value *v;
+	int emb;
 	__u32 zero = 0;
 	__u16 tot_len;
 	int to_vip;
@@ -134,9 +135,9 @@ int konvey(struct xdp_md *ctx)
 	if (kw_parse_l4(&p, data_end) < 0)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED_L4, fe.sample_shift);
 
-	v = bpf_map_lookup_elem(&kw_ct4, &p.key);
+	v = kw_ct_lookup(&p.key, &emb);
 	if (v && v->in_role == KW_ROLE_KONVEY)
-		return kw_established(ctx, &p, v, fe.sample_shift);
+		return kw_established(ctx, &p, v, emb, fe.sample_shift);
 	if (!to_vip)
 		/* to our address, no flow: health checks and the host's own traffic */
 		return kw_pass(&p, KW_STAT_PASS_NOT_OURS);

@@ -1,23 +1,44 @@
-//! Connection tracking: listing `kw_ct4` and sweeping expired flows.
+//! Connection tracking: listing the two conntrack tables and sweeping
+//! expired flows.
 //!
 //! A flow has two entries. An entry says how to rewrite a packet whose tuple
 //! equals its key; the other entry of the flow is keyed by the reverse of that
-//! rewritten tuple ([`peer_key`]). The kernel only refreshes `last_seen_ns`;
-//! the daemon removes a flow when every entry it still has is older than the
-//! timeout of the flow (RFC 5382 / RFC 4787, the `KW_CT_TIMEOUT_*` constants).
+//! rewritten tuple ([`peer_key`]). A new flow is *embryonic*: both entries
+//! live in the LRU hash `kw_ct4_new`, where a flood of new flows only evicts
+//! other embryonic entries. When the flow is confirmed (UDP and ICMP echo: the
+//! first reply; TCP: the initiator's first packet after the reply) the
+//! program moves both entries to the plain hash `kw_ct4`, which never evicts:
+//! when it is full, the flow stays embryonic (`ct_confirm_full`). See
+//! `ebpf/include/kw_ct.h`.
 //!
-//! The expiry decision ([`expired_flows`]) is a pure function of the entries
-//! and the clock, so it is tested without a kernel.
+//! The kernel only refreshes `last_seen_ns`; the daemon removes a flow when
+//! every entry it still has is older than the timeout of the flow (RFC 5382 /
+//! RFC 4787, the `KW_CT_TIMEOUT_*` constants), in both tables. The expiry
+//! decision ([`expired_flows`]) is a pure function of the entries and the
+//! clock, so it is tested without a kernel. Reading and deleting use the
+//! batch commands of `bpf(2)` (`BPF_MAP_LOOKUP_BATCH`, `BPF_MAP_DELETE_BATCH`)
+//! on a duplicate of the map's descriptor ([`CtTable`]), so a [`Sweeper`]
+//! thread sweeps a million entries without holding the daemon's loop.
 
-use std::{collections::HashMap as StdHashMap, time::Duration};
+use std::{
+    collections::HashMap as StdHashMap,
+    io,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
 
-use aya::maps::{HashMap, MapData, MapError};
+use aya::maps::{Map, MapError};
 use kowabunga_bindings::{
     kw_ct_key, kw_ct_state, kw_ct_value, KW_CT_TIMEOUT_ICMP_S, KW_CT_TIMEOUT_TCP_ESTABLISHED_S,
     KW_CT_TIMEOUT_TCP_TRANSITORY_S, KW_CT_TIMEOUT_UDP_S,
 };
 
-use crate::{kawaii::MAP_CT4, Kawaii};
+use crate::{
+    kawaii::{MAP_CT4, MAP_CT4_NEW},
+    Kawaii,
+};
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
@@ -27,11 +48,11 @@ const NS_PER_S: u64 = 1_000_000_000;
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The conntrack map is missing from the object.
-    #[error("map {MAP_CT4} not found in the loaded object")]
+    /// A conntrack map is missing from the object.
+    #[error("conntrack map not found in the loaded object")]
     MissingMap,
     /// A map operation failed.
-    #[error("map {MAP_CT4}: {what} failed")]
+    #[error("conntrack map: {what} failed")]
     Map {
         /// The operation.
         what: &'static str,
@@ -39,12 +60,26 @@ pub enum Error {
         #[source]
         source: MapError,
     },
+    /// A `bpf(2)` command on a conntrack table failed.
+    #[error("conntrack map {table}: {what} failed")]
+    Syscall {
+        /// The table.
+        table: &'static str,
+        /// The command.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The sweeper thread could not be started or is gone.
+    #[error("conntrack sweeper thread: {0}")]
+    Thread(io::Error),
 }
 
 /// One conntrack entry.
 pub type Entry = (kw_ct_key, kw_ct_value);
 
-/// What [`Kawaii::sweep`] did.
+/// What [`Kawaii::sweep`] (or a [`Sweeper`]) did, over both tables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
     /// Entries read.
@@ -53,6 +88,18 @@ pub struct SweepReport {
     pub flows_expired: usize,
     /// Entries deleted (one or two per flow).
     pub entries_removed: usize,
+    /// Wall time the sweep took.
+    pub elapsed: Duration,
+}
+
+impl SweepReport {
+    /// Adds `other` (another table, another sweep) to this report.
+    pub fn add(&mut self, other: &SweepReport) {
+        self.scanned += other.scanned;
+        self.flows_expired += other.flows_expired;
+        self.entries_removed += other.entries_removed;
+        self.elapsed += other.elapsed;
+    }
 }
 
 /// Key of the other entry of the flow of `(key, value)`: the reverse of the
@@ -166,114 +213,449 @@ pub(crate) fn is_enoent(e: &MapError) -> bool {
     }
 }
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+/// Entries per `BPF_MAP_LOOKUP_BATCH` call.
+const BATCH: usize = 8192;
+
+/// `union bpf_attr` for the element commands.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// `union bpf_attr` for the batch commands.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
+    // SAFETY: `attr` is a valid, writable `union bpf_attr` prefix of its size
+    // for `cmd`; every pointer in it refers to live buffers of the sizes the
+    // command reads or writes (checked by the callers).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// One conntrack table, by a descriptor of its own: what a sweeper thread
+/// works on, independently of the loaded object.
+#[derive(Debug)]
+pub struct CtTable {
+    name: &'static str,
+    fd: OwnedFd,
+}
+
+impl CtTable {
+    /// Duplicates the descriptor of `map` (a `kw_ct_key` -> `kw_ct_value`
+    /// hash or LRU hash) named `name`.
+    ///
+    /// # Errors
+    /// Not a hash map, or the descriptor could not be duplicated.
+    pub fn from_map(name: &'static str, map: &Map) -> Result<Self, Error> {
+        let data = match map {
+            Map::HashMap(d) | Map::LruHashMap(d) => d,
+            _ => return Err(Error::MissingMap),
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| Error::Syscall {
+                table: name,
+                what: "dup",
+                source,
+            })?;
+        Ok(CtTable { name, fd })
+    }
+
+    /// The table pinned at `path` (e.g. `<pin dir>/kw_ct4`), named `name`.
+    ///
+    /// # Errors
+    /// The pin could not be opened.
+    pub fn from_pin(name: &'static str, path: &std::path::Path) -> Result<Self, Error> {
+        let data = aya::maps::MapData::from_pin(path).map_err(|source| Error::Map {
+            what: "open pin",
+            source,
+        })?;
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| Error::Syscall {
+                table: name,
+                what: "dup",
+                source,
+            })?;
+        Ok(CtTable { name, fd })
+    }
+
+    /// The map's name (`kw_ct4`, `kw_ct4_new`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(io::Error) -> Error + '_ {
+        move |source| Error::Syscall {
+            table: self.name,
+            what,
+            source,
+        }
+    }
+
+    /// Every entry, read `BATCH` at a time (a snapshot: the kernel keeps
+    /// changing the map).
+    ///
+    /// # Errors
+    /// The batch lookup failed.
+    pub fn entries(&self) -> Result<Vec<Entry>, Error> {
+        let mut out = Vec::new();
+        let mut keys = vec![kw_ct_key::default(); BATCH];
+        let mut values = vec![kw_ct_value::default(); BATCH];
+        let (mut token, mut next) = (0u64, 0u64);
+        let mut first = true;
+        loop {
+            let mut attr = BatchAttr {
+                in_batch: if first {
+                    0
+                } else {
+                    &mut token as *mut u64 as u64
+                },
+                out_batch: &mut next as *mut u64 as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: BATCH as u32,
+                map_fd: self.fd.as_raw_fd() as u32,
+                ..Default::default()
+            };
+            let rc = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+            let n = (attr.count as usize).min(BATCH);
+            out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+            match rc {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+                Err(e) => return Err(self.err("batch lookup")(e)),
+            }
+            token = next;
+            first = false;
+        }
+    }
+
+    /// The entry keyed `key`.
+    ///
+    /// # Errors
+    /// The lookup failed for another reason than a missing key.
+    pub fn get(&self, key: &kw_ct_key) -> Result<Option<kw_ct_value>, Error> {
+        let mut value = kw_ct_value::default();
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key as *const kw_ct_key as u64,
+            value: &mut value as *mut kw_ct_value as u64,
+            ..Default::default()
+        };
+        match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+            Ok(()) => Ok(Some(value)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(self.err("lookup")(e)),
+        }
+    }
+
+    /// Deletes `keys` in batches; keys already gone are skipped. Returns
+    /// how many were deleted.
+    ///
+    /// # Errors
+    /// The batch delete failed for another reason than a missing key.
+    pub fn delete(&self, keys: &[kw_ct_key]) -> Result<usize, Error> {
+        let mut done = 0;
+        let mut at = 0;
+        while at < keys.len() {
+            let chunk = &keys[at..(at + BATCH).min(keys.len())];
+            let mut attr = BatchAttr {
+                keys: chunk.as_ptr() as u64,
+                count: chunk.len() as u32,
+                map_fd: self.fd.as_raw_fd() as u32,
+                ..Default::default()
+            };
+            let rc = bpf(BPF_MAP_DELETE_BATCH, &mut attr);
+            let n = (attr.count as usize).min(chunk.len());
+            done += n;
+            at += n;
+            match rc {
+                Ok(()) => {}
+                // keys[at] is gone (a packet's table move, an eviction): skip it
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => at += 1,
+                Err(e) => return Err(self.err("batch delete")(e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Inserts or replaces `entries` in batches (tests, benchmarks, state
+    /// restore).
+    ///
+    /// # Errors
+    /// The batch update failed (a full table: `E2BIG`).
+    pub fn insert(&self, entries: &[Entry]) -> Result<(), Error> {
+        for chunk in entries.chunks(BATCH) {
+            let keys: Vec<kw_ct_key> = chunk.iter().map(|(k, _)| *k).collect();
+            let values: Vec<kw_ct_value> = chunk.iter().map(|(_, v)| *v).collect();
+            let mut attr = BatchAttr {
+                keys: keys.as_ptr() as u64,
+                values: values.as_ptr() as u64,
+                count: chunk.len() as u32,
+                map_fd: self.fd.as_raw_fd() as u32,
+                ..Default::default()
+            };
+            bpf(BPF_MAP_UPDATE_BATCH, &mut attr).map_err(self.err("batch update"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the flows of this table expired at `now_ns`: one batched
+    /// snapshot, the pure decision ([`expired_flows`]), each candidate read
+    /// again just before deletion (a packet that refreshed it since the
+    /// snapshot keeps it alive; one between that check and the deletion
+    /// still loses the race and starts a new flow), one batched delete.
+    ///
+    /// # Errors
+    /// A map command failed.
+    pub fn sweep(&self, now_ns: u64) -> Result<SweepReport, Error> {
+        let start = Instant::now();
+        let entries = self.entries()?;
+        let mut report = SweepReport {
+            scanned: entries.len(),
+            ..Default::default()
+        };
+        let candidates = expired_flows(&entries, now_ns);
+        drop(entries);
+        let mut doomed = Vec::new();
+        for keys in candidates {
+            let mut fresh = Vec::with_capacity(keys.len());
+            for key in &keys {
+                if let Some(v) = self.get(key)? {
+                    fresh.push((*key, v));
+                }
+            }
+            let refs: Vec<&Entry> = fresh.iter().collect();
+            if refs.is_empty() || !flow_expired(&refs, now_ns) {
+                continue;
+            }
+            report.flows_expired += 1;
+            doomed.extend(fresh.iter().map(|(k, _)| *k));
+        }
+        report.entries_removed = self.delete(&doomed)?;
+        report.elapsed = start.elapsed();
+        Ok(report)
+    }
+}
+
+/// Sweeps both tables of [`CtTable`]s on a thread of its own, so that the
+/// daemon's loop only sends a request and later collects the report.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use kowabunga_dataplane::{conntrack::monotonic_now_ns, Kawaii, LoadOptions};
+///
+/// let kawaii = Kawaii::load(&LoadOptions::default())?;
+/// let mut sweeper = kawaii.sweeper()?;
+/// assert!(sweeper.request(monotonic_now_ns()));
+/// let report = sweeper.wait().expect("one sweep requested")?;
+/// println!("{} flows expired in {:?}", report.flows_expired, report.elapsed);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Sweeper {
+    requests: mpsc::Sender<u64>,
+    reports: mpsc::Receiver<Result<SweepReport, Error>>,
+    running: bool,
+}
+
+impl Sweeper {
+    /// Starts the thread `name`, which sweeps `tables` at each request.
+    ///
+    /// # Errors
+    /// [`Error::Thread`]: the thread could not be spawned.
+    pub fn spawn(name: &str, tables: Vec<CtTable>) -> Result<Self, Error> {
+        let (requests, rx) = mpsc::channel::<u64>();
+        let (tx, reports) = mpsc::channel();
+        thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                // ends when the Sweeper (the sender) is dropped
+                while let Ok(now_ns) = rx.recv() {
+                    let mut total = SweepReport::default();
+                    let mut result = Ok(());
+                    for table in &tables {
+                        match table.sweep(now_ns) {
+                            Ok(r) => total.add(&r),
+                            Err(e) => {
+                                result = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    if tx.send(result.map(|()| total)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(Error::Thread)?;
+        Ok(Sweeper {
+            requests,
+            reports,
+            running: false,
+        })
+    }
+
+    /// Starts a sweep at `now_ns` unless one is still running (`false`).
+    pub fn request(&mut self, now_ns: u64) -> bool {
+        if self.running {
+            return false;
+        }
+        self.running = self.requests.send(now_ns).is_ok();
+        self.running
+    }
+
+    /// Whether a requested sweep has not reported yet.
+    pub fn running(&self) -> bool {
+        self.running
+    }
+
+    /// The report of the sweep that finished since the last call, if any
+    /// (never blocks).
+    pub fn poll(&mut self) -> Option<Result<SweepReport, Error>> {
+        match self.reports.try_recv() {
+            Ok(r) => {
+                self.running = false;
+                Some(r)
+            }
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                let was = std::mem::take(&mut self.running);
+                was.then(|| Err(Error::Thread(io::Error::other("sweeper thread ended"))))
+            }
+        }
+    }
+
+    /// Waits for the running sweep's report (`None` when none runs).
+    pub fn wait(&mut self) -> Option<Result<SweepReport, Error>> {
+        if !self.running {
+            return None;
+        }
+        self.running = false;
+        Some(
+            self.reports
+                .recv()
+                .unwrap_or_else(|_| Err(Error::Thread(io::Error::other("sweeper thread ended")))),
+        )
+    }
+}
+
 /// The conntrack methods of a loaded object (`Kawaii`, `Konvey`): both
 /// have the shared maps of `kw_maps.h`.
 macro_rules! conntrack_api {
     ($object:ty) => {
         impl $object {
-            fn ct(&self) -> Result<HashMap<&MapData, kw_ct_key, kw_ct_value>, Error> {
-                let map = self.map(MAP_CT4).ok_or(Error::MissingMap)?;
-                HashMap::try_from(map).map_err(|source| Error::Map {
-                    what: "open",
-                    source,
-                })
+            /// The conntrack table `name` ([`MAP_CT4`] or [`MAP_CT4_NEW`]),
+            /// by a descriptor of its own.
+            ///
+            /// # Errors
+            /// The map is missing or its descriptor could not be duplicated.
+            pub fn conntrack_table(&self, name: &'static str) -> Result<CtTable, Error> {
+                CtTable::from_map(name, self.map(name).ok_or(Error::MissingMap)?)
             }
 
-            fn ct_mut(&mut self) -> Result<HashMap<&mut MapData, kw_ct_key, kw_ct_value>, Error> {
-                let map = self.map_mut(MAP_CT4).ok_or(Error::MissingMap)?;
-                HashMap::try_from(map).map_err(|source| Error::Map {
-                    what: "open",
-                    source,
-                })
+            /// Both conntrack tables: confirmed, then embryonic.
+            ///
+            /// # Errors
+            /// As [`Self::conntrack_table`].
+            pub fn conntrack_tables(&self) -> Result<Vec<CtTable>, Error> {
+                Ok(vec![
+                    self.conntrack_table(MAP_CT4)?,
+                    self.conntrack_table(MAP_CT4_NEW)?,
+                ])
             }
 
-            /// Every conntrack entry (a snapshot: the kernel keeps changing the map).
+            /// Every conntrack entry of both tables (a snapshot: the kernel
+            /// keeps changing the maps): confirmed entries first, then the
+            /// embryonic ones whose key is not confirmed.
             pub fn conntrack_entries(&self) -> Result<Vec<Entry>, Error> {
-                self.ct()?
-                    .iter()
-                    .collect::<Result<_, _>>()
-                    .map_err(|source| Error::Map {
-                        what: "iterate",
-                        source,
-                    })
+                let mut out = self.conntrack_table(MAP_CT4)?.entries()?;
+                let confirmed: std::collections::HashSet<kw_ct_key> =
+                    out.iter().map(|(k, _)| *k).collect();
+                out.extend(
+                    self.conntrack_table(MAP_CT4_NEW)?
+                        .entries()?
+                        .into_iter()
+                        .filter(|(k, _)| !confirmed.contains(k)),
+                );
+                Ok(out)
             }
 
-            /// One conntrack entry.
+            /// One conntrack entry (confirmed first, then embryonic).
             pub fn conntrack_get(&self, key: &kw_ct_key) -> Result<Option<kw_ct_value>, Error> {
-                match self.ct()?.get(key, 0) {
-                    Ok(v) => Ok(Some(v)),
-                    Err(e) if is_enoent(&e) => Ok(None),
-                    Err(source) => Err(Error::Map {
-                        what: "read",
-                        source,
-                    }),
+                match self.conntrack_table(MAP_CT4)?.get(key)? {
+                    Some(v) => Ok(Some(v)),
+                    None => self.conntrack_table(MAP_CT4_NEW)?.get(key),
                 }
             }
 
-            /// Inserts or replaces one entry (tests, state restore).
+            /// Inserts or replaces one confirmed entry (tests, state restore).
             pub fn conntrack_insert(
                 &mut self,
                 key: &kw_ct_key,
                 value: &kw_ct_value,
             ) -> Result<(), Error> {
-                self.ct_mut()?
-                    .insert(key, value, 0)
-                    .map_err(|source| Error::Map {
-                        what: "insert",
-                        source,
-                    })
+                self.conntrack_table(MAP_CT4)?.insert(&[(*key, *value)])
             }
 
-            /// Deletes the flows expired at `now_ns` (from [`monotonic_now_ns`]).
-            ///
-            /// Each flow found expired is read again just before deletion, so a
-            /// packet that refreshed it since the snapshot keeps it alive (a packet
-            /// between that check and the deletion still loses the race and starts a
-            /// new flow).
+            /// Deletes the flows expired at `now_ns` (from [`monotonic_now_ns`])
+            /// in both tables, on the calling thread ([`CtTable::sweep`]). The
+            /// daemon uses a [`Sweeper`] instead.
             pub fn sweep(&mut self, now_ns: u64) -> Result<SweepReport, Error> {
-                let entries = self.conntrack_entries()?;
-                let mut report = SweepReport {
-                    scanned: entries.len(),
-                    ..Default::default()
-                };
-                let candidates = expired_flows(&entries, now_ns);
-                let mut ct = self.ct_mut()?;
-                for keys in candidates {
-                    let mut fresh = Vec::with_capacity(keys.len());
-                    for key in &keys {
-                        match ct.get(key, 0) {
-                            Ok(v) => fresh.push((*key, v)),
-                            Err(e) if is_enoent(&e) => {}
-                            Err(source) => {
-                                return Err(Error::Map {
-                                    what: "read",
-                                    source,
-                                })
-                            }
-                        }
-                    }
-                    let refs: Vec<&Entry> = fresh.iter().collect();
-                    if refs.is_empty() || !flow_expired(&refs, now_ns) {
-                        continue;
-                    }
-                    report.flows_expired += 1;
-                    for (key, _) in &fresh {
-                        match ct.remove(key) {
-                            Ok(()) => report.entries_removed += 1,
-                            Err(e) if is_enoent(&e) => {}
-                            Err(source) => {
-                                return Err(Error::Map {
-                                    what: "delete",
-                                    source,
-                                })
-                            }
-                        }
-                    }
+                let mut report = SweepReport::default();
+                for table in self.conntrack_tables()? {
+                    report.add(&table.sweep(now_ns)?);
                 }
                 if report.flows_expired > 0 {
                     tracing::debug!(?report, "conntrack swept");
                 }
                 Ok(report)
+            }
+
+            /// A [`Sweeper`] thread over both tables of this object.
+            ///
+            /// # Errors
+            /// A table could not be opened or the thread started.
+            pub fn sweeper(&self) -> Result<Sweeper, Error> {
+                Sweeper::spawn("kw-ct-sweeper", self.conntrack_tables()?)
             }
         }
     };
@@ -402,6 +784,42 @@ mod tests {
         let alone = expired_flows(&[orphan], now);
         assert_eq!(alone, vec![vec![orphan.0]]);
         assert!(expired_flows(&[], now).is_empty());
+    }
+
+    #[test]
+    fn reports_add_up() {
+        let mut a = SweepReport {
+            scanned: 4,
+            flows_expired: 1,
+            entries_removed: 2,
+            elapsed: Duration::from_millis(3),
+        };
+        a.add(&SweepReport {
+            scanned: 6,
+            flows_expired: 2,
+            entries_removed: 3,
+            elapsed: Duration::from_millis(4),
+        });
+        assert_eq!(
+            a,
+            SweepReport {
+                scanned: 10,
+                flows_expired: 3,
+                entries_removed: 5,
+                elapsed: Duration::from_millis(7),
+            }
+        );
+    }
+
+    #[test]
+    fn a_sweeper_without_tables_reports_empty_sweeps() -> Result<(), Error> {
+        let mut s = Sweeper::spawn("test-sweeper", Vec::new())?;
+        assert!(s.wait().is_none(), "nothing requested");
+        assert!(s.request(1));
+        assert!(!s.request(2), "one sweep at a time");
+        assert!(matches!(s.wait(), Some(Ok(r)) if r == SweepReport::default()));
+        assert!(s.poll().is_none() && !s.running());
+        Ok(())
     }
 
     #[test]

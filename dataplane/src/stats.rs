@@ -46,6 +46,7 @@ pub const STAT_NAMES: [(kw_stat::Type, &str); STAT_COUNT] = [
     (kw_stat::KW_STAT_PASS_HOST_FRAGMENT, "pass_host_fragment"),
     (kw_stat::KW_STAT_PASS_VRRP, "pass_vrrp"),
     (kw_stat::KW_STAT_DROP_HOST_DENIED, "drop_host_denied"),
+    (kw_stat::KW_STAT_CT_CONFIRM_FULL, "ct_confirm_full"),
 ];
 
 /// The name of a `kw_stat` value (`"unknown"` outside the enum).
@@ -59,6 +60,23 @@ pub fn stat_name(stat: kw_stat::Type) -> &'static str {
     STAT_NAMES
         .get(stat as usize)
         .map_or("unknown", |(_, name)| *name)
+}
+
+/// Whether a counter is a packet outcome (`fwd_`, `pass_`, `drop_`): every
+/// packet is counted in exactly one outcome. Other counters (`ct_`) count
+/// events a packet may also cause.
+///
+/// ```
+/// use kowabunga_bindings::kw_stat;
+/// use kowabunga_dataplane::stats::is_outcome;
+/// assert!(is_outcome(kw_stat::KW_STAT_DROP_CT_FULL));
+/// assert!(!is_outcome(kw_stat::KW_STAT_CT_CONFIRM_FULL));
+/// ```
+pub fn is_outcome(stat: kw_stat::Type) -> bool {
+    let name = stat_name(stat);
+    ["fwd_", "pass_", "drop_"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// Whether a counter counts drops (its name starts with `drop_`).
@@ -134,9 +152,14 @@ impl Counters {
         Counters { values }
     }
 
-    /// Total packets over all counters.
+    /// Total packets over all outcome counters ([`is_outcome`]).
     pub fn total_packets(&self) -> u64 {
-        self.values.iter().map(|c| c.packets).sum()
+        self.values
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| is_outcome(*i as kw_stat::Type))
+            .map(|(_, c)| c.packets)
+            .sum()
     }
 }
 

@@ -35,7 +35,7 @@
  * ABI version"). Same-size changes are exactly what only this number
  * catches.
  */
-#define KW_ABI_VERSION 2
+#define KW_ABI_VERSION 2 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU */
 
 /* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
@@ -256,7 +256,10 @@ struct kw_ct_value {
 #define KW_CT_TIMEOUT_UDP_S 120
 #define KW_CT_TIMEOUT_ICMP_S 60
 
-/* Default sizes; the loader may override the conntrack size. */
+/*
+ * Default sizes; the loader may override the conntrack size (both tables:
+ * kw_ct4, confirmed flows, and kw_ct4_new, embryonic flows).
+ */
 #define KW_CT_DEFAULT_ENTRIES 262144
 #define KW_SNAT_MAX_PROBES 32
 
@@ -302,6 +305,8 @@ enum kw_stat {
 	KW_STAT_PASS_HOST_FRAGMENT, /* public side, to the node: a later fragment (its first was decided) */
 	KW_STAT_PASS_VRRP,          /* public side, to the node: VRRP with TTL 255 */
 	KW_STAT_DROP_HOST_DENIED,   /* public side, to the node or transit: no flow of its own, no rule */
+	/* not a packet outcome (the packet is also counted in its outcome): */
+	KW_STAT_CT_CONFIRM_FULL,    /* confirmed table full: a flow stays embryonic (never evicts) */
 	KW_STAT_COUNT,
 };
 

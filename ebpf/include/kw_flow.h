@@ -73,9 +73,9 @@ static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pk
 	return kw_drop(ctx, p, KW_STAT_DROP_FIB, shift);
 }
 
-/* A packet of a tracked flow. */
+/* A packet of a tracked flow (v keyed p->key, emb: from kw_ct4_new). */
 static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
-					  struct kw_ct_value *v, __u8 shift)
+					  struct kw_ct_value *v, int emb, __u8 shift)
 {
 	struct kw_nat n = {
 		.saddr = v->nat_saddr,
@@ -84,7 +84,7 @@ static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
 		.dport = v->nat_dport,
 	};
 
-	kw_ct_touch(v, p);
+	kw_ct_touch(v, p, emb); /* may confirm the flow: n is copied already */
 	if (kw_ttl_expiring(p))
 		return kw_ttl_path(ctx, p, &n, shift);
 	return kw_translate_forward(ctx, p, &n, shift);

@@ -42,6 +42,7 @@ static __always_inline __u32 kw_icmp_find(struct xdp_md *ctx, struct kw_pkt *p, 
 	struct kw_ct_value *v;
 	__be16 isport = 0, idport = 0;
 	__u8 itype = 0;
+	int emb;
 
 	if ((void *)(il4 + 8) > data_end || avail < KW_ICMP_LEN + sizeof(struct iphdr) + 8)
 		return KW_STAT_DROP_MALFORMED_L4;
@@ -63,7 +64,7 @@ static __always_inline __u32 kw_icmp_find(struct xdp_md *ctx, struct kw_pkt *p, 
 	}
 
 	kw_ct_reverse(&k, in->saddr, in->daddr, isport, idport, in->protocol);
-	v = bpf_map_lookup_elem(&kw_ct4, &k);
+	v = kw_ct_lookup(&k, &emb);
 	if (!v || v->in_role != role || p->ip->daddr != in->saddr)
 		return KW_STAT_DROP_ICMP_UNMATCHED;
 	ref->v = v;

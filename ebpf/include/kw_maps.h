@@ -11,12 +11,26 @@
 #include <bpf/bpf_helpers.h>
 #include "kw_abi.h"
 
+/*
+ * Conntrack, two tables (kw_ct.h). kw_ct4: confirmed flows (both directions
+ * seen), a plain hash: nothing is ever evicted, a full table refuses new
+ * confirmations and the daemon removes expired flows. kw_ct4_new: embryonic
+ * flows (one direction seen), an LRU hash: a flood of new flows only evicts
+ * other embryonic entries.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct kw_ct_key);
+	__type(value, struct kw_ct_value);
+	__uint(max_entries, KW_CT_DEFAULT_ENTRIES);
+} kw_ct4 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct kw_ct_key);
 	__type(value, struct kw_ct_value);
 	__uint(max_entries, KW_CT_DEFAULT_ENTRIES);
-} kw_ct4 SEC(".maps");
+} kw_ct4_new SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -85,6 +85,27 @@ impl Harness {
         Ok(Self { net, kawaii, model })
     }
 
+    /// Same, with conntrack tables of `ct_entries` entries each (the model's
+    /// confirmed table gets the same bound).
+    pub fn with_ct_entries(
+        cfg: kw_config,
+        tables_v: &[Vec<kw_rule>],
+        ct_entries: u32,
+    ) -> Result<Self> {
+        let net = FixtureNet::enter()?;
+        let mut kawaii = Kawaii::load(&LoadOptions {
+            pin_dir: None,
+            ct_entries: Some(ct_entries),
+        })
+        .context("load kawaii.o")?;
+        kawaii
+            .apply_raw(&cfg, &tables(tables_v))
+            .context("apply the fixture config")?;
+        let mut model = KawaiiModel::new(cfg, tables_v, net.fib_model());
+        model.conntrack_mut().confirmed_max = ct_entries as usize;
+        Ok(Self { net, kawaii, model })
+    }
+
     /// Same, with the program left unconfigured.
     pub fn unconfigured() -> Result<Self> {
         let net = FixtureNet::enter()?;
@@ -111,7 +132,7 @@ impl Harness {
         let out = self.kawaii.run(role, frame)?;
         let delta = self.counters()?.since(&before);
         let bumped: Vec<u32> = (0..kw_stat::KW_STAT_COUNT)
-            .filter(|s| delta.packets(*s) > 0)
+            .filter(|s| kowabunga_dataplane::stats::is_outcome(*s) && delta.packets(*s) > 0)
             .collect();
         let [stat] = bumped[..] else {
             bail!("expected exactly one counter to move, got {bumped:?}");

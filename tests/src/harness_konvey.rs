@@ -119,7 +119,7 @@ impl KonveyHarness {
         let out = self.konvey.run(frame)?;
         let delta = self.counters()?.since(&before);
         let bumped: Vec<u32> = (0..kw_stat::KW_STAT_COUNT)
-            .filter(|s| delta.packets(*s) > 0)
+            .filter(|s| kowabunga_dataplane::stats::is_outcome(*s) && delta.packets(*s) > 0)
             .collect();
         let [stat] = bumped[..] else {
             bail!("expected exactly one counter to move, got {bumped:?}");
@@ -160,6 +160,25 @@ impl KonveyHarness {
                 Some(b) if b == v => {}
                 other => bail!("conntrack entry {k:?}: bpf {other:?} model {v:?}"),
             }
+        }
+        // and each entry in the same table
+        let confirmed: std::collections::BTreeSet<Tuple> = self
+            .konvey
+            .conntrack_table(kowabunga_dataplane::kawaii::MAP_CT4)?
+            .entries()?
+            .iter()
+            .map(|(k, _)| Tuple {
+                saddr: u32::from_be(k.saddr),
+                daddr: u32::from_be(k.daddr),
+                sport: u16::from_be(k.sport),
+                dport: u16::from_be(k.dport),
+                proto: k.proto,
+            })
+            .collect();
+        let model_confirmed: std::collections::BTreeSet<Tuple> =
+            self.model.conntrack().confirmed.keys().copied().collect();
+        if confirmed != model_confirmed {
+            bail!("confirmed conntrack diverges: bpf {confirmed:?} model {model_confirmed:?}");
         }
         Ok(())
     }

@@ -94,6 +94,17 @@ fn run_sequence(
             h.model.ct_len()
         );
     }
+    let bpf_confirmed = h
+        .kawaii
+        .conntrack_table(kowabunga_dataplane::kawaii::MAP_CT4)?
+        .entries()?
+        .len();
+    let model_confirmed = h.model.conntrack().confirmed.len();
+    if bpf_confirmed != model_confirmed {
+        bail!(
+            "confirmed conntrack diverges: bpf {bpf_confirmed} model {model_confirmed} (seed {seed} sequence {index})"
+        );
+    }
     Ok(model_stats)
 }
 

@@ -2180,3 +2180,307 @@ fn conntrack_state_follows_the_flow() {
         );
     });
 }
+
+// ---------------------------------------------------------------------
+// Conntrack in two tables: embryonic (LRU) and confirmed (never evicted).
+// ---------------------------------------------------------------------
+
+/// A frame arriving on the public side.
+fn tcp_pub(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
+    frame(
+        ANY_MAC,
+        PUB_MAC,
+        &Ip::new(src, dst),
+        &L4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+        PAYLOAD,
+    )
+}
+
+fn udp_pub(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    frame(
+        ANY_MAC,
+        PUB_MAC,
+        &Ip::new(src, dst),
+        &L4::Udp {
+            sport,
+            dport,
+            zero_csum: false,
+        },
+        PAYLOAD,
+    )
+}
+
+/// (confirmed, embryonic) entries of the program, checked against the model.
+fn tables_of(h: &Harness) -> (usize, usize) {
+    use kowabunga_dataplane::kawaii::{MAP_CT4, MAP_CT4_NEW};
+    let confirmed = h
+        .kawaii
+        .conntrack_table(MAP_CT4)
+        .unwrap()
+        .entries()
+        .unwrap();
+    let embryonic = h
+        .kawaii
+        .conntrack_table(MAP_CT4_NEW)
+        .unwrap()
+        .entries()
+        .unwrap();
+    let model = h.model.conntrack();
+    assert_eq!(
+        confirmed.len(),
+        model.confirmed.len(),
+        "confirmed: bpf vs model"
+    );
+    for (k, _) in &confirmed {
+        let t = kowabunga_tests::model::flow::Tuple {
+            saddr: u32::from_be(k.saddr),
+            daddr: u32::from_be(k.daddr),
+            sport: u16::from_be(k.sport),
+            dport: u16::from_be(k.dport),
+            proto: k.proto,
+        };
+        assert!(
+            model.confirmed.contains_key(&t),
+            "{t:?} confirmed in bpf only"
+        );
+    }
+    (confirmed.len(), embryonic.len())
+}
+
+#[test]
+fn flows_are_confirmed_when_the_initiator_hears_back() {
+    run("flows_are_confirmed_when_the_initiator_hears_back", |h| {
+        // TCP SNAT: SYN and SYN-ACK keep the flow embryonic, the ACK confirms it
+        expect(
+            &step(
+                h,
+                Role::Private,
+                &tcp(C1, 40000, SERVER, 443, TcpFlags::SYN),
+            ),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        assert_eq!(tables_of(h), (0, 2));
+        let s = step(
+            h,
+            Role::Public,
+            &tcp_pub(SERVER, 443, VIP, 40000, TcpFlags::SYN_ACK),
+        );
+        expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        assert_eq!(tables_of(h), (0, 2), "a SYN-ACK alone confirms nothing");
+        step(
+            h,
+            Role::Private,
+            &tcp(C1, 40000, SERVER, 443, TcpFlags::ACK),
+        );
+        assert_eq!(tables_of(h), (2, 0), "both entries move together");
+        // the confirmed flow keeps working both ways
+        expect(
+            &step(
+                h,
+                Role::Public,
+                &tcp_pub(SERVER, 443, VIP, 40000, TcpFlags::PSH_ACK),
+            ),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        expect(
+            &step(
+                h,
+                Role::Private,
+                &tcp(C1, 40000, SERVER, 443, TcpFlags::PSH_ACK),
+            ),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        assert_eq!(tables_of(h), (2, 0));
+
+        // TCP DNAT: same, the handshake's ACK comes from the Internet side
+        step(
+            h,
+            Role::Public,
+            &tcp_pub(REMOTE, 50000, VIP, 80, TcpFlags::SYN),
+        );
+        assert_eq!(tables_of(h), (2, 2));
+        step(
+            h,
+            Role::Private,
+            &tcp(C1, 80, REMOTE, 50000, TcpFlags::SYN_ACK),
+        );
+        assert_eq!(tables_of(h), (2, 2));
+        step(
+            h,
+            Role::Public,
+            &tcp_pub(REMOTE, 50000, VIP, 80, TcpFlags::ACK),
+        );
+        assert_eq!(tables_of(h), (4, 0));
+
+        // UDP: the first reply confirms
+        let out = step(h, Role::Private, &udp(C1, 5353, SERVER, 53));
+        expect(&out, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        assert_eq!(tables_of(h), (4, 2));
+        let nport = u16::from_be_bytes([out.data[34], out.data[35]]);
+        expect(
+            &step(h, Role::Public, &udp_pub(SERVER, 53, VIP, nport)),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        assert_eq!(tables_of(h), (6, 0));
+        // FIN on a confirmed flow: closing, still confirmed
+        step(
+            h,
+            Role::Private,
+            &tcp(C1, 40000, SERVER, 443, TcpFlags::FIN_ACK),
+        );
+        assert_eq!(tables_of(h), (6, 0));
+    });
+}
+
+#[test]
+fn a_syn_flood_evicts_only_embryonic_flows() {
+    if !privileged("a_syn_flood_evicts_only_embryonic_flows") {
+        return;
+    }
+    let (cfg, tables) = world::config();
+    let mut h = Harness::with_ct_entries(cfg, &tables, 256).unwrap();
+    let h = &mut h;
+    // one confirmed DNAT flow and one confirmed SNAT flow
+    step(
+        h,
+        Role::Public,
+        &tcp_pub(REMOTE, 50000, VIP, 80, TcpFlags::SYN),
+    );
+    step(
+        h,
+        Role::Private,
+        &tcp(C1, 80, REMOTE, 50000, TcpFlags::SYN_ACK),
+    );
+    step(
+        h,
+        Role::Public,
+        &tcp_pub(REMOTE, 50000, VIP, 80, TcpFlags::ACK),
+    );
+    step(
+        h,
+        Role::Private,
+        &tcp(C1, 40000, SERVER, 443, TcpFlags::SYN),
+    );
+    step(
+        h,
+        Role::Public,
+        &tcp_pub(SERVER, 443, VIP, 40000, TcpFlags::SYN_ACK),
+    );
+    step(
+        h,
+        Role::Private,
+        &tcp(C1, 40000, SERVER, 443, TcpFlags::ACK),
+    );
+    assert_eq!(tables_of(h), (4, 0));
+    // 4 x the table of spoofed SYNs to the DNAT port: all forwarded, the
+    // LRU evicts embryonic entries only (the model does not evict: only
+    // verdicts, counters and bytes are compared here)
+    for i in 0..1024u32 {
+        let src = Ipv4Addr::from(0x6400_0000 + i * 7 + 1);
+        expect(
+            &step(
+                h,
+                Role::Public,
+                &tcp_pub(src, 1024 + (i as u16), VIP, 80, TcpFlags::SYN),
+            ),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+    }
+    let (confirmed, embryonic) = {
+        use kowabunga_dataplane::kawaii::{MAP_CT4, MAP_CT4_NEW};
+        (
+            h.kawaii
+                .conntrack_table(MAP_CT4)
+                .unwrap()
+                .entries()
+                .unwrap()
+                .len(),
+            h.kawaii
+                .conntrack_table(MAP_CT4_NEW)
+                .unwrap()
+                .entries()
+                .unwrap()
+                .len(),
+        )
+    };
+    assert_eq!(confirmed, 4, "no confirmed entry evicted");
+    assert!(embryonic <= 256, "{embryonic} embryonic entries");
+    // both confirmed flows still translate, both ways
+    for (role, f) in [
+        (
+            Role::Public,
+            tcp_pub(REMOTE, 50000, VIP, 80, TcpFlags::PSH_ACK),
+        ),
+        (Role::Private, tcp(C1, 80, REMOTE, 50000, TcpFlags::PSH_ACK)),
+        (
+            Role::Private,
+            tcp(C1, 40000, SERVER, 443, TcpFlags::PSH_ACK),
+        ),
+        (
+            Role::Public,
+            tcp_pub(SERVER, 443, VIP, 40000, TcpFlags::PSH_ACK),
+        ),
+    ] {
+        expect(
+            &step(h, role, &f),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+    }
+}
+
+#[test]
+fn a_full_confirmed_table_keeps_its_flows_and_new_ones_stay_embryonic() {
+    if !privileged("a_full_confirmed_table_keeps_its_flows_and_new_ones_stay_embryonic") {
+        return;
+    }
+    let (cfg, tables) = world::config();
+    let mut h = Harness::with_ct_entries(cfg, &tables, 64).unwrap();
+    let h = &mut h;
+    let flow = |h: &mut Harness, cport: u16| {
+        let out = step(h, Role::Private, &udp(C1, cport, SERVER, 53));
+        expect(&out, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        let nport = u16::from_be_bytes([out.data[34], out.data[35]]);
+        let back = step(h, Role::Public, &udp_pub(SERVER, 53, VIP, nport));
+        expect(&back, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        nport
+    };
+    // 32 flows fill the 64 confirmed entries
+    let ports: Vec<u16> = (0..32).map(|i| flow(h, 20000 + i)).collect();
+    assert_eq!(tables_of(h), (64, 0));
+    // the 33rd is answered and forwarded but cannot be confirmed: counted
+    let before = h.counters().unwrap();
+    let nport = flow(h, 30000);
+    let delta = h.counters().unwrap().since(&before);
+    assert_eq!(delta.packets(kw_stat::KW_STAT_CT_CONFIRM_FULL), 1);
+    assert_eq!(tables_of(h), (64, 2));
+    // it keeps working as an embryonic flow, and tries again (still full)
+    expect(
+        &step(h, Role::Public, &udp_pub(SERVER, 53, VIP, nport)),
+        XDP_REDIRECT,
+        kw_stat::KW_STAT_FWD_REDIRECT,
+    );
+    // every confirmed flow still translates
+    for (i, p) in ports.iter().enumerate() {
+        expect(
+            &step(h, Role::Public, &udp_pub(SERVER, 53, VIP, *p)),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+        expect(
+            &step(h, Role::Private, &udp(C1, 20000 + i as u16, SERVER, 53)),
+            XDP_REDIRECT,
+            kw_stat::KW_STAT_FWD_REDIRECT,
+        );
+    }
+    assert_eq!(tables_of(h), (64, 2));
+}

@@ -1323,3 +1323,49 @@ fn icmp_errors_about_no_flow_go_to_the_host() {
         expect_untouched(&s, &f, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
     });
 }
+
+#[test]
+fn flows_are_confirmed_by_the_clients_ack_and_the_first_udp_reply() {
+    run(
+        "flows_are_confirmed_by_the_clients_ack_and_the_first_udp_reply",
+        |h| {
+            // (confirmed, embryonic) in the model; check_conntrack compares the program
+            let tables = |h: &KonveyHarness| {
+                h.check_conntrack().unwrap();
+                let ct = h.model.conntrack();
+                (ct.confirmed.len(), ct.embryonic.len())
+            };
+            expect(
+                &step(h, &syn(C0, 46000)),
+                XDP_REDIRECT,
+                kw_stat::KW_STAT_FWD_REDIRECT,
+            );
+            assert_eq!(tables(h), (0, 2));
+            let back = tcp(
+                BACKENDS[0].0,
+                TCP_BACKEND_PORT,
+                SOURCE,
+                46000,
+                TcpFlags::SYN_ACK,
+            );
+            expect(&step(h, &back), XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+            assert_eq!(tables(h), (0, 2), "the backend's SYN-ACK confirms nothing");
+            let ack = tcp(C0, 46000, VIP, TCP_PORT, TcpFlags::ACK);
+            expect(&step(h, &ack), XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+            assert_eq!(tables(h), (2, 0), "the client's ACK moves both entries");
+            // UDP: the backend's first answer confirms
+            let out = step(h, &udp(C1, 47000, VIP, UDP_PORT));
+            expect(&out, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+            assert_eq!(tables(h), (2, 2));
+            let backend = Ipv4Addr::new(out.data[30], out.data[31], out.data[32], out.data[33]);
+            let nport = u16::from_be_bytes([out.data[34], out.data[35]]);
+            let answer = udp(backend, UDP_BACKEND_PORT, SOURCE, nport);
+            expect(
+                &step(h, &answer),
+                XDP_REDIRECT,
+                kw_stat::KW_STAT_FWD_REDIRECT,
+            );
+            assert_eq!(tables(h), (4, 0));
+        },
+    );
+}

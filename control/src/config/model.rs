@@ -89,8 +89,9 @@ pub struct Node {
     /// SNAT source port range `"min-max"` (default `"1024-65535"`).
     #[serde(default = "default_nat_port_range")]
     pub nat_port_range: PortSpec,
-    /// Conntrack table size in entries (two per flow); default: the
-    /// dataplane's (`KW_CT_DEFAULT_ENTRIES`, 262144).
+    /// Size in entries (two per flow) of each conntrack table, confirmed
+    /// and embryonic; default: the dataplane's (`KW_CT_DEFAULT_ENTRIES`,
+    /// 262144).
     #[serde(default)]
     pub conntrack_entries: Option<u32>,
     /// Konvey settings of this node (all optional).

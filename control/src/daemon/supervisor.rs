@@ -157,6 +157,7 @@ impl Daemon {
                     scanned = report.scanned,
                     flows = report.flows_expired,
                     entries = report.entries_removed,
+                    elapsed_ms = report.elapsed.as_millis() as u64,
                     "conntrack sweep removed expired flows"
                 ),
                 Some(Err(e)) => warn!("{e:#}"),

@@ -59,7 +59,7 @@ impl XdpEngine for Loaded<Kawaii> {
     }
 
     fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport> {
-        self.object.sweep(now_ns).context("conntrack sweep failed")
+        self.sweep_in_background(now_ns, Kawaii::sweeper)
     }
 
     fn drain_events(&mut self) -> Vec<DropEvent> {

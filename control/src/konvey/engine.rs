@@ -126,9 +126,8 @@ impl XdpEngine for Loaded<Konvey> {
 
     fn sweep(&mut self, now_ns: u64) -> anyhow::Result<SweepReport> {
         let report = self
-            .object
-            .sweep(now_ns)
-            .context("konvey conntrack sweep failed")?;
+            .sweep_in_background(now_ns, Konvey::sweeper)
+            .context("konvey")?;
         // VIPs that lost their last service leave once their flows are gone
         for vip in self
             .object

@@ -6,8 +6,12 @@
 
 use std::fmt::Display;
 
-use kowabunga_dataplane::{kawaii, Counters, DropEvent, DropEvents, SweepReport};
-use tracing::warn;
+use anyhow::Context as _;
+use kowabunga_dataplane::{
+    conntrack::{self, Sweeper},
+    kawaii, Counters, DropEvent, DropEvents, SweepReport,
+};
+use tracing::{debug, warn};
 
 /// A load failure of `what` ("Kawaii", "Konvey") for the daemon's one-line
 /// error: pins of another ABI version say everything themselves (which
@@ -29,7 +33,10 @@ pub trait XdpEngine {
     /// The pin could not be removed.
     fn detach(&mut self, ifname: &str) -> anyhow::Result<bool>;
 
-    /// Deletes conntrack flows expired at `now_ns` (CLOCK_MONOTONIC).
+    /// Deletes conntrack flows expired at `now_ns` (CLOCK_MONOTONIC). The
+    /// real engines do it on a thread of their own
+    /// ([`Loaded::sweep_in_background`]): the report returned is that of the
+    /// previous period's sweep.
     ///
     /// # Errors
     /// The conntrack map could not be read or written.
@@ -52,6 +59,7 @@ pub trait XdpEngine {
 pub struct Loaded<T> {
     pub(crate) object: T,
     events: Option<DropEvents>,
+    sweeper: Option<Sweeper>,
 }
 
 impl<T> Loaded<T> {
@@ -70,12 +78,45 @@ impl<T> Loaded<T> {
                 None
             }
         };
-        Loaded { object, events }
+        Loaded {
+            object,
+            events,
+            sweeper: None,
+        }
     }
 
     /// The loaded object.
     pub fn object(&self) -> &T {
         &self.object
+    }
+
+    /// The conntrack sweep of [`XdpEngine::sweep`], off the daemon's loop:
+    /// returns the report of the sweep that finished since the last call
+    /// (an empty one if none did) and starts the next one at `now_ns` on the
+    /// object's sweeper thread (started by `spawn` at the first call), unless
+    /// the previous one still runs. Never blocks on the maps.
+    ///
+    /// # Errors
+    /// The thread could not be started, or the finished sweep failed.
+    pub fn sweep_in_background(
+        &mut self,
+        now_ns: u64,
+        spawn: impl FnOnce(&T) -> Result<Sweeper, conntrack::Error>,
+    ) -> anyhow::Result<SweepReport> {
+        let sweeper = match &mut self.sweeper {
+            Some(s) => s,
+            None => self
+                .sweeper
+                .insert(spawn(&self.object).context("cannot start the conntrack sweeper")?),
+        };
+        let done = sweeper.poll();
+        if !sweeper.request(now_ns) {
+            debug!("conntrack sweep still running: this period's sweep skipped");
+        }
+        match done {
+            Some(report) => report.context("conntrack sweep failed"),
+            None => Ok(SweepReport::default()),
+        }
     }
 
     /// Every sampled drop event available now (never blocks).
@@ -113,5 +154,27 @@ mod tests {
             format!("{other:#}"),
             "cannot load the Konvey dataplane: ct_entries must be at least 1"
         );
+    }
+
+    #[test]
+    fn sweeps_run_off_the_caller_and_report_a_period_later() -> anyhow::Result<()> {
+        let mut loaded = Loaded::new("test", (), |_| Err::<DropEvents, _>("no events"));
+        let mut spawned = 0;
+        // first tick: nothing finished yet, a sweep starts on the thread
+        let r = loaded.sweep_in_background(1, |_| {
+            spawned += 1;
+            Sweeper::spawn("test-sweeper", Vec::new())
+        })?;
+        assert_eq!(r, SweepReport::default());
+        // the thread (no table here) finishes at once; the next tick collects it
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let r = loaded.sweep_in_background(2, |_| {
+            spawned += 1;
+            Sweeper::spawn("test-sweeper", Vec::new())
+        })?;
+        assert_eq!(r.scanned, 0);
+        assert_eq!(spawned, 1, "one thread per engine");
+        assert!(loaded.sweeper.as_ref().is_some_and(Sweeper::running));
+        Ok(())
     }
 }

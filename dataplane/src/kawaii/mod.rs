@@ -38,8 +38,12 @@ pub const MAP_RULES: &str = "kw_rules";
 pub const MAP_RULE_ADDR: &str = "kw_rule_addr";
 /// LPM trie `kw_rule_port_key` -> `kw_rule_hit`: the rule index by port.
 pub const MAP_RULE_PORT: &str = "kw_rule_port";
-/// LRU hash `kw_ct_key` -> `kw_ct_value`, two entries per flow.
+/// Hash `kw_ct_key` -> `kw_ct_value`: confirmed flows, two entries each
+/// (never evicted; see [`crate::conntrack`]).
 pub const MAP_CT4: &str = "kw_ct4";
+/// LRU hash `kw_ct_key` -> `kw_ct_value`: embryonic flows, two entries each
+/// (a flood of new flows evicts only these).
+pub const MAP_CT4_NEW: &str = "kw_ct4_new";
 /// Per-CPU array `kw_stat` -> `kw_counter`.
 pub const MAP_STATS: &str = "kw_stats";
 /// Ring buffer of `kw_drop_event` records.
@@ -47,13 +51,14 @@ pub const MAP_EVENTS: &str = "kw_events";
 /// Array `u32` 0 -> ABI version of the pins beside it (see [`crate::abi`]).
 pub const MAP_META: &str = abi::MAP_META;
 /// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
-pub const MAP_NAMES: [&str; 9] = [
+pub const MAP_NAMES: [&str; 10] = [
     MAP_ACTIVE,
     MAP_CONFIG,
     MAP_RULES,
     MAP_RULE_ADDR,
     MAP_RULE_PORT,
     MAP_CT4,
+    MAP_CT4_NEW,
     MAP_STATS,
     MAP_EVENTS,
     MAP_META,
@@ -70,7 +75,8 @@ pub struct LoadOptions {
     /// and configuration survive a daemon restart; missing ones are created
     /// and pinned. `None` pins nothing: every load gets fresh, private maps.
     pub pin_dir: Option<PathBuf>,
-    /// Size of the conntrack map (`KW_CT_DEFAULT_ENTRIES` when `None`).
+    /// Size of each conntrack table, confirmed and embryonic
+    /// (`KW_CT_DEFAULT_ENTRIES` when `None`).
     pub ct_entries: Option<u32>,
 }
 
@@ -189,7 +195,7 @@ const fn size<T>() -> u32 {
 }
 
 /// The map definitions of `kw_maps.h`, as this build expects them.
-pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 9] {
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 10] {
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -229,6 +235,13 @@ pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 9] {
         ),
         spec(
             MAP_CT4,
+            MapType::Hash,
+            size::<kw_ct_key>(),
+            size::<kw_ct_value>(),
+            ct_entries,
+        ),
+        spec(
+            MAP_CT4_NEW,
             MapType::LruHash,
             size::<kw_ct_key>(),
             size::<kw_ct_value>(),
@@ -325,6 +338,7 @@ impl Kawaii {
 
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_CT4, ct_entries);
+        loader.map_max_entries(MAP_CT4_NEW, ct_entries);
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -479,5 +493,8 @@ mod tests {
         assert_eq!((specs[3].key_size, specs[3].value_size), (12, 12));
         assert_eq!((specs[4].key_size, specs[4].value_size), (16, 8));
         assert_eq!(specs[5].max_entries, 7);
+        assert_eq!(specs[5].map_type, MapType::Hash);
+        assert_eq!(specs[6].max_entries, 7);
+        assert_eq!(specs[6].map_type, MapType::LruHash);
     }
 }

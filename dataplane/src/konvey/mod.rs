@@ -74,12 +74,13 @@ pub const MAP_SERVICES: &str = "kv_services";
 /// Array service id -> `u64` round-robin counter.
 pub const MAP_RR: &str = "kv_rr";
 /// Every map of `konvey.o`.
-pub const MAP_NAMES: [&str; 8] = [
+pub const MAP_NAMES: [&str; 9] = [
     MAP_CONFIG,
     MAP_VIPS,
     MAP_SERVICES,
     MAP_RR,
     kw::MAP_CT4,
+    kw::MAP_CT4_NEW,
     kw::MAP_STATS,
     kw::MAP_EVENTS,
     kw::MAP_META,
@@ -145,7 +146,7 @@ pub enum Error {
 }
 
 /// The map definitions of `kw_konvey_maps.h` and `kw_maps.h`.
-fn map_specs(ct_entries: u32) -> [MapSpec; 8] {
+fn map_specs(ct_entries: u32) -> [MapSpec; 9] {
     let size = |n: usize| n as u32;
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
@@ -173,6 +174,13 @@ fn map_specs(ct_entries: u32) -> [MapSpec; 8] {
         spec(MAP_RR, MapType::Array, 4, 8, KV_MAX_SERVICES),
         spec(
             kw::MAP_CT4,
+            MapType::Hash,
+            size(std::mem::size_of::<kw_ct_key>()),
+            size(std::mem::size_of::<kw_ct_value>()),
+            ct_entries,
+        ),
+        spec(
+            kw::MAP_CT4_NEW,
             MapType::LruHash,
             size(std::mem::size_of::<kw_ct_key>()),
             size(std::mem::size_of::<kw_ct_value>()),
@@ -221,6 +229,7 @@ impl Konvey {
         }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(kw::MAP_CT4, ct_entries);
+        loader.map_max_entries(kw::MAP_CT4_NEW, ct_entries);
         let mut pins: Vec<(&'static str, PathBuf)> = Vec::new();
         if let Some(dir) = &options.pin_dir {
             fs::create_dir_all(dir).map_err(|source| kw::Error::CreatePinDir {
@@ -500,6 +509,22 @@ pub(crate) fn kw_map_err(map: &'static str, e: conntrack::Error) -> Error {
     match e {
         conntrack::Error::Map { what, source } => Error::Map { map, what, source },
         conntrack::Error::MissingMap => Error::MissingMap(map),
+        conntrack::Error::Syscall { what, source, .. } => Error::Map {
+            map,
+            what,
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf",
+                io_error: source,
+            }),
+        },
+        conntrack::Error::Thread(source) => Error::Map {
+            map,
+            what: "sweeper thread",
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "clone",
+                io_error: source,
+            }),
+        },
     }
 }
 

@@ -9,8 +9,9 @@
 //! | `udp-echo-server --port P [--seconds N] [--name NAME]` | answers each datagram with `peer=IP:PORT` and `echo=PAYLOAD` (with `--name`: `name=NAME` first) | `ready udp ADDR`, `datagram peer=IP:PORT` |
 //! | `tcp-client --to IP:PORT [--timeout-ms T] [--line L]` | connects, sends one line | `peer=...`, `echo=L` |
 //! | `udp-client --to IP:PORT [--timeout-ms T] [--line L] [--sport P] [--df no]` | sends one datagram (from port P, default any; `--df no`: DF clear, the kernel fragments) | `peer=...`, `echo=L` |
-//! | `tcp-hold --to IP:PORT --seconds S` | one connection, a line every 200 ms | `peer=...`, `exchanges=N` |
+//! | `tcp-hold --to IP:PORT --seconds S [--interval-ms I]` | one connection, a line every I ms (default 200; idle in between) | `peer=...`, `exchanges=N` |
 //! | `udp-hold --to IP:PORT --seconds S [--rate R]` | R datagrams a second (default 100), each waiting up to 1 s for its echo | `sent=N answered=M lost=K` |
+//! | `flood --kind tcp-syn\|udp --to IP:PORT --count N [--rate R] [--spoof CIDR]` | N packets (at most 1,000,000) at R a second (default 10000) from a raw socket: `tcp-syn` bare SYNs from random sources in CIDR, `udp` datagrams from this host, source ports 10000 up (each a new flow); gives up after 2 N / R + 10 s | `sent=N` |
 //!
 //! The `--name` servers are the Konvey lab's backends: clients print the greeting,
 //! so the lab sees which backend answered (`name=b1 peer=...`).
@@ -91,6 +92,7 @@ pub fn main(args: &[String]) -> i32 {
         "udp-client" => udp_client(&opts),
         "tcp-hold" => tcp_hold(&opts),
         "udp-hold" => udp_hold(&opts),
+        "flood" => flood(&opts),
         other => Err(Failure::Usage(format!("unknown subcommand {other:?}"))),
     };
     let _ = std::io::stdout().flush();
@@ -420,8 +422,9 @@ fn udp_hold(opts: &Opts) -> Result<(), Failure> {
 fn tcp_hold(opts: &Opts) -> Result<(), Failure> {
     let to = opts.addr()?;
     let seconds = opts.num("seconds", 4)?.min(MAX_SECONDS);
-    let step = Duration::from_millis(200);
-    let rounds = seconds * 5;
+    let interval = opts.num("interval-ms", 200)?.clamp(1, MAX_SECONDS * 1000);
+    let step = Duration::from_millis(interval);
+    let rounds = (seconds * 1000 / interval).max(1);
     let stream = io(
         "connect",
         TcpStream::connect_timeout(&to, Duration::from_secs(3)),
@@ -446,5 +449,209 @@ fn tcp_hold(opts: &Opts) -> Result<(), Failure> {
         std::thread::sleep(step);
     }
     say(&format!("exchanges={rounds}"));
+    Ok(())
+}
+
+/// Most packets one `flood` sends.
+const MAX_FLOOD: u64 = 1_000_000;
+
+/// RFC 1071 checksum of `parts` concatenated (each of even length but the last).
+fn inet_csum(parts: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    for part in parts {
+        for pair in part.chunks(2) {
+            let hi = u32::from(pair[0]) << 8;
+            let lo = pair.get(1).map_or(0, |b| u32::from(*b));
+            sum += hi | lo;
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 packet from `src` to `dst` carrying the L4 header + payload `l4`
+/// of protocol `proto`, whose checksum (at `csum_at` in `l4`) is filled in.
+fn ipv4_packet(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    mut l4: Vec<u8>,
+    csum_at: usize,
+    id: u16,
+) -> Vec<u8> {
+    let len = (20 + l4.len()) as u16;
+    let pseudo = [
+        src[0],
+        src[1],
+        src[2],
+        src[3],
+        dst[0],
+        dst[1],
+        dst[2],
+        dst[3],
+        0,
+        proto,
+        (l4.len() >> 8) as u8,
+        l4.len() as u8,
+    ];
+    let c = inet_csum(&[&pseudo, &l4]);
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![
+        0x45,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        (id >> 8) as u8,
+        id as u8,
+        0x40,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ];
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = inet_csum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&l4);
+    ip
+}
+
+/// `flood`: see the module table.
+fn flood(opts: &Opts) -> Result<(), Failure> {
+    let to = match opts.addr()? {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => return Err(Failure::Usage("--to must be IPv4".into())),
+    };
+    let count = opts.num("count", 1000)?.min(MAX_FLOOD);
+    let rate = opts.num("rate", 10_000)?.clamp(1, 1_000_000);
+    let kind = opts.get("kind").unwrap_or("udp").to_owned();
+    let spoof = match opts.get("spoof") {
+        Some(c) => {
+            let (a, l) = c
+                .split_once('/')
+                .ok_or_else(|| Failure::Usage(format!("--spoof: not a CIDR: {c:?}")))?;
+            let a: std::net::Ipv4Addr = a
+                .parse()
+                .map_err(|_| Failure::Usage(format!("--spoof: {c:?}")))?;
+            let l: u32 = l
+                .parse()
+                .map_err(|_| Failure::Usage(format!("--spoof: {c:?}")))?;
+            let mask = if l == 0 {
+                0
+            } else {
+                u32::MAX << (32 - l.min(32))
+            };
+            Some((u32::from(a) & mask, !mask))
+        }
+        None => None,
+    };
+    if kind != "tcp-syn" && kind != "udp" {
+        return Err(Failure::Usage(format!("--kind tcp-syn|udp, not {kind:?}")));
+    }
+    // this host's address towards `to`, for unspoofed packets
+    let probe = io("bind", UdpSocket::bind("0.0.0.0:0"))?;
+    io("connect", probe.connect(to))?;
+    let local = match io("local_addr", probe.local_addr())? {
+        SocketAddr::V4(a) => *a.ip(),
+        SocketAddr::V6(_) => return Err(Failure::Other("no IPv4 source".into())),
+    };
+    drop(probe);
+
+    // SAFETY: plain socket(2); the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+    if fd < 0 {
+        return Err(Failure::Io("raw socket", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let dst = to.ip().octets();
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(dst),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut seed = Instant::now().elapsed().as_nanos() as u64
+        ^ u64::from(std::process::id()) << 32
+        ^ 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(2 * count / rate + 10);
+    let mut sent = 0u64;
+    while sent < count {
+        if Instant::now() >= deadline {
+            say(&format!("sent={sent}"));
+            return Err(Failure::Other(format!("gave up after {sent} of {count}")));
+        }
+        // pace: no more than `rate` a second since the start
+        let due = (start.elapsed().as_micros() as u64).saturating_mul(rate) / 1_000_000 + 1;
+        if sent >= due {
+            std::thread::sleep(Duration::from_micros(500));
+            continue;
+        }
+        let r = rnd();
+        let pkt = if kind == "tcp-syn" {
+            let src = match spoof {
+                Some((base, host)) => (base | (r as u32 & host)).to_be_bytes(),
+                None => local.octets(),
+            };
+            let sport = 1024 + (r >> 32) as u16 % 60000;
+            let mut tcp = vec![0u8; 20];
+            tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+            tcp[2..4].copy_from_slice(&to.port().to_be_bytes());
+            tcp[4..8].copy_from_slice(&((r >> 16) as u32).to_be_bytes());
+            tcp[12] = 5 << 4;
+            tcp[13] = 0x02; // SYN
+            tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+            ipv4_packet(src, dst, 6, tcp, 16, r as u16)
+        } else {
+            let src = match spoof {
+                Some((base, host)) => (base | (r as u32 & host)).to_be_bytes(),
+                None => local.octets(),
+            };
+            let sport = 10_000 + (sent % 55_000) as u16;
+            let payload = b"flood";
+            let mut udp = vec![0u8; 8];
+            udp[0..2].copy_from_slice(&sport.to_be_bytes());
+            udp[2..4].copy_from_slice(&to.port().to_be_bytes());
+            udp[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            udp.extend_from_slice(payload);
+            ipv4_packet(src, dst, 17, udp, 6, r as u16)
+        };
+        // SAFETY: pkt and sa are live for the call; sizes are theirs.
+        let rc = unsafe {
+            libc::sendto(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                _ => return Err(Failure::Io("sendto", e)),
+            }
+        }
+        sent += 1;
+    }
+    say(&format!("sent={sent}"));
     Ok(())
 }

@@ -372,6 +372,56 @@ impl Agent {
         Background::spawn(&format!("udp-hold in {}", ns.name()), cmd)
     }
 
+    /// Starts `flood` in the background: `count` packets to `to` at `rate` a
+    /// second (raw socket): `tcp-syn` bare SYNs from random sources in
+    /// `spoof` (a CIDR), or `udp` datagrams from this host, each from its own
+    /// source port (from 10000 up), so each is a new flow. Prints `sent=N`.
+    pub fn flood(
+        &self,
+        ns: &Netns,
+        kind: &str,
+        to: &str,
+        count: u64,
+        rate: u64,
+        spoof: Option<&str>,
+    ) -> Result<Background> {
+        let (count, rate) = (count.to_string(), rate.to_string());
+        let mut args = vec![
+            "flood", "--kind", kind, "--to", to, "--count", &count, "--rate", &rate,
+        ];
+        if let Some(cidr) = spoof {
+            args.extend(["--spoof", cidr]);
+        }
+        let cmd = self.command(ns, &args);
+        Background::spawn(&format!("flood {kind} in {}", ns.name()), cmd)
+    }
+
+    /// Starts `tcp-hold` in the background with one exchange every
+    /// `interval_ms` (the connection idles in between): `seconds * 1000 /
+    /// interval_ms` exchanges; it exits 0 only if every one succeeded.
+    pub fn tcp_hold_every(
+        &self,
+        ns: &Netns,
+        to: &str,
+        seconds: u64,
+        interval_ms: u64,
+    ) -> Result<Background> {
+        let (secs, every) = (seconds.to_string(), interval_ms.to_string());
+        let cmd = self.command(
+            ns,
+            &[
+                "tcp-hold",
+                "--to",
+                to,
+                "--seconds",
+                &secs,
+                "--interval-ms",
+                &every,
+            ],
+        );
+        Background::spawn(&format!("tcp-hold in {}", ns.name()), cmd)
+    }
+
     /// Starts `tcp-hold` in the background: one connection to `to` exchanging a line
     /// every 200 ms for `seconds`; it exits 0 only if every exchange succeeded.
     pub fn tcp_hold(&self, ns: &Netns, to: &str, seconds: u64) -> Result<Background> {

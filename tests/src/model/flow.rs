@@ -1,7 +1,12 @@
 //! The flow life cycle Kawaii and Konvey share, mirroring `kw_parse.h`,
 //! `kw_ct.h`, `kw_nat.h`, `kw_fwd.h` and `kw_flow.h`: L4 parsing, conntrack
-//! pairs and their book-keeping, SNAT port probing, the tuple rewrite with
-//! incremental checksums and forwarding.
+//! pairs in two tables (embryonic, confirmed) and their book-keeping,
+//! confirmation, SNAT port probing, the tuple rewrite with incremental
+//! checksums and forwarding.
+//!
+//! The embryonic table is an LRU hash in the kernel; the model never fills
+//! it (its evictions are the kernel's choice), so it is unbounded here. The
+//! confirmed table has `confirmed_max` entries, like `kw_ct4`'s max_entries.
 //!
 //! Each function names the C function it restates. Offsets are those of
 //! option-less IPv4 (both programs keep options off translated paths).
@@ -89,8 +94,105 @@ pub struct CtEntry {
     pub bytes: u64,
 }
 
-/// The conntrack map of a model.
-pub type Conntrack = HashMap<Tuple, CtEntry>;
+/// The conntrack tables of a model: `kw_ct4` (confirmed) and `kw_ct4_new`
+/// (embryonic).
+#[derive(Debug, Clone)]
+pub struct Conntrack {
+    /// `kw_ct4`: flows confirmed (both directions seen), never evicted.
+    pub confirmed: HashMap<Tuple, CtEntry>,
+    /// `kw_ct4_new`: new flows, until confirmed.
+    pub embryonic: HashMap<Tuple, CtEntry>,
+    /// max_entries of `kw_ct4`: a confirmation that would exceed it fails.
+    pub confirmed_max: usize,
+}
+
+impl Default for Conntrack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Conntrack {
+    /// Both tables empty, the confirmed one unbounded.
+    pub fn new() -> Self {
+        Conntrack {
+            confirmed: HashMap::new(),
+            embryonic: HashMap::new(),
+            confirmed_max: usize::MAX,
+        }
+    }
+
+    /// Empties both tables.
+    pub fn clear(&mut self) {
+        self.confirmed.clear();
+        self.embryonic.clear();
+    }
+
+    /// Entries in both tables.
+    pub fn len(&self) -> usize {
+        self.confirmed.len() + self.embryonic.len()
+    }
+
+    /// Whether both tables are empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `kw_ct_lookup()`: the entry keyed `k`, confirmed first.
+    pub fn get(&self, k: &Tuple) -> Option<&CtEntry> {
+        self.confirmed.get(k).or_else(|| self.embryonic.get(k))
+    }
+
+    /// Whether `k` is in either table.
+    pub fn contains_key(&self, k: &Tuple) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// Whether the entry `k` is (only) embryonic.
+    pub fn is_embryonic(&self, k: &Tuple) -> bool {
+        !self.confirmed.contains_key(k) && self.embryonic.contains_key(k)
+    }
+
+    /// Every entry: confirmed, then embryonic ones not shadowed by a confirmed key.
+    pub fn iter(&self) -> impl Iterator<Item = (&Tuple, &CtEntry)> {
+        self.confirmed.iter().chain(
+            self.embryonic
+                .iter()
+                .filter(|(k, _)| !self.confirmed.contains_key(k)),
+        )
+    }
+
+    fn table_mut(&mut self, emb: bool) -> &mut HashMap<Tuple, CtEntry> {
+        if emb {
+            &mut self.embryonic
+        } else {
+            &mut self.confirmed
+        }
+    }
+
+    // kw_ct_promote(): both entries to the confirmed table, or neither.
+    fn promote(&mut self, key: Tuple) {
+        let Some(v) = self.embryonic.get(&key).copied() else {
+            return;
+        };
+        let pk = v.nat.reverse();
+        let Some(pv) = self.embryonic.get(&pk).copied() else {
+            return;
+        };
+        for k in [key, pk] {
+            // BPF_NOEXIST (EEXIST), then E2BIG when full; the first is undone
+            if self.confirmed.contains_key(&k) || self.confirmed.len() >= self.confirmed_max {
+                if k == pk {
+                    self.confirmed.remove(&key);
+                }
+                return;
+            }
+            self.confirmed.insert(k, if k == key { v } else { pv });
+        }
+        self.embryonic.remove(&key);
+        self.embryonic.remove(&pk);
+    }
+}
 
 /// What a model says about one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,28 +385,37 @@ pub(crate) fn tcp_not_syn(p: &Pkt) -> bool {
     p.kind == Kind::Tcp && p.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN
 }
 
-// kw_ct_touch(), on the entry keyed `key` (which exists).
-fn ct_touch(ct: &mut Conntrack, key: Tuple, p: &Pkt) {
-    let Some(v) = ct.get_mut(&key) else {
+// kw_ct_touch(), on the entry keyed `key` of the table `emb` says (which
+// exists): counters, state, confirmation.
+fn ct_touch(ct: &mut Conntrack, key: Tuple, emb: bool, p: &Pkt) {
+    let table = ct.table_mut(emb);
+    let Some(v) = table.get_mut(&key) else {
         return;
     };
-    let state = v.state;
+    let mut state = v.state;
+    let reply = v.flags & KW_CT_F_REPLY as u8 != 0;
     v.packets += 1;
     v.bytes += p.buf.len() as u64;
-    let new_state = if p.kind == Kind::Tcp && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+    let closing = p.kind == Kind::Tcp && p.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+    let new_state = if closing {
         (state != CT_CLOSING).then_some(CT_CLOSING)
-    } else if state == CT_NEW && v.flags & KW_CT_F_REPLY as u8 != 0 {
+    } else if state == CT_NEW && reply {
         Some(CT_ESTABLISHED)
     } else {
         None
     };
     if let Some(s) = new_state {
         v.state = s;
-        // kw_ct_set_state(): the other entry of the flow
+        state = s;
+        // kw_ct_set_state(): the other entry of the flow, same table
         let peer = v.nat.reverse();
-        if let Some(pv) = ct.get_mut(&peer) {
+        if let Some(pv) = table.get_mut(&peer) {
             pv.state = s;
         }
+    }
+    // UDP, ICMP: the first reply confirms; TCP: the initiator's next packet
+    if !closing && emb && state == CT_ESTABLISHED && (p.kind != Kind::Tcp || !reply) {
+        ct.promote(key);
     }
 }
 
@@ -315,11 +426,11 @@ pub(crate) fn established(
     p: &mut Pkt,
     key: Tuple,
 ) -> (u32, u32) {
-    ct_touch(ct, key, p);
-    let Some(v) = ct.get(&key) else {
+    let emb = ct.is_embryonic(&key);
+    let Some(n) = ct.get(&key).map(|v| v.nat) else {
         return pass(kw_stat::KW_STAT_PASS_FIB);
     };
-    let n = v.nat;
+    ct_touch(ct, key, emb, p);
     if p.ttl_expiring() {
         return ttl_path(p, &n);
     }
@@ -409,13 +520,13 @@ pub(crate) fn new_flow(
         if ct.contains_key(&rk) {
             return drop(kw_stat::KW_STAT_DROP_CT_COLLISION);
         }
-        ct.insert(rk, rv);
+        ct.embryonic.insert(rk, rv);
     }
     if ct.contains_key(&p.key) {
-        ct.remove(&rk);
+        ct.embryonic.remove(&rk);
         return drop(kw_stat::KW_STAT_DROP_CT_COLLISION);
     }
-    ct.insert(
+    ct.embryonic.insert(
         p.key,
         CtEntry {
             nat: n,
@@ -445,13 +556,14 @@ fn snat_reserve(
         return None;
     }
     let range = hi - lo + 1;
+    // kw_ct_insert_reply(): taken when confirmed, else BPF_NOEXIST embryonic
     let mut try_port = |ct: &mut Conntrack, port: u16| {
         rk.dport = port;
-        if let std::collections::hash_map::Entry::Vacant(e) = ct.entry(rk) {
-            e.insert(rv);
-            true
-        } else {
+        if ct.contains_key(&rk) {
             false
+        } else {
+            ct.embryonic.insert(rk, rv);
+            true
         }
     };
     if keep >= lo && keep <= hi && try_port(ct, orig_port) {

@@ -131,6 +131,16 @@ impl KonveyModel {
         self.rr.get(&s.id).copied()
     }
 
+    /// Both conntrack tables (confirmed, embryonic).
+    pub fn conntrack(&self) -> &flow::Conntrack {
+        &self.ct
+    }
+
+    /// Both conntrack tables, mutably (to size the confirmed one).
+    pub fn conntrack_mut(&mut self) -> &mut flow::Conntrack {
+        &mut self.ct
+    }
+
     /// Number of conntrack entries (two per flow).
     pub fn ct_len(&self) -> usize {
         self.ct.len()
