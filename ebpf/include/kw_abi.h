@@ -35,7 +35,7 @@
  * ABI version"). Same-size changes are exactly what only this number
  * catches.
  */
-#define KW_ABI_VERSION 2 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU */
+#define KW_ABI_VERSION 3 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags */
 
 /* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
@@ -119,15 +119,25 @@ struct kw_rule {
  * prefix contains the node's prefix, so the longest match for an address
  * holds exactly the rules that match it.
  *
- * kw_rule_port: (bank, table, proto, node, dst port prefix) -> kw_rule_hit.
  * Per node and protocol (0: the protocol-any rules), the port space is cut
  * into disjoint intervals, each labelled with the first rule (lowest index)
- * covering it, and each interval is split into aligned power-of-two blocks.
- * Rules of a protocol without ports cover every port.
+ * covering it. Rules of a protocol without ports cover every port.
  *
- * A packet: one lookup in kw_rule_addr, then one in kw_rule_port for its
- * protocol and, with ports, one for protocol 0 (without ports: the node's
- * any_index); the lower index wins.
+ * kw_rule_exact: (bank, table, proto, node, port) -> kw_rule_hit, a HASH
+ * holding the intervals of one port, and for protocols without ports (not 0,
+ * TCP or UDP: only port 0 is ever looked up) their single interval at port 0.
+ *
+ * kw_rule_port: (bank, table, proto, node, dst port prefix) -> kw_rule_hit,
+ * an LPM trie holding the wider intervals of protocols 0, TCP and UDP, each
+ * split into aligned power-of-two blocks.
+ *
+ * kw_rule_node.flags says which of the two a node has entries in, per
+ * protocol class, so that lookups that cannot hit are skipped.
+ *
+ * A packet: one lookup in kw_rule_addr, then for its protocol and, with
+ * ports, for protocol 0 (without ports: the node's any_index): kw_rule_exact
+ * first, kw_rule_port on a miss (the intervals are disjoint); the lower index
+ * wins. With exact ports only, no trie keyed by node is walked at all.
  */
 #define KW_RULE_NONE 0xffffffffu
 /* Prefix length of a full kw_rule_addr key: bank, table, pad, address. */
@@ -137,6 +147,15 @@ struct kw_rule {
 /* Entries of kw_rule_addr (a prefix per rule at most) and kw_rule_port. */
 #define KW_RULE_ADDR_ENTRIES (KW_BANKS * KW_RULES_PER_BANK)
 #define KW_RULE_PORT_ENTRIES (1u << 20)
+#define KW_RULE_EXACT_ENTRIES (1u << 20)
+
+/* kw_rule_node.flags: class 0 protocol-any, 1 TCP, 2 UDP. */
+#define KW_RULE_CLASS_ANY 0
+#define KW_RULE_CLASS_TCP 1
+#define KW_RULE_CLASS_UDP 2
+#define KW_RULE_F_EXACT(class) (1u << (2 * (class)))     /* kw_rule_exact entries */
+#define KW_RULE_F_WIDE(class) (1u << (2 * (class) + 1))  /* kw_rule_port entries */
+#define KW_RULE_F_OTHER (1u << 6) /* protocols without ports: kw_rule_exact at port 0 */
 
 struct kw_rule_addr {
 	__u8 bank;
@@ -169,6 +188,7 @@ struct kw_rule_node {
 	__u32 node;       /* id, unique in its bank and table */
 	__u32 any_index;  /* first protocol-any rule of the node, or KW_RULE_NONE */
 	__be32 any_target;
+	__u32 flags;      /* KW_RULE_F_* */
 };
 
 struct kw_rule_hit {

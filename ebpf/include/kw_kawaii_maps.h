@@ -42,4 +42,12 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kw_rule_port SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct kw_rule_port);
+	__type(value, struct kw_rule_hit);
+	__uint(max_entries, KW_RULE_EXACT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} kw_rule_exact SEC(".maps");
+
 #endif /* KW_KAWAII_MAPS_H */

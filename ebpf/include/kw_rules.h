@@ -2,8 +2,9 @@
 /*
  * kw_rules.h - address classification and rule-table matches.
  * Rule matches only run for packets of new flows; established flows are
- * decided by one conntrack lookup. A match costs three LPM lookups at most,
- * whatever the number of rules.
+ * decided by one conntrack lookup. A match costs one LPM lookup by address,
+ * then per protocol a hash lookup and, for port ranges wider than one port,
+ * an LPM lookup, whatever the number of rules.
  */
 #ifndef KW_RULES_H
 #define KW_RULES_H
@@ -60,10 +61,49 @@ static __always_inline int kw_is_ipsec(const struct kw_config *cfg, __be32 addr)
 }
 
 /*
+ * The interval of (node, proto, port) in pk: kw_rule_exact first, then, on a
+ * miss, kw_rule_port; each only when the node's flags say it may hit.
+ */
+static __always_inline struct kw_rule_hit *
+kw_rule_port_hit(const struct kw_rule_node *n, struct kw_rule_port_key *pk)
+{
+	struct kw_rule_hit *h;
+	__u32 exact, wide;
+
+	switch (pk->data.proto) {
+	case 0:
+		exact = KW_RULE_F_EXACT(KW_RULE_CLASS_ANY);
+		wide = KW_RULE_F_WIDE(KW_RULE_CLASS_ANY);
+		break;
+	case IPPROTO_TCP:
+		exact = KW_RULE_F_EXACT(KW_RULE_CLASS_TCP);
+		wide = KW_RULE_F_WIDE(KW_RULE_CLASS_TCP);
+		break;
+	case IPPROTO_UDP:
+		exact = KW_RULE_F_EXACT(KW_RULE_CLASS_UDP);
+		wide = KW_RULE_F_WIDE(KW_RULE_CLASS_UDP);
+		break;
+	default:
+		exact = KW_RULE_F_OTHER;
+		wide = 0;
+		break;
+	}
+	if (n->flags & exact) {
+		h = bpf_map_lookup_elem(&kw_rule_exact, &pk->data);
+		if (h)
+			return h;
+	}
+	if (n->flags & wide)
+		return bpf_map_lookup_elem(&kw_rule_port, pk);
+	return NULL;
+}
+
+/*
  * First rule of `table` matching (addr, proto, dport): one lookup in
- * kw_rule_addr and at most two in kw_rule_port, whatever the table size (see
- * kw_abi.h, "Rule index"). Ports are compared for TCP and UDP only. Returns 1
- * and sets *target on a match.
+ * kw_rule_addr, then per protocol (the packet's and, with ports, 0) one in
+ * kw_rule_exact and on a miss one in kw_rule_port, whatever the table size
+ * (see kw_abi.h, "Rule index"). Ports are compared for TCP and UDP only.
+ * Returns 1 and sets *target on a match.
  */
 static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank,
 					 __u32 table, __be32 addr, const struct kw_pkt *p,
@@ -94,7 +134,7 @@ static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank
 	if (has_ports) {
 		/* protocol-any rules, with their port ranges */
 		pk.data.port = p->key.dport;
-		h = bpf_map_lookup_elem(&kw_rule_port, &pk);
+		h = kw_rule_port_hit(n, &pk);
 		if (h) {
 			best = h->index;
 			best_target = h->target;
@@ -105,7 +145,7 @@ static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank
 	}
 	if (p->key.proto) {
 		pk.data.proto = p->key.proto;
-		h = bpf_map_lookup_elem(&kw_rule_port, &pk);
+		h = kw_rule_port_hit(n, &pk);
 		if (h && h->index < best) {
 			best = h->index;
 			best_target = h->target;

@@ -12,7 +12,7 @@
 
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
-    Array, MapError,
+    Array, HashMap, MapError,
 };
 use kowabunga_bindings::{
     kw_config, kw_rule, kw_rule_addr, kw_rule_hit, kw_rule_node, kw_rule_port, kw_table,
@@ -21,8 +21,8 @@ use kowabunga_bindings::{
 
 use crate::{
     kawaii::{
-        index::BankIndex, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULE_ADDR, MAP_RULE_PORT,
-        RULES_PER_BANK,
+        index::BankIndex, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULE_ADDR, MAP_RULE_EXACT,
+        MAP_RULE_PORT, RULES_PER_BANK,
     },
     Kawaii, KawaiiConfig,
 };
@@ -90,7 +90,8 @@ pub enum Error {
         /// The mask, host order.
         mask: u32,
     },
-    /// The rule index of a bank would not fit `kw_rule_port`.
+    /// The rule index of a bank would not fit `kw_rule_port` or
+    /// `kw_rule_exact`.
     #[error("the rule index needs {entries} port entries, at most {max} fit in a bank")]
     IndexTooLarge {
         /// Entries needed.
@@ -308,7 +309,7 @@ impl Kawaii {
     }
 
     /// Reads the rule index of `bank` back from the `kw_rule_addr` and
-    /// `kw_rule_port` tries.
+    /// `kw_rule_port` tries and the `kw_rule_exact` hash.
     pub fn read_rule_index(&self, bank: u32) -> Result<BankIndex, Error> {
         let mut index = BankIndex::default();
         let map = self
@@ -331,6 +332,17 @@ impl Kawaii {
             let (k, v) = entry.map_err(map_err(MAP_RULE_PORT, "read"))?;
             if u32::from(k.data().bank) == bank {
                 index.port.insert((k.prefix_len(), k.data()), v);
+            }
+        }
+        let map = self
+            .map(MAP_RULE_EXACT)
+            .ok_or(Error::MissingMap(MAP_RULE_EXACT))?;
+        let exact = HashMap::<_, kw_rule_port, kw_rule_hit>::try_from(map)
+            .map_err(map_err(MAP_RULE_EXACT, "open"))?;
+        for entry in exact.iter() {
+            let (k, v) = entry.map_err(map_err(MAP_RULE_EXACT, "read"))?;
+            if u32::from(k.bank) == bank {
+                index.exact.insert(k, v);
             }
         }
         Ok(index)
@@ -356,18 +368,33 @@ impl Kawaii {
                     .map_err(map_err(MAP_RULE_ADDR, "write"))?;
             }
         }
-        let map = self
-            .map_mut(MAP_RULE_PORT)
-            .ok_or(Error::MissingMap(MAP_RULE_PORT))?;
-        let mut port = LpmTrie::<_, kw_rule_port, kw_rule_hit>::try_from(map)
-            .map_err(map_err(MAP_RULE_PORT, "open"))?;
-        for (len, data) in &diff.port_remove {
-            port.remove(&Key::new(*len, *data))
-                .map_err(map_err(MAP_RULE_PORT, "remove"))?;
+        {
+            let map = self
+                .map_mut(MAP_RULE_PORT)
+                .ok_or(Error::MissingMap(MAP_RULE_PORT))?;
+            let mut port = LpmTrie::<_, kw_rule_port, kw_rule_hit>::try_from(map)
+                .map_err(map_err(MAP_RULE_PORT, "open"))?;
+            for (len, data) in &diff.port_remove {
+                port.remove(&Key::new(*len, *data))
+                    .map_err(map_err(MAP_RULE_PORT, "remove"))?;
+            }
+            for ((len, data), v) in &diff.port_set {
+                port.insert(&Key::new(*len, *data), v, 0)
+                    .map_err(map_err(MAP_RULE_PORT, "write"))?;
+            }
         }
-        for ((len, data), v) in &diff.port_set {
-            port.insert(&Key::new(*len, *data), v, 0)
-                .map_err(map_err(MAP_RULE_PORT, "write"))?;
+        let map = self
+            .map_mut(MAP_RULE_EXACT)
+            .ok_or(Error::MissingMap(MAP_RULE_EXACT))?;
+        let mut exact = HashMap::<_, kw_rule_port, kw_rule_hit>::try_from(map)
+            .map_err(map_err(MAP_RULE_EXACT, "open"))?;
+        for k in &diff.exact_remove {
+            exact.remove(k).map_err(map_err(MAP_RULE_EXACT, "remove"))?;
+        }
+        for (k, v) in &diff.exact_set {
+            exact
+                .insert(k, v, 0)
+                .map_err(map_err(MAP_RULE_EXACT, "write"))?;
         }
         tracing::debug!(bank, updates = diff.len(), "rule index written");
         self.rule_index[bank as usize] = Some(next);

@@ -1,6 +1,6 @@
 //! The rule index: rule tables compiled into the `kw_rule_addr` and
-//! `kw_rule_port` LPM tries the programs look up (see `kw_abi.h`, "Rule
-//! index", and `ebpf/README.md`, "Rule tables").
+//! `kw_rule_port` LPM tries and the `kw_rule_exact` hash the programs look
+//! up (see `kw_abi.h`, "Rule index", and `ebpf/README.md`, "Rule tables").
 //!
 //! Per bank and table:
 //! - one *node* per distinct rule prefix, holding every rule whose prefix
@@ -8,9 +8,14 @@
 //!   rules matching that address;
 //! - per node and protocol (0 for the protocol-any rules), the destination
 //!   port space cut into disjoint intervals, each labelled with the first rule
-//!   (lowest index) covering it and split into aligned power-of-two blocks.
+//!   (lowest index) covering it. Intervals of one port (and the single
+//!   interval of a protocol without ports, at port 0) go to the
+//!   `kw_rule_exact` hash; wider ones are split into aligned power-of-two
+//!   blocks in the `kw_rule_port` trie. The node's flags say which of the
+//!   two hold entries of each protocol class.
 //!
-//! A packet then costs three LPM lookups at most, whatever the rule count.
+//! A packet then costs one LPM lookup by address and, per protocol, one hash
+//! lookup and at most one LPM lookup, whatever the rule count.
 //! [`BankIndex::build`] is pure; [`BankIndex::diff`] gives the map updates
 //! that turn one bank's index into another.
 
@@ -18,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kowabunga_bindings::{
     kw_rule, kw_rule_addr, kw_rule_hit, kw_rule_node, kw_rule_port, KW_RULE_ADDR_FULL,
-    KW_RULE_NONE, KW_RULE_PORT_ENTRIES,
+    KW_RULE_EXACT_ENTRIES, KW_RULE_F_OTHER, KW_RULE_NONE, KW_RULE_PORT_ENTRIES,
 };
 
 use super::banks::{Error, Tables, TABLE_NAMES};
@@ -31,6 +36,18 @@ pub type PortKey = (u32, kw_rule_port);
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
+/// `KW_RULE_F_EXACT` and `KW_RULE_F_WIDE` of the class of `proto` (0, TCP
+/// or UDP; `KW_RULE_F_OTHER` and nothing for protocols without ports).
+fn proto_flags(proto: u8) -> (u32, u32) {
+    let class = match proto {
+        0 => 0,
+        IPPROTO_TCP => 1,
+        IPPROTO_UDP => 2,
+        _ => return (KW_RULE_F_OTHER, 0),
+    };
+    (1 << (2 * class), 1 << (2 * class + 1))
+}
+
 /// The entries one bank holds in the two tries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BankIndex {
@@ -38,6 +55,8 @@ pub struct BankIndex {
     pub addr: HashMap<AddrKey, kw_rule_node>,
     /// `kw_rule_port` entries.
     pub port: HashMap<PortKey, kw_rule_hit>,
+    /// `kw_rule_exact` entries.
+    pub exact: HashMap<kw_rule_port, kw_rule_hit>,
 }
 
 /// Map updates from one [`BankIndex`] to another.
@@ -51,12 +70,21 @@ pub struct Diff {
     pub port_remove: Vec<PortKey>,
     /// `kw_rule_port` entries to insert or replace.
     pub port_set: Vec<(PortKey, kw_rule_hit)>,
+    /// `kw_rule_exact` keys to remove.
+    pub exact_remove: Vec<kw_rule_port>,
+    /// `kw_rule_exact` entries to insert or replace.
+    pub exact_set: Vec<(kw_rule_port, kw_rule_hit)>,
 }
 
 impl Diff {
     /// Number of map operations.
     pub fn len(&self) -> usize {
-        self.addr_remove.len() + self.addr_set.len() + self.port_remove.len() + self.port_set.len()
+        self.addr_remove.len()
+            + self.addr_set.len()
+            + self.port_remove.len()
+            + self.port_set.len()
+            + self.exact_remove.len()
+            + self.exact_set.len()
     }
 
     /// No operation at all.
@@ -146,7 +174,7 @@ fn blocks(mut lo: u32, hi: u32) -> Vec<(u16, u32)> {
 impl BankIndex {
     /// Compiles the rule tables of `bank` (validated by
     /// [`super::banks::validate`]). Fails on a netmask that is not a prefix
-    /// and when the port trie would not hold the bank.
+    /// and when the port trie or the exact hash would not hold the bank.
     pub fn build(bank: u32, tables: &Tables) -> Result<Self, Error> {
         let mut index = Self::default();
         for (t, rules) in tables.iter().enumerate() {
@@ -156,6 +184,13 @@ impl BankIndex {
         if index.port.len() > max {
             return Err(Error::IndexTooLarge {
                 entries: index.port.len(),
+                max,
+            });
+        }
+        let max = KW_RULE_EXACT_ENTRIES as usize / kowabunga_bindings::KW_BANKS as usize;
+        if index.exact.len() > max {
+            return Err(Error::IndexTooLarge {
+                entries: index.exact.len(),
                 max,
             });
         }
@@ -188,6 +223,46 @@ impl BankIndex {
                 .iter()
                 .copied()
                 .find(|&i| rules[i as usize].proto == 0);
+            let mut flags = 0u32;
+            let protos: HashSet<u8> = members.iter().map(|&i| rules[i as usize].proto).collect();
+            for proto in protos {
+                let painted = paint(
+                    members
+                        .iter()
+                        .filter(|&&i| rules[i as usize].proto == proto)
+                        .map(|&i| {
+                            let r = &rules[i as usize];
+                            let (lo, hi) = effective_ports(r);
+                            (lo, hi, i, r.target)
+                        }),
+                );
+                let (exact_flag, wide_flag) = proto_flags(proto);
+                let key = |port: u16| kw_rule_port {
+                    bank,
+                    table: t as u8,
+                    proto,
+                    node,
+                    port: port.to_be(),
+                    ..Default::default()
+                };
+                for (lo, hi, index, target) in painted {
+                    let hit = kw_rule_hit { index, target };
+                    if wide_flag == 0 {
+                        // no ports: one interval, every port, looked up at 0
+                        flags |= exact_flag;
+                        self.exact.insert(key(0), hit);
+                    } else if lo == hi {
+                        flags |= exact_flag;
+                        self.exact.insert(key(lo as u16), hit);
+                    } else {
+                        flags |= wide_flag;
+                        for (start, bits) in blocks(lo, hi) {
+                            self.port
+                                .insert((KW_RULE_ADDR_FULL + bits, key(start)), hit);
+                        }
+                    }
+                }
+            }
             self.addr.insert(
                 (
                     KW_RULE_ADDR_FULL - 32 + len,
@@ -202,39 +277,9 @@ impl BankIndex {
                     node,
                     any_index: first_any.unwrap_or(KW_RULE_NONE),
                     any_target: first_any.map_or(0, |i| rules[i as usize].target),
+                    flags,
                 },
             );
-            let protos: HashSet<u8> = members.iter().map(|&i| rules[i as usize].proto).collect();
-            for proto in protos {
-                let painted = paint(
-                    members
-                        .iter()
-                        .filter(|&&i| rules[i as usize].proto == proto)
-                        .map(|&i| {
-                            let r = &rules[i as usize];
-                            let (lo, hi) = effective_ports(r);
-                            (lo, hi, i, r.target)
-                        }),
-                );
-                for (lo, hi, index, target) in painted {
-                    for (start, bits) in blocks(lo, hi) {
-                        self.port.insert(
-                            (
-                                KW_RULE_ADDR_FULL + bits,
-                                kw_rule_port {
-                                    bank,
-                                    table: t as u8,
-                                    proto,
-                                    node,
-                                    port: start.to_be(),
-                                    ..Default::default()
-                                },
-                            ),
-                            kw_rule_hit { index, target },
-                        );
-                    }
-                }
-            }
         }
         Ok(())
     }
@@ -267,6 +312,18 @@ impl BankIndex {
                 .filter(|(k, v)| self.port.get(k) != Some(v))
                 .map(|(k, v)| (*k, *v))
                 .collect(),
+            exact_remove: self
+                .exact
+                .keys()
+                .filter(|k| !next.exact.contains_key(k))
+                .copied()
+                .collect(),
+            exact_set: next
+                .exact
+                .iter()
+                .filter(|(k, v)| self.exact.get(k) != Some(v))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
         }
     }
 
@@ -292,20 +349,31 @@ impl BankIndex {
                 },
             ))
         })?;
+        let key = |proto: u8, port: u16| kw_rule_port {
+            bank: bank as u8,
+            table: table as u8,
+            proto,
+            node: node.node,
+            port: port.to_be(),
+            ..Default::default()
+        };
+        // as kw_rule_port_hit: the hash, then on a miss the trie, each only
+        // when the node's flags allow a hit
         let port_hit = |proto: u8, port: u16| {
-            (0..=16u32).rev().find_map(|bits| {
-                let start = u32::from(port) & (mask_of(bits) >> 16);
-                self.port.get(&(
-                    KW_RULE_ADDR_FULL + bits,
-                    kw_rule_port {
-                        bank: bank as u8,
-                        table: table as u8,
-                        proto,
-                        node: node.node,
-                        port: (start as u16).to_be(),
-                        ..Default::default()
-                    },
-                ))
+            let (exact, wide) = proto_flags(proto);
+            let hit = (node.flags & exact != 0)
+                .then(|| self.exact.get(&key(proto, port)))
+                .flatten();
+            hit.or_else(|| {
+                (node.flags & wide != 0)
+                    .then(|| {
+                        (0..=16u32).rev().find_map(|bits| {
+                            let start = u32::from(port) & (mask_of(bits) >> 16);
+                            self.port
+                                .get(&(KW_RULE_ADDR_FULL + bits, key(proto, start as u16)))
+                        })
+                    })
+                    .flatten()
             })
         };
         let mut best = match dport {
@@ -451,6 +519,33 @@ mod tests {
     }
 
     #[test]
+    fn exact_ports_stay_out_of_the_trie() {
+        // 10,000 hosts on one port each: nothing in the trie keyed by node
+        let mut tables = Tables::default();
+        tables[0] = (0..10_000)
+            .map(|i| {
+                rule(
+                    (0x6440_0000 + i, 32),
+                    6,
+                    1000 + (i % 5000) as u16,
+                    1000 + (i % 5000) as u16,
+                    0,
+                )
+            })
+            .chain([rule((0x0a00_0000, 8), 1, 0, 0, 7)])
+            .collect();
+        let index = BankIndex::build(0, &tables).expect("builds");
+        assert!(index.port.is_empty());
+        // 10,000 nodes plus the /8: its icmp rule at port 0
+        assert_eq!(index.exact.len(), 10_001);
+        let flags: Vec<u32> = index.addr.values().map(|n| n.flags).collect();
+        assert!(flags.iter().all(|&f| f == 1 << 2 || f == KW_RULE_F_OTHER));
+        assert_eq!(index.lookup(0, 0, 0x6440_0003, 6, Some(1003)), Some((3, 0)));
+        assert_eq!(index.lookup(0, 0, 0x6440_0003, 6, Some(1004)), None);
+        assert_eq!(index.lookup(0, 0, 0x0a01_0203, 1, None), Some((10_000, 7)));
+    }
+
+    #[test]
     fn diff_touches_only_changes() {
         let mut tables = Tables::default();
         tables[0] = (0..100)
@@ -461,10 +556,13 @@ mod tests {
         tables[0][99].port_hi = 23;
         let b = BankIndex::build(0, &tables).expect("builds");
         let d = a.diff(&b);
-        assert_eq!((d.addr_remove.len(), d.addr_set.len()), (0, 0));
-        assert_eq!((d.port_remove.len(), d.port_set.len()), (1, 1));
+        // the node's flags change: exact tcp ports -> a tcp range
+        assert_eq!((d.addr_remove.len(), d.addr_set.len()), (0, 1));
+        // 22 (exact) becomes 22-23 (one trie block)
+        assert_eq!((d.port_remove.len(), d.port_set.len()), (0, 1));
+        assert_eq!((d.exact_remove.len(), d.exact_set.len()), (1, 0));
         let empty = BankIndex::default();
         let d = b.diff(&empty);
-        assert_eq!(d.len(), b.addr.len() + b.port.len());
+        assert_eq!(d.len(), b.addr.len() + b.port.len() + b.exact.len());
     }
 }

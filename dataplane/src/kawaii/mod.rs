@@ -17,8 +17,9 @@ use aya::{
 };
 use kowabunga_bindings::{
     kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule_addr_key, kw_rule_hit,
-    kw_rule_node, kw_rule_port_key, kw_stat, kw_table, KW_BANKS, KW_CT_DEFAULT_ENTRIES,
-    KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE, KW_RULE_PORT_ENTRIES,
+    kw_rule_node, kw_rule_port, kw_rule_port_key, kw_stat, kw_table, KW_BANKS,
+    KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE, KW_RULE_EXACT_ENTRIES,
+    KW_RULE_PORT_ENTRIES,
 };
 
 use crate::{abi, attach::Links, bpffs, Role};
@@ -38,6 +39,9 @@ pub const MAP_RULES: &str = "kw_rules";
 pub const MAP_RULE_ADDR: &str = "kw_rule_addr";
 /// LPM trie `kw_rule_port_key` -> `kw_rule_hit`: the rule index by port.
 pub const MAP_RULE_PORT: &str = "kw_rule_port";
+/// Hash `kw_rule_port` -> `kw_rule_hit`: the rule index's one-port
+/// intervals (and protocols without ports, at port 0).
+pub const MAP_RULE_EXACT: &str = "kw_rule_exact";
 /// Hash `kw_ct_key` -> `kw_ct_value`: confirmed flows, two entries each
 /// (never evicted; see [`crate::conntrack`]).
 pub const MAP_CT4: &str = "kw_ct4";
@@ -51,12 +55,13 @@ pub const MAP_EVENTS: &str = "kw_events";
 /// Array `u32` 0 -> ABI version of the pins beside it (see [`crate::abi`]).
 pub const MAP_META: &str = abi::MAP_META;
 /// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
-pub const MAP_NAMES: [&str; 10] = [
+pub const MAP_NAMES: [&str; 11] = [
     MAP_ACTIVE,
     MAP_CONFIG,
     MAP_RULES,
     MAP_RULE_ADDR,
     MAP_RULE_PORT,
+    MAP_RULE_EXACT,
     MAP_CT4,
     MAP_CT4_NEW,
     MAP_STATS,
@@ -195,7 +200,7 @@ const fn size<T>() -> u32 {
 }
 
 /// The map definitions of `kw_maps.h`, as this build expects them.
-pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 10] {
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 11] {
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -232,6 +237,13 @@ pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 10] {
             size::<kw_rule_port_key>(),
             size::<kw_rule_hit>(),
             KW_RULE_PORT_ENTRIES,
+        ),
+        spec(
+            MAP_RULE_EXACT,
+            MapType::Hash,
+            size::<kw_rule_port>(),
+            size::<kw_rule_hit>(),
+            KW_RULE_EXACT_ENTRIES,
         ),
         spec(
             MAP_CT4,
@@ -490,11 +502,16 @@ mod tests {
         assert_eq!(names, MAP_NAMES);
         assert_eq!(specs[1].value_size, 428);
         assert_eq!(specs[2].max_entries, 2 * 12288 * 5);
-        assert_eq!((specs[3].key_size, specs[3].value_size), (12, 12));
+        assert_eq!((specs[3].key_size, specs[3].value_size), (12, 16));
         assert_eq!((specs[4].key_size, specs[4].value_size), (16, 8));
-        assert_eq!(specs[5].max_entries, 7);
-        assert_eq!(specs[5].map_type, MapType::Hash);
+        assert_eq!(
+            (specs[5].map_type, specs[5].key_size, specs[5].value_size),
+            (MapType::Hash, 12, 8)
+        );
+        assert_eq!(specs[5].max_entries, 1 << 20);
         assert_eq!(specs[6].max_entries, 7);
-        assert_eq!(specs[6].map_type, MapType::LruHash);
+        assert_eq!(specs[6].map_type, MapType::Hash);
+        assert_eq!(specs[7].max_entries, 7);
+        assert_eq!(specs[7].map_type, MapType::LruHash);
     }
 }
