@@ -156,13 +156,10 @@ static __always_inline int kw_ipv6_inner(struct xdp_md *ctx, struct kw_pkt *p, v
 					 __u8 shift)
 {
 	struct ipv6hdr *ip6 = (void *)(p->eth + 1);
-	__u8 b0, b1;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED, shift);
-	b0 = ip6->daddr.in6_u.u6_addr8[0];
-	b1 = ip6->daddr.in6_u.u6_addr8[1];
-	if (b0 == 0xff || (b0 == 0xfe && (b1 & 0xc0) == 0x80))
+	if (kw_ipv6_link_scope(ip6))
 		return kw_pass(p, KW_STAT_PASS_NOT_IPV4);
 	return kw_drop(ctx, p, KW_STAT_DROP_IPV6, shift);
 }

@@ -283,16 +283,7 @@ impl CtTable {
             Map::HashMap(d) | Map::LruHashMap(d) => d,
             _ => return Err(Error::MissingMap),
         };
-        let fd = data
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|source| Error::Syscall {
-                table: name,
-                what: "dup",
-                source,
-            })?;
-        Ok(CtTable { name, fd })
+        Self::dup(name, data)
     }
 
     /// The table pinned at `path` (e.g. `<pin dir>/kw_ct4`), named `name`.
@@ -304,6 +295,11 @@ impl CtTable {
             what: "open pin",
             source,
         })?;
+        Self::dup(name, &data)
+    }
+
+    /// A table of its own descriptor (a duplicate of `data`'s).
+    fn dup(name: &'static str, data: &aya::maps::MapData) -> Result<Self, Error> {
         let fd = data
             .fd()
             .as_fd()

@@ -27,30 +27,29 @@
 #define KW_TCP_ESTABLISHED 1 /* also the state of a connected UDP socket */
 #define KW_TCP_LISTEN 10
 
-/* Whether a local socket owns p as part of a flow the node itself opened. */
-static __always_inline int kw_host_owns(struct xdp_md *ctx, const struct kw_pkt *p)
+/*
+ * Whether a local socket owns the tuple t (of size len: IPv4 or IPv6) as a
+ * flow the node itself opened: a TCP socket that is not listening, or a
+ * connected UDP socket.
+ */
+static __always_inline int kw_host_owns(struct xdp_md *ctx, struct bpf_sock_tuple *t, __u32 len,
+					int tcp)
 {
-	struct bpf_sock_tuple t = {};
 	struct bpf_sock *sk;
-	int owned = 0;
+	int owned;
 
-	t.ipv4.saddr = p->key.saddr;
-	t.ipv4.daddr = p->key.daddr;
-	t.ipv4.sport = p->key.sport;
-	t.ipv4.dport = p->key.dport;
-	if (p->kind == KW_L4_TCP) {
-		sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
-		if (sk) {
-			owned = sk->state != KW_TCP_LISTEN;
-			bpf_sk_release(sk);
-		}
-	} else if (p->kind == KW_L4_UDP) {
-		sk = bpf_sk_lookup_udp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
-		if (sk) {
-			owned = sk->state == KW_TCP_ESTABLISHED;
-			bpf_sk_release(sk);
-		}
+	if (tcp) {
+		sk = bpf_skc_lookup_tcp(ctx, t, len, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		owned = sk->state != KW_TCP_LISTEN;
+	} else {
+		sk = bpf_sk_lookup_udp(ctx, t, len, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		owned = sk->state == KW_TCP_ESTABLISHED;
 	}
+	bpf_sk_release(sk);
 	return owned;
 }
 
@@ -58,6 +57,7 @@ static __always_inline int kw_host_inbound(struct xdp_md *ctx, struct kw_pkt *p,
 					   const struct kw_config *cfg, __u32 bank)
 {
 	__u8 shift = cfg->sample_shift;
+	struct bpf_sock_tuple t = {};
 
 	if (p->ip->frag_off & bpf_htons(KW_IP_OFFSET))
 		return kw_pass(p, KW_STAT_PASS_HOST_FRAGMENT);
@@ -67,8 +67,16 @@ static __always_inline int kw_host_inbound(struct xdp_md *ctx, struct kw_pkt *p,
 		return kw_drop(ctx, p, KW_STAT_DROP_IP_OPTIONS, shift);
 	if (kw_parse_l4(p, data_end) < 0)
 		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED_L4, shift);
-	if (p->kind == KW_L4_ECHO_REPLY || p->kind == KW_L4_ICMP_ERROR || kw_host_owns(ctx, p))
+	if (p->kind == KW_L4_ECHO_REPLY || p->kind == KW_L4_ICMP_ERROR)
 		return kw_pass(p, KW_STAT_PASS_HOST_REPLY);
+	if (p->kind == KW_L4_TCP || p->kind == KW_L4_UDP) {
+		t.ipv4.saddr = p->key.saddr;
+		t.ipv4.daddr = p->key.daddr;
+		t.ipv4.sport = p->key.sport;
+		t.ipv4.dport = p->key.dport;
+		if (kw_host_owns(ctx, &t, sizeof(t.ipv4), p->kind == KW_L4_TCP))
+			return kw_pass(p, KW_STAT_PASS_HOST_REPLY);
+	}
 	if (kw_rule_match(cfg, bank, KW_TABLE_INGRESS, p->key.saddr, p, 0))
 		return kw_pass(p, KW_STAT_PASS_TO_HOST);
 	return kw_drop(ctx, p, KW_STAT_DROP_HOST_DENIED, shift);
@@ -87,16 +95,12 @@ static __always_inline int kw_host_inbound6(struct xdp_md *ctx, struct kw_pkt *p
 {
 	struct ipv6hdr *ip6 = (void *)(p->eth + 1);
 	struct bpf_sock_tuple t = {};
-	struct bpf_sock *sk;
 	__be16 *ports;
-	__u8 *icmp, b0, b1;
-	int owned = 0;
+	__u8 *icmp;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return kw_drop(ctx, p, KW_STAT_DROP_MALFORMED, shift);
-	b0 = ip6->daddr.in6_u.u6_addr8[0];
-	b1 = ip6->daddr.in6_u.u6_addr8[1];
-	if (b0 == 0xff || (b0 == 0xfe && (b1 & 0xc0) == 0x80))
+	if (kw_ipv6_link_scope(ip6))
 		return kw_pass(p, KW_STAT_PASS_NOT_IPV4);
 	if (ip6->nexthdr == IPPROTO_ICMPV6) {
 		icmp = (void *)(ip6 + 1);
@@ -116,20 +120,7 @@ static __always_inline int kw_host_inbound6(struct xdp_md *ctx, struct kw_pkt *p
 	__builtin_memcpy(t.ipv6.daddr, &ip6->daddr, 16);
 	t.ipv6.sport = ports[0];
 	t.ipv6.dport = ports[1];
-	if (ip6->nexthdr == IPPROTO_TCP) {
-		sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
-		if (sk) {
-			owned = sk->state != KW_TCP_LISTEN;
-			bpf_sk_release(sk);
-		}
-	} else {
-		sk = bpf_sk_lookup_udp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
-		if (sk) {
-			owned = sk->state == KW_TCP_ESTABLISHED;
-			bpf_sk_release(sk);
-		}
-	}
-	if (owned)
+	if (kw_host_owns(ctx, &t, sizeof(t.ipv6), ip6->nexthdr == IPPROTO_TCP))
 		return kw_pass(p, KW_STAT_PASS_HOST_REPLY);
 	return kw_drop(ctx, p, KW_STAT_DROP_HOST_DENIED, shift);
 }

@@ -133,4 +133,14 @@ static __always_inline int kw_parse_l4(struct kw_pkt *p, void *data_end)
 	}
 }
 
+/* An IPv6 destination that stays on the link: multicast (ff00::/8) or
+ * link-local (fe80::/10): neighbour discovery, MLD. */
+static __always_inline int kw_ipv6_link_scope(const struct ipv6hdr *ip6)
+{
+	__u8 b0 = ip6->daddr.in6_u.u6_addr8[0];
+	__u8 b1 = ip6->daddr.in6_u.u6_addr8[1];
+
+	return b0 == 0xff || (b0 == 0xfe && (b1 & 0xc0) == 0x80);
+}
+
 #endif /* KW_PARSE_H */

@@ -49,32 +49,41 @@ fn run_with(
     body(&mut h);
 }
 
-fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
-    frame(
-        ANY_MAC,
-        PRV_MAC,
-        &Ip::new(src, dst),
-        &L4::Tcp {
-            sport,
-            dport,
-            flags,
-        },
-        PAYLOAD,
-    )
+/// A TCP frame arriving on the interface whose MAC is `mac`.
+fn tcp_on(
+    mac: [u8; 6],
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: TcpFlags,
+) -> Vec<u8> {
+    let l4 = L4::Tcp {
+        sport,
+        dport,
+        flags,
+    };
+    frame(ANY_MAC, mac, &Ip::new(src, dst), &l4, PAYLOAD)
 }
 
+/// A UDP frame arriving on the interface whose MAC is `mac`.
+fn udp_on(mac: [u8; 6], src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let l4 = L4::Udp {
+        sport,
+        dport,
+        zero_csum: false,
+    };
+    frame(ANY_MAC, mac, &Ip::new(src, dst), &l4, PAYLOAD)
+}
+
+/// A TCP frame arriving on the private side.
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
+    tcp_on(PRV_MAC, src, sport, dst, dport, flags)
+}
+
+/// A UDP frame arriving on the private side.
 fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    frame(
-        ANY_MAC,
-        PRV_MAC,
-        &Ip::new(src, dst),
-        &L4::Udp {
-            sport,
-            dport,
-            zero_csum: false,
-        },
-        PAYLOAD,
-    )
+    udp_on(PRV_MAC, src, sport, dst, dport)
 }
 
 /// The frame as forwarded: new addresses/ports, TTL 63, next-hop MACs.
@@ -2185,33 +2194,14 @@ fn conntrack_state_follows_the_flow() {
 // Conntrack in two tables: embryonic (LRU) and confirmed (never evicted).
 // ---------------------------------------------------------------------
 
-/// A frame arriving on the public side.
+/// A TCP frame arriving on the public side.
 fn tcp_pub(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
-    frame(
-        ANY_MAC,
-        PUB_MAC,
-        &Ip::new(src, dst),
-        &L4::Tcp {
-            sport,
-            dport,
-            flags,
-        },
-        PAYLOAD,
-    )
+    tcp_on(PUB_MAC, src, sport, dst, dport, flags)
 }
 
+/// A UDP frame arriving on the public side.
 fn udp_pub(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    frame(
-        ANY_MAC,
-        PUB_MAC,
-        &Ip::new(src, dst),
-        &L4::Udp {
-            sport,
-            dport,
-            zero_csum: false,
-        },
-        PAYLOAD,
-    )
+    udp_on(PUB_MAC, src, sport, dst, dport)
 }
 
 /// (confirmed, embryonic) entries of the program, checked against the model.

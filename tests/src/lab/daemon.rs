@@ -101,8 +101,8 @@ impl Drop for Daemon {
     }
 }
 
-/// `bin --config config` with the lab's log settings.
-fn command(bin: &Path, config: &Path) -> Command {
+/// `bin --config config` with the lab's log settings (not started).
+pub fn command(bin: &Path, config: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("--config").arg(config).env("NO_COLOR", "1");
     if std::env::var_os("RUST_LOG").is_none() {

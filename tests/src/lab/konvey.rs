@@ -304,12 +304,8 @@ impl KonveyLab {
     /// Runs `kowabungad --config FILE --detach` in the balancer namespace
     /// (20 s limit): removes the program and the pins.
     pub fn detach(&self, bin: &Path) -> Result<Finished> {
-        let mut cmd = std::process::Command::new(bin);
-        cmd.arg("--config")
-            .arg(self.config_path())
-            .arg("--detach")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info");
+        let mut cmd = super::daemon::command(bin, &self.config_path());
+        cmd.arg("--detach");
         self.lb.enter_net_only(&mut cmd)?;
         super::traffic::run_bounded(cmd, Duration::from_secs(20))
     }

@@ -246,12 +246,8 @@ impl KawaiiLab {
     /// Runs `kowabungad --config FILE --detach` as [`KawaiiLab::start_daemon`]
     /// would start it (20 s limit).
     pub fn detach(&self, bin: &Path) -> Result<Finished> {
-        let mut cmd = std::process::Command::new(bin);
-        cmd.arg("--config")
-            .arg(self.config_path())
-            .arg("--detach")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info");
+        let mut cmd = super::daemon::command(bin, &self.config_path());
+        cmd.arg("--detach");
         if !self.netns {
             self.gw.enter_net_only(&mut cmd)?;
         }

@@ -36,6 +36,13 @@ pub struct KawaiiModel {
 /// destination port), as its packets arrive.
 pub type HostFlow6 = (u8, [u8; 16], u16, [u8; 16], u16);
 
+// kw_ipv6_link_scope(): an IPv6 frame (header present) to a multicast or
+// link-local destination.
+fn ipv6_link_scope(frame: &[u8]) -> bool {
+    let (b0, b1) = (frame[14 + 24], frame[14 + 25]);
+    b0 == 0xff || (b0 == 0xfe && b1 & 0xc0 == 0x80)
+}
+
 fn be32(v: u32) -> u32 {
     u32::from_be(v)
 }
@@ -114,8 +121,7 @@ impl KawaiiModel {
             if p.buf.len() < 14 + 40 {
                 return drop(kw_stat::KW_STAT_DROP_MALFORMED);
             }
-            let (b0, b1) = (p.buf[14 + 24], p.buf[14 + 25]);
-            if b0 == 0xff || (b0 == 0xfe && b1 & 0xc0 == 0x80) {
+            if ipv6_link_scope(&p.buf) {
                 return pass(kw_stat::KW_STAT_PASS_NOT_IPV4);
             }
             return drop(kw_stat::KW_STAT_DROP_IPV6);
@@ -199,8 +205,7 @@ impl KawaiiModel {
         if b.len() < 14 + 40 {
             return drop(kw_stat::KW_STAT_DROP_MALFORMED);
         }
-        let (b0, b1) = (b[14 + 24], b[14 + 25]);
-        if b0 == 0xff || (b0 == 0xfe && b1 & 0xc0 == 0x80) {
+        if ipv6_link_scope(b) {
             return pass(kw_stat::KW_STAT_PASS_NOT_IPV4);
         }
         let next = b[14 + 6];
