@@ -166,7 +166,10 @@ pub fn parse_net_any(path: &str, text: &str, allow_host: bool) -> Result<IpNet, 
     }
     let mapped: Ipv6Net = "::ffff:0:0/96".parse().expect("static prefix");
     if net.prefix_len() >= 96 && mapped.contains(&net.network()) {
-        let v4 = net.network().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let v4 = net
+            .network()
+            .to_ipv4_mapped()
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
         let ipv4 = format!("{v4}/{}", net.prefix_len() - 96);
         return err(
             path,

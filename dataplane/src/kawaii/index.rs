@@ -793,7 +793,13 @@ mod tests {
                 ok.then_some(i as u32)
             })
         };
-        for addr in ["2001:db8::1", "2001:db8:1::5", "2001:db8:1:2::9", "2001:db9::1", "::1"] {
+        for addr in [
+            "2001:db8::1",
+            "2001:db8:1::5",
+            "2001:db8:1:2::9",
+            "2001:db9::1",
+            "::1",
+        ] {
             let addr: Ipv6Addr = addr.parse().expect("address");
             for (proto, dport) in [
                 (6, Some(22)),
@@ -839,7 +845,9 @@ mod tests {
             .map(|i| rule((0x0a00_0000 + (i << 8), 24), 6, 22, 22, 0))
             .chain([rule((0, 0), 6, 1, 65535, 0)])
             .collect();
-        let usage = BankIndex::compile(0, &tables, &[]).expect("compiles").usage();
+        let usage = BankIndex::compile(0, &tables, &[])
+            .expect("compiles")
+            .usage();
         // the /0 node: 16 blocks; each /24: 22 exact, 1-21 in 6 blocks and
         // 23-65535 in 13
         assert_eq!(usage.port[0], 16 + 200 * (6 + 13));

@@ -331,7 +331,11 @@ fn ipv6_errors_name_the_field() {
 /// rule opening every port from everywhere: each source's node holds the
 /// wide rule cut around 32768 (1-32767 and 32769-65535: 15 blocks each).
 fn nested_rules(key: &str, field: &str, n: u32) -> String {
-    let everything = if key == "ingress6" { "\"::/0\"" } else { "0.0.0.0/0" };
+    let everything = if key == "ingress6" {
+        "\"::/0\""
+    } else {
+        "0.0.0.0/0"
+    };
     let mut out = format!("    {}:\n", key.trim_end_matches('6'));
     for i in 0..n {
         let addr = if key == "ingress6" {
@@ -386,8 +390,7 @@ fn validation_predicts_the_rule_index_capacity() {
     let over6 = format!(
         "  firewall:\n{}{}",
         nested_rules("ingress", "source", 9_000),
-        nested_rules("ingress6", "source", 8_500)
-            .trim_start_matches("    ingress:\n")
+        nested_rules("ingress6", "source", 8_500).trim_start_matches("    ingress:\n")
     );
     assert!(invalid(&with_kawaii(&over6)).starts_with(&format!(
         "kawaii.firewall.ingress: the rules need {total} kw_rule_port entries"
