@@ -50,12 +50,14 @@ impl For {
     pub fn groups(self) -> &'static [Group] {
         use Group::*;
         match self {
-            For::Lab => &[Build, Netns, Probes, Lab],
+            For::Lab => &[Build, Netns, Probes, Lab, Ipsec],
             For::Bench => &[Build, Netns],
             For::VrrpReport => &[Build, Netns, Probes, Vrrp],
-            For::Test => &[Build, Netns, Probes, Lab, Vrrp, LibBuild, Guests, Ceph],
+            For::Test => &[
+                Build, Netns, Probes, Lab, Ipsec, Vrrp, LibBuild, Guests, Ceph,
+            ],
             For::All => &[
-                Build, Netns, Probes, Lab, Vrrp, LibBuild, Guests, Ceph, Tools,
+                Build, Netns, Probes, Lab, Ipsec, Vrrp, LibBuild, Guests, Ceph, Tools,
             ],
         }
     }
@@ -85,6 +87,8 @@ pub enum Group {
     Probes,
     /// The namespace lab's extra tools.
     Lab,
+    /// strongSwan's charon, driven by kowabungad over VICI.
+    Ipsec,
     /// VRRP interop with keepalived.
     Vrrp,
     /// Building kowabunga-lib's libvirt and Ceph backends.
@@ -105,6 +109,7 @@ impl Group {
             Group::Netns => "netns",
             Group::Probes => "probes",
             Group::Lab => "lab",
+            Group::Ipsec => "ipsec",
             Group::Vrrp => "vrrp",
             Group::LibBuild => "lib-build",
             Group::Guests => "guests",
@@ -122,6 +127,7 @@ impl Group {
             Group::Lab => {
                 "the namespace lab: veth offloads, kowabungad's nftables backstop, captures"
             }
+            Group::Ipsec => "IPsec tunnels: charon driven over VICI, ESP in userspace here",
             Group::Vrrp => "VRRP interop and takeover comparison with keepalived",
             Group::LibBuild => "builds kowabunga-lib's libvirt and Ceph backends (its tests)",
             Group::Guests => "libvirtd and QEMU guests started by kowabunga-lib's tests",
@@ -194,6 +200,31 @@ const PACKAGES: &[Package] = &[
         name: "tcpdump",
         why: "captures on the lab's Internet side (no private source ever leaves)",
         group: Group::Lab,
+    },
+    Package {
+        name: "strongswan-charon",
+        why: "charon, the IKE daemon kowabungad drives over VICI (control/src/ipsec)",
+        group: Group::Ipsec,
+    },
+    Package {
+        name: "strongswan-swanctl",
+        why: "swanctl: the labs' remote office loads its own swanctl.conf",
+        group: Group::Ipsec,
+    },
+    Package {
+        name: "libcharon-extra-plugins",
+        why: "kernel-libipsec: ESP in userspace over UDP (this kernel has no ESP)",
+        group: Group::Ipsec,
+    },
+    Package {
+        name: "libstrongswan-standard-plugins",
+        why: "openssl plugin: ECP and brainpool DH groups (19-21, 25-30), curve448 (32)",
+        group: Group::Ipsec,
+    },
+    Package {
+        name: "libstrongswan-extra-plugins",
+        why: "curve25519 DH group (31) and extra ciphers",
+        group: Group::Ipsec,
     },
     Package {
         name: "keepalived",

@@ -3,6 +3,7 @@
 pub mod banks;
 pub mod config;
 pub mod index;
+pub mod ipsec_gate;
 
 use std::{
     collections::HashMap,
@@ -54,8 +55,11 @@ pub const MAP_STATS: &str = "kw_stats";
 pub const MAP_EVENTS: &str = "kw_events";
 /// Array `u32` 0 -> ABI version of the pins beside it (see [`crate::abi`]).
 pub const MAP_META: &str = abi::MAP_META;
+/// Hash `kw_cidr` -> `u32`: IPsec remote subnets whose child SA is up
+/// (see [`ipsec_gate`]).
+pub const MAP_IPSEC_UP: &str = "kw_ipsec_up";
 /// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
-pub const MAP_NAMES: [&str; 11] = [
+pub const MAP_NAMES: [&str; 12] = [
     MAP_ACTIVE,
     MAP_CONFIG,
     MAP_RULES,
@@ -66,6 +70,7 @@ pub const MAP_NAMES: [&str; 11] = [
     MAP_CT4_NEW,
     MAP_STATS,
     MAP_EVENTS,
+    MAP_IPSEC_UP,
     MAP_META,
 ];
 
@@ -166,6 +171,9 @@ pub enum Error {
     /// A program is missing from the object.
     #[error("kawaii.o has no program {0}")]
     MissingProgram(&'static str),
+    /// The object has no such map.
+    #[error("kawaii.o has no map {0}")]
+    MissingMap(&'static str),
     /// A program is missing from the object or failed verification.
     #[error("cannot load program {program}")]
     Program {
