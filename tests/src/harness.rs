@@ -117,8 +117,7 @@ impl Harness {
     /// Opens (`up`) or closes the IPsec gate of `net` in the program and
     /// the model alike.
     pub fn set_ipsec_up(&mut self, net: ipnet::Ipv4Net, up: bool) -> Result<()> {
-        kowabunga_dataplane::kawaii::ipsec_gate::IpsecGate::of(&mut self.kawaii)?
-            .set(net, up)?;
+        kowabunga_dataplane::kawaii::ipsec_gate::IpsecGate::of(&mut self.kawaii)?.set(net, up)?;
         let key = (u32::from(net.network()), u32::from(net.netmask()));
         if up {
             self.model.ipsec_up.insert(key);

@@ -1592,45 +1592,56 @@ fn replies_to_the_nodes_own_flows_pass_and_servers_need_rules() {
 
 #[test]
 fn ipsec_remote_subnet_goes_to_kernel_untranslated_while_up() {
-    run("ipsec_remote_subnet_goes_to_kernel_untranslated_while_up", |h| {
-        h.set_ipsec_up("172.16.1.0/24".parse().unwrap(), true)
-            .unwrap();
-        let f = tcp(C1, 40000, Ipv4Addr::new(172, 16, 1, 5), 22, TcpFlags::SYN);
-        let s = step(h, Role::Private, &f);
-        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_IPSEC);
-        assert_eq!(s.data, f);
-    });
+    run(
+        "ipsec_remote_subnet_goes_to_kernel_untranslated_while_up",
+        |h| {
+            h.set_ipsec_up("172.16.1.0/24".parse().unwrap(), true)
+                .unwrap();
+            let f = tcp(C1, 40000, Ipv4Addr::new(172, 16, 1, 5), 22, TcpFlags::SYN);
+            let s = step(h, Role::Private, &f);
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_IPSEC);
+            assert_eq!(s.data, f);
+        },
+    );
 }
 
 #[test]
 fn ipsec_remote_subnet_is_dropped_while_its_tunnel_is_down() {
-    run("ipsec_remote_subnet_is_dropped_while_its_tunnel_is_down", |h| {
-        let net = "172.16.1.0/24".parse().unwrap();
-        let f = tcp(C1, 40000, Ipv4Addr::new(172, 16, 1, 5), 22, TcpFlags::SYN);
-        // never up: dropped, never SNATed to the VIP nor routed in clear
-        expect(
-            &step(h, Role::Private, &f),
-            XDP_DROP,
-            kw_stat::KW_STAT_DROP_IPSEC_DOWN,
-        );
-        h.set_ipsec_up(net, true).unwrap();
-        expect(&step(h, Role::Private, &f), XDP_PASS, kw_stat::KW_STAT_PASS_IPSEC);
-        // the child SA went down again: the gate closes
-        h.set_ipsec_up(net, false).unwrap();
-        let udp = udp(C1, 40001, Ipv4Addr::new(172, 16, 1, 9), 53);
-        expect(
-            &step(h, Role::Private, &udp),
-            XDP_DROP,
-            kw_stat::KW_STAT_DROP_IPSEC_DOWN,
-        );
-        // another subnet's gate does not open this one
-        h.set_ipsec_up("172.16.2.0/24".parse().unwrap(), true).unwrap();
-        expect(
-            &step(h, Role::Private, &f),
-            XDP_DROP,
-            kw_stat::KW_STAT_DROP_IPSEC_DOWN,
-        );
-    });
+    run(
+        "ipsec_remote_subnet_is_dropped_while_its_tunnel_is_down",
+        |h| {
+            let net = "172.16.1.0/24".parse().unwrap();
+            let f = tcp(C1, 40000, Ipv4Addr::new(172, 16, 1, 5), 22, TcpFlags::SYN);
+            // never up: dropped, never SNATed to the VIP nor routed in clear
+            expect(
+                &step(h, Role::Private, &f),
+                XDP_DROP,
+                kw_stat::KW_STAT_DROP_IPSEC_DOWN,
+            );
+            h.set_ipsec_up(net, true).unwrap();
+            expect(
+                &step(h, Role::Private, &f),
+                XDP_PASS,
+                kw_stat::KW_STAT_PASS_IPSEC,
+            );
+            // the child SA went down again: the gate closes
+            h.set_ipsec_up(net, false).unwrap();
+            let udp = udp(C1, 40001, Ipv4Addr::new(172, 16, 1, 9), 53);
+            expect(
+                &step(h, Role::Private, &udp),
+                XDP_DROP,
+                kw_stat::KW_STAT_DROP_IPSEC_DOWN,
+            );
+            // another subnet's gate does not open this one
+            h.set_ipsec_up("172.16.2.0/24".parse().unwrap(), true)
+                .unwrap();
+            expect(
+                &step(h, Role::Private, &f),
+                XDP_DROP,
+                kw_stat::KW_STAT_DROP_IPSEC_DOWN,
+            );
+        },
+    );
 }
 
 #[test]
