@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn keys_round_trip_in_network_order() {
-        let net: Ipv4Net = "172.16.1.0/24".parse().unwrap();
+        let net: Ipv4Net = "172.16.1.0/24".parse().expect("a subnet");
         let k = key(net);
         assert_eq!(k.addr.to_ne_bytes(), [172, 16, 1, 0]);
         assert_eq!(k.mask.to_ne_bytes(), [255, 255, 255, 0]);
