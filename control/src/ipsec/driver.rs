@@ -463,7 +463,8 @@ impl Driver {
             let conn = load_conn(c, want.vip, want.project, want.encap);
             let key = load_shared(c);
             let fp = fingerprint(&conn, &key);
-            if self.loaded.get(&c.charon_name) == Some(&fp) {
+            let before = self.loaded.get(&c.charon_name).cloned();
+            if before.as_ref() == Some(&fp) {
                 continue;
             }
             let result = async {
@@ -478,6 +479,14 @@ impl Driver {
                         c.name, c.charon_name, want.project, c.remote_subnet, c.remote_ip
                     );
                     self.loaded.insert(c.charon_name.clone(), fp);
+                    if before.is_some() {
+                        // changed: its SAs were negotiated with the old
+                        // settings; bring it up again with the new ones
+                        info!("ipsec: {}: changed, re-establishing", c.charon_name);
+                        vici.terminate(&c.charon_name).await?;
+                        self.last_initiate.remove(&c.charon_name);
+                        self.reasons.remove(&c.charon_name);
+                    }
                 }
                 Err(e @ super::vici::ViciError::Refused { .. }) => {
                     warn!("ipsec: {}: {e}", c.name);
@@ -510,15 +519,25 @@ impl Driver {
                     since: Instant::now(),
                     last_failure: None,
                 });
+            let reason = match &new {
+                TunnelState::Down(Some(r)) => Some(r.clone()),
+                TunnelState::Connecting | TunnelState::Down(None) => {
+                    self.reasons.get(&c.charon_name).cloned()
+                }
+                _ => None,
+            };
+            if let Some(r) = reason {
+                if entry.last_failure.as_ref() != Some(&r) && r != Reason::NotMaster {
+                    info!("ipsec: {} ({}): last failure: {r}", c.name, c.charon_name);
+                }
+                entry.last_failure = Some(r);
+            }
             if std::mem::discriminant(&entry.state) != std::mem::discriminant(&new)
                 || matches!((&entry.state, &new), (TunnelState::Down(a), TunnelState::Down(b)) if a != b)
                 || matches!((&entry.state, &new), (TunnelState::Up(a), TunnelState::Up(b)) if a.spi_in != b.spi_in)
             {
                 info!("ipsec: {} ({}): {new}", c.name, c.charon_name);
                 entry.since = Instant::now();
-                if let TunnelState::Down(Some(r)) = &new {
-                    entry.last_failure = Some(r.clone());
-                }
                 if matches!(new, TunnelState::Up(_)) {
                     self.reasons.remove(&c.charon_name);
                 }

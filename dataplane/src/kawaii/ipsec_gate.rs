@@ -102,6 +102,9 @@ impl<T: std::borrow::BorrowMut<MapData>> IpsecGate<T> {
         } else {
             match self.map.remove(&k) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
+                // already shut: the delete finds no key
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e.into()),
             }
         }
