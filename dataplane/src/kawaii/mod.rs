@@ -17,10 +17,10 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use kowabunga_bindings::{
-    kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule_addr_key, kw_rule_hit,
+    kw_cidr, kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule_addr_key, kw_rule_hit,
     kw_rule_node, kw_rule_port, kw_rule_port_key, kw_stat, kw_table, KW_BANKS,
-    KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE, KW_RULE_EXACT_ENTRIES,
-    KW_RULE_PORT_ENTRIES,
+    KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_IPSEC_UP_ENTRIES, KW_MAX_RULES_PER_TABLE,
+    KW_RULE_EXACT_ENTRIES, KW_RULE_PORT_ENTRIES,
 };
 
 use crate::{abi, attach::Links, bpffs, Role};
@@ -208,7 +208,7 @@ const fn size<T>() -> u32 {
 }
 
 /// The map definitions of `kw_maps.h`, as this build expects them.
-pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 11] {
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 12] {
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -275,6 +275,13 @@ pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 11] {
             kw_stat::KW_STAT_COUNT,
         ),
         spec(MAP_EVENTS, MapType::RingBuf, 0, 0, KW_EVENTS_BYTES),
+        spec(
+            MAP_IPSEC_UP,
+            MapType::Hash,
+            size::<kw_cidr>(),
+            size::<u32>(),
+            KW_IPSEC_UP_ENTRIES,
+        ),
         abi::META_SPEC,
     ]
 }
@@ -521,5 +528,10 @@ mod tests {
         assert_eq!(specs[6].map_type, MapType::Hash);
         assert_eq!(specs[7].max_entries, 7);
         assert_eq!(specs[7].map_type, MapType::LruHash);
+        assert_eq!(
+            (specs[10].map_type, specs[10].key_size, specs[10].value_size),
+            (MapType::Hash, 8, 4)
+        );
+        assert_eq!(specs[10].max_entries, 32);
     }
 }

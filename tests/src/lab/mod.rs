@@ -9,7 +9,8 @@
 //! * [`capture`]: `tcpdump` on a host's interface, read back a line a packet;
 //! * [`counters`]: the dataplane's outcome counters, read from the pinned `kw_stats`;
 //! * [`charon`]: strongSwan's charon run by hand in a namespace;
-//! * [`ipsec`]: the IPsec lab (site A: the Kawaii lab with charon; site B: a remote office).
+//! * [`ipsec`]: the IPsec lab (site A: the Kawaii lab with charon; site B: a remote office);
+//! * [`ipsec_failover`]: site A as two Kawaii nodes sharing the VIPs by VRRP.
 //!
 //! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call
 //! [`kowabunga_testkit::privileged`] first: it skips with a message when not privileged,
@@ -34,6 +35,7 @@ pub mod charon;
 pub mod counters;
 pub mod daemon;
 pub mod ipsec;
+pub mod ipsec_failover;
 pub mod konvey;
 pub mod netns;
 pub mod topology;
