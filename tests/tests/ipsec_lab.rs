@@ -388,3 +388,63 @@ fn the_lab_tunnel_name_is_charon_safe() {
         TUNNEL_CHARON
     );
 }
+
+#[test]
+fn a_charon_restart_is_followed_and_trap_tunnels_start_under_userspace_esp() -> Result<()> {
+    if !privileged("a_charon_restart_is_followed_and_trap_tunnels_start_under_userspace_esp") {
+        return Ok(());
+    }
+    let _serial = serial();
+    let bin = find_kowabungad()?;
+    let mut lab = IpsecLab::new()?;
+    lab.set_tunnels(&[IpsecLab::tunnel_yaml(
+        TUNNEL,
+        B_PUB_ADDR,
+        B_SUBNET,
+        14,
+        "      start_action: trap\n",
+    )])?;
+    // userspace ESP has no acquires: the trap tunnel is started at once
+    let daemon = lab.a.start_daemon(&bin)?;
+    daemon
+        .wait_log(
+            "userspace ESP raises no acquires",
+            1,
+            Duration::from_secs(5),
+        )
+        .with_context(|| daemon.log())?;
+    daemon
+        .wait_log(UP, 1, Duration::from_secs(20))
+        .with_context(|| format!("never up:\n{}", daemon.log()))?;
+    let p = ping(&lab.a.private, B_HOST_ADDR)?;
+    ensure!(p.success(), "ping through the tunnel: {p:?}");
+
+    // site A's charon restarts: kowabungad reconnects and loads the tunnel again
+    lab.charon_a.restart(&lab.a.gw)?;
+    let daemon = lab.a.daemon().context("daemon")?;
+    daemon
+        .wait_log("ipsec: connected to charon", 2, Duration::from_secs(10))
+        .with_context(|| daemon.log())?;
+    daemon
+        .wait_log(
+            "(kw-acme-office): loaded into charon",
+            2,
+            Duration::from_secs(10),
+        )
+        .with_context(|| daemon.log())?;
+    let t1 = Instant::now();
+    let mut answered = false;
+    while t1.elapsed() < Duration::from_secs(15) && !answered {
+        answered = ping(&lab.a.private, B_HOST_ADDR)?.success();
+    }
+    ensure!(
+        answered,
+        "no traffic after charon's restart:\n{}",
+        lab.a.daemon().map(|d| d.log()).unwrap_or_default()
+    );
+    println!(
+        "charon restarted: reloaded by kowabungad, traffic again after {} ms",
+        t1.elapsed().as_millis()
+    );
+    Ok(())
+}

@@ -40,6 +40,8 @@ use super::vici::{LogLine, Vici};
 pub const TICK: Duration = Duration::from_millis(250);
 /// Least time between two initiations of one tunnel by kowabungad.
 pub const REINITIATE_AFTER: Duration = Duration::from_secs(5);
+/// Longest round of the driver (every command of a round waits on charon).
+pub const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one initiation may take before it is reported as pending.
 pub const INITIATE_TIMEOUT_MS: u32 = 10_000;
 
@@ -168,7 +170,12 @@ pub async fn run(
             d.event(ev);
         }
         let want = desired.borrow().clone();
-        d.step(&want).await;
+        // a charon that died or hangs must not hold the driver: a round
+        // that takes too long gives the session up (reconnect next tick)
+        let round = tokio::time::timeout(ROUND_TIMEOUT, d.step(&want)).await;
+        if round.is_err() {
+            d.lost(&format!("no answer within {} s", ROUND_TIMEOUT.as_secs()));
+        }
     }
     // The daemon stops: the gates stay as they are, so tunnels charon keeps
     // up go on carrying traffic; a tunnel that goes down meanwhile meets

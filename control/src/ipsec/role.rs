@@ -13,6 +13,7 @@ use kowabunga_dataplane::kawaii::ipsec_gate::IpsecGate;
 use tokio::sync::watch;
 use tracing::info;
 
+use super::config::{DpdAction, Ipsec, StartAction};
 use super::driver::{run, Desired, Shared, TunnelStatus};
 use super::firewall::TunnelFirewalls;
 use crate::config::ValidConfig;
@@ -34,10 +35,29 @@ fn firewall_table(config: &ValidConfig) -> String {
     format!("{}_ipsec", table_name(&config.node.bpffs))
 }
 
+/// The tunnels as charon will run them. Userspace ESP (strongSwan's
+/// kernel-libipsec) raises no acquires, so a trap would never fire: there,
+/// `start_action: trap` starts the tunnel at once and `dpd_timeout_action:
+/// hold` restarts it (said once at start).
+fn effective(config: &ValidConfig, conns: &[Ipsec]) -> Vec<Ipsec> {
+    let mut conns = conns.to_vec();
+    if config.node.ipsec.userspace_esp {
+        for c in &mut conns {
+            if c.start_action == StartAction::Trap {
+                c.start_action = StartAction::Start;
+            }
+            if c.dpd_action == DpdAction::Hold {
+                c.dpd_action = DpdAction::Restart;
+            }
+        }
+    }
+    conns
+}
+
 fn desired(config: &ValidConfig) -> Option<Desired> {
     let k = config.kawaii.as_ref()?;
     Some(Desired {
-        conns: k.ipsec.clone(),
+        conns: effective(config, &k.ipsec),
         vip: k.snat_ip,
         project: k.private_subnet,
         encap: config.node.ipsec.userspace_esp,
@@ -109,6 +129,22 @@ impl Role for IpsecRole {
                 ""
             }
         );
+        if self.pending.encap {
+            let trapped: Vec<&str> = self
+                .config
+                .kawaii
+                .iter()
+                .flat_map(|k| &k.ipsec)
+                .filter(|c| c.start_action == StartAction::Trap || c.dpd_action == DpdAction::Hold)
+                .map(|c| c.name.as_str())
+                .collect();
+            if !trapped.is_empty() {
+                tracing::warn!(
+                    "ipsec: userspace ESP raises no acquires: trap / hold tunnels are started at once and restarted instead ({})",
+                    trapped.join(", ")
+                );
+            }
+        }
         self.tx = Some(tx);
         Ok(())
     }

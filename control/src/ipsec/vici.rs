@@ -34,6 +34,14 @@ pub enum ViciError {
         #[source]
         source: rsvici::Error,
     },
+    /// charon did not answer in time (it died, or hangs).
+    #[error("VICI {cmd}: no answer within {secs} s")]
+    Timeout {
+        /// The command.
+        cmd: &'static str,
+        /// The limit.
+        secs: u64,
+    },
     /// charon answered `success = no`.
     #[error("charon refused {cmd} {name}: {errmsg}")]
     Refused {
@@ -104,6 +112,10 @@ struct Empty {}
 struct TrapFilter {
     trap: bool,
 }
+
+/// How long charon may take to answer a command before the session is
+/// given up (the driver bounds each of its rounds with it too).
+pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One VICI session.
 pub struct Vici {
@@ -230,8 +242,23 @@ impl Vici {
             .stream_request::<_, LogLine>("initiate", "control-log", msg);
         pin_mut!(stream);
         let mut lines = Vec::new();
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(u64::from(timeout_ms))
+            + ANSWER_TIMEOUT;
         loop {
-            match stream.try_next().await {
+            let next = match tokio::time::timeout_at(deadline, stream.try_next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    return Err((
+                        ViciError::Timeout {
+                            cmd: "initiate",
+                            secs: (deadline - tokio::time::Instant::now()).as_secs(),
+                        },
+                        lines,
+                    ))
+                }
+            };
+            match next {
                 Ok(Some(line)) => lines.push(line),
                 Ok(None) => return Ok(lines),
                 Err(e) if e.is_command_failed() => {

@@ -38,7 +38,7 @@ impl Charon {
     pub fn start(ns: &Netns, dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let conf = format!(
-            "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = yes\n  retransmit_timeout = 1.0\n  retransmit_tries = 2\n  retransmit_base = 1.4\n  filelog {{\n    log {{\n      path = {log}\n      default = 1\n      ike = 1\n      time_format = %T\n    }}\n  }}\n  plugins {{\n    vici {{\n      socket = unix://{sock}\n    }}\n  }}\n}}\n",
+            "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = yes\n  retransmit_timeout = 1.0\n  retransmit_tries = 2\n  retransmit_base = 1.4\n  filelog {{\n    log {{\n      path = {log}\n      default = 1\n      ike = 1\n      flush_line = yes\n      time_format = %T\n    }}\n  }}\n  plugins {{\n    vici {{\n      socket = unix://{sock}\n    }}\n  }}\n}}\n",
             log = dir.join("charon.log").display(),
             sock = dir.join("charon.vici").display(),
         );
