@@ -117,6 +117,16 @@ fn tunnel_carries_only_encrypted_traffic_fails_closed_and_comes_back() -> Result
     );
     let p = ping(&lab.b_host, PRIV_ADDR)?;
     ensure!(p.success(), "ping B -> A (icmp opened): {p:?}");
+    // the gateway itself is closed to the tunnel (its private address)
+    let node_server = agent.tcp_echo_server(&lab.a.gw, 7002, 30)?;
+    let t = agent.tcp_client_timeout(&lab.b_host, "10.0.0.1:7002", Duration::from_secs(2))?;
+    ensure!(!t.success(), "the node's own port from the tunnel: {t:?}");
+    let t = agent.tcp_client(&lab.a.private, "10.0.0.1:7002")?;
+    ensure!(
+        t.success(),
+        "the same port from the project subnet (control): {t:?}"
+    );
+    drop(node_server);
     // the tunnel's firewall: a port it does not open
     let t = agent.tcp_client_timeout(
         &lab.b_host,

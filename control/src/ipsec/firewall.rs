@@ -110,6 +110,20 @@ impl TunnelFirewalls {
             out.push_str(&format!("    {r}\n"));
         }
         out.push_str("  }\n");
+        // the node itself is no service of the remote offices: new flows
+        // from any tunnel to its own addresses are dropped (replies to the
+        // node's own flows pass)
+        if !self.tunnels.is_empty() {
+            let nets: Vec<String> = self
+                .tunnels
+                .iter()
+                .map(|c| c.remote_subnet.to_string())
+                .collect();
+            out.push_str(&format!(
+                "  chain input {{\n    type filter hook input priority filter - 5; policy accept;\n    ip saddr {{ {} }} ct state new counter drop comment \"kowabunga: IPsec tunnels to the node itself\"\n  }}\n",
+                nets.join(", ")
+            ));
+        }
         out.push_str(&chains);
         out.push_str("}\n");
         out
@@ -215,7 +229,12 @@ kawaii:
             "{s}"
         );
         // the unfiltered tunnel has no chain, and no egress chain without egress filtering
-        assert!(!s.contains("172.16.2.0/24"), "{s}");
+        assert!(!s.contains("ip saddr 172.16.2.0/24 ip daddr"), "{s}");
+        // every tunnel, filtered or not, is kept off the node itself
+        assert!(
+            s.contains("ip saddr { 172.16.1.0/24, 172.16.2.0/24 } ct state new counter drop comment \"kowabunga: IPsec tunnels to the node itself\""),
+            "{s}"
+        );
         assert!(!s.contains("out_0"), "{s}");
         assert!(
             s.starts_with("table inet kw_t\ndelete table inet kw_t\n"),
