@@ -807,7 +807,13 @@ mod tests {
                 "procps",
                 "ethtool",
                 "nftables",
-                "tcpdump"
+                "tcpdump",
+                // the lab's IPsec part: charon, swanctl, userspace ESP, DH groups
+                "strongswan-charon",
+                "strongswan-swanctl",
+                "libcharon-extra-plugins",
+                "libstrongswan-standard-plugins",
+                "libstrongswan-extra-plugins",
             ]
         );
         for cmd in [For::Lab, For::Bench, For::VrrpReport] {
