@@ -45,9 +45,22 @@ int xdp_pass(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
+/* frames dropped by xdp_drop (a veth does not count XDP drops as received) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} gw_drops SEC(".maps");
+
 SEC("xdp")
 int xdp_drop(struct xdp_md *ctx)
 {
+	__u32 z = 0;
+	__u64 *c = bpf_map_lookup_elem(&gw_drops, &z);
+
+	if (c)
+		(*c)++;
 	return XDP_DROP;
 }
 

@@ -295,3 +295,34 @@ fn lint() -> Result<ExitCode> {
     ]);
     run(clippy)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_live_passes_its_options_through() {
+        let cli = Cli::try_parse_from([
+            "cargo xtask",
+            "bench",
+            "--live",
+            "--reps",
+            "1",
+            "--flows",
+            "64,new",
+        ])
+        .expect("parse");
+        let Cmd::Bench { live, args } = cli.command else {
+            panic!("not bench")
+        };
+        assert!(live);
+        assert_eq!(args, ["--reps", "1", "--flows", "64,new"]);
+        let cli =
+            Cli::try_parse_from(["cargo xtask", "bench", "--", "established"]).expect("parse");
+        let Cmd::Bench { live, args } = cli.command else {
+            panic!("not bench")
+        };
+        assert!(!live);
+        assert_eq!(args, ["established"]);
+    }
+}

@@ -98,6 +98,7 @@ struct Running {
     daemon: Daemon,
     config: PathBuf,
     pin: PathBuf,
+    netns: String,
 }
 
 /// The gateway namespace and what runs in it.
@@ -160,8 +161,14 @@ impl Gateway {
             daemon,
             config,
             pin,
+            netns: topo.gw.name().to_owned(),
         });
         Ok(())
+    }
+
+    /// Frames the generator calibration dropped at the gateway's ingress.
+    pub fn ingress_drops(&self) -> Result<u64> {
+        self.progs.drops()
     }
 
     /// The running daemon's counters (summed over CPUs), non-zero ones.
@@ -199,6 +206,35 @@ impl Gateway {
                 .with_context(|| format!("removing {}", r.pin.display()))?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Gateway {
+    /// A run cut short by an error: stop the daemon and remove its links and
+    /// pins (`kowabungad --detach` in the gateway's network namespace, with
+    /// `nsenter`: `ip netns exec` would hide the bpffs), so no pinned map
+    /// outlives the run. The namespaces are deleted after this.
+    fn drop(&mut self) {
+        let Some(r) = self.daemon.take() else {
+            return;
+        };
+        drop(r.daemon);
+        if let Some(bin) = &self.kowabungad {
+            let done = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", r.netns))
+                .arg(bin)
+                .arg("--config")
+                .arg(&r.config)
+                .arg("--detach")
+                .output();
+            if !done.is_ok_and(|o| o.status.success()) {
+                eprintln!(
+                    "live bench: kowabungad --detach failed for {}",
+                    r.config.display()
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&r.pin);
     }
 }
 

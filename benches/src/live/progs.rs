@@ -185,6 +185,11 @@ impl GwProgs {
         Ok(())
     }
 
+    /// Frames `xdp_drop` dropped so far (the generator calibration's count).
+    pub fn drops(&self) -> Result<u64> {
+        percpu_sum(&self.ebpf, "gw_drops")
+    }
+
     /// Detaches the attached program, if any.
     pub fn detach(&mut self) -> Result<()> {
         if let Some((name, id)) = self.attached.take() {

@@ -136,9 +136,9 @@ fn measure(
     let gen = Generator::start(topo, &gen_config(opts, mode, flows, idx))?;
     std::thread::sleep(Duration::from_secs_f64(opts.warm));
     sink.take_seen()?; // the check covers the measured interval only
-    let a = Snapshot::take(sink, &gen, dev, napi)?;
+    let a = Snapshot::take(sink, &gen, dev, gw, napi)?;
     std::thread::sleep(Duration::from_secs_f64(opts.secs));
-    let b = Snapshot::take(sink, &gen, dev, napi)?;
+    let b = Snapshot::take(sink, &gen, dev, gw, napi)?;
     gen.stop()?;
     let kw = gw.daemon_counters()?;
     let seen = sink.take_seen()?;

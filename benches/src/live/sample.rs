@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::modes::Gateway;
 use super::progs::{Generator, Sink};
 use super::topology::{InNetns, Topology, GEN_CPU, GW_CPU};
 
@@ -92,7 +93,8 @@ pub struct Snapshot {
     pub sink: u64,
     /// Frames written by the generator.
     pub generated: u64,
-    /// Frames received by the gateway's ingress.
+    /// Frames received by the gateway's ingress (with those `xdp_drop`
+    /// dropped: a veth does not count them).
     pub gw_rx: u64,
     /// Frames dropped at the gateway's ingress (ring full).
     pub gw_rx_drop: u64,
@@ -106,7 +108,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads them all.
-    pub fn take(sink: &Sink, gen: &Generator, dev: &GwDev, napi: [i32; 2]) -> Result<Self> {
+    pub fn take(
+        sink: &Sink,
+        gen: &Generator,
+        dev: &GwDev,
+        gw: &Gateway,
+        napi: [i32; 2],
+    ) -> Result<Self> {
         let at = Instant::now();
         let stat = std::fs::read_to_string("/proc/stat")?;
         let (gw_rx, gw_rx_drop) = dev.ingress()?;
@@ -114,7 +122,7 @@ impl Snapshot {
             at,
             sink: sink.count()?,
             generated: gen.count()?,
-            gw_rx,
+            gw_rx: gw_rx + gw.ingress_drops()?,
             gw_rx_drop,
             idle_gen: parse_idle(&stat, GEN_CPU)?,
             idle_gw: parse_idle(&stat, GW_CPU)?,
