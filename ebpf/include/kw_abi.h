@@ -283,6 +283,10 @@ struct kw_ct_value {
  */
 #define KW_CT_DEFAULT_ENTRIES 262144
 #define KW_SNAT_MAX_PROBES 32
+/* A port space found full refuses new flows this long without a scan. */
+#define KW_NOPORT_HOLD_NS 1000000000ull
+/* Port spaces remembered as full (LRU). */
+#define KW_NOPORT_ENTRIES 4096
 
 /* ------------------------------------------------------------------ */
 /* Counters: one per-CPU slot per outcome.                             */

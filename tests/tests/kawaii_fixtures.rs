@@ -669,6 +669,39 @@ fn small_port_range() -> (kw_config, Vec<Vec<kw_rule>>) {
 }
 
 #[test]
+fn a_nearly_full_port_range_is_searched_whole_then_marked_full() {
+    let (mut cfg, tables) = world::config();
+    cfg.port_min = 2000;
+    cfg.port_max = 2063;
+    run_with(
+        "a_nearly_full_port_range_is_searched_whole_then_marked_full",
+        (cfg, tables),
+        |h| {
+            // 64 flows, 64 ports: the last flows' 32 hashed probes mostly hit
+            // taken ports; the scan of the whole range finds the free ones.
+            let mut ports = std::collections::BTreeSet::new();
+            for sport in 3000..3064 {
+                let s = step(h, Role::Private, &udp(C1, sport, SERVER, 53));
+                expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+                assert!(ports.insert(sport_of(&s.data)), "port given twice");
+            }
+            assert_eq!(ports.len(), 64);
+            assert_eq!((ports.first(), ports.last()), (Some(&2000), Some(&2063)));
+            // full: dropped, and the space is marked (kw_noport), so the next
+            // packets of such flows are refused without a scan
+            for sport in [3064, 3064, 3065] {
+                let s = step(h, Role::Private, &udp(C1, sport, SERVER, 53));
+                expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_NO_PORT);
+            }
+            assert_eq!(h.model.conntrack_mut().full_spaces.len(), 1);
+            // another destination has its own port space
+            let s = step(h, Role::Private, &udp(C1, 3064, REMOTE, 53));
+            expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        },
+    );
+}
+
+#[test]
 fn exhausted_port_range_drops_with_counter() {
     run_with(
         "exhausted_port_range_drops_with_counter",
