@@ -175,6 +175,7 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 	__u32 zero = 0, *active;
 	__u16 tot_len;
 	int peer = -1;
+	const struct kw_cidr *ipsec;
 
 	p.eth = data;
 	active = bpf_map_lookup_elem(&kw_active, &zero);
@@ -224,8 +225,16 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 			return kw_pass(&p, KW_STAT_PASS_LOCAL);
 		if (!kw_in_cidr(p.key.saddr, &env.cfg->private_net))
 			return kw_drop(ctx, &p, KW_STAT_DROP_SPOOFED, env.cfg->sample_shift);
-		if (kw_is_ipsec(env.cfg, p.key.daddr))
+		ipsec = kw_ipsec_of(env.cfg, p.key.daddr);
+		if (ipsec) {
+			struct kw_cidr key = *ipsec;
+			__u32 *up = bpf_map_lookup_elem(&kw_ipsec_up, &key);
+
+			if (!up || !*up)
+				return kw_drop(ctx, &p, KW_STAT_DROP_IPSEC_DOWN,
+					       env.cfg->sample_shift);
 			return kw_pass(&p, KW_STAT_PASS_IPSEC);
+		}
 	} else {
 		if (!kw_in_cidr(p.key.daddr, &env.cfg->private_net))
 			return kw_pass(&p, KW_STAT_PASS_NOT_OURS);

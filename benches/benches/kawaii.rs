@@ -15,6 +15,10 @@
 //!   drop`, the accepting rule last) at 10, 100, 1,000 and 10,000 rules per
 //!   table, in the same run, then a table with the ratio 10,000 / 10.
 //!
+//! - established at conntrack occupancies: the established row again with
+//!   1,024, 65,536 and 1,048,576 other entries in the confirmed table (all
+//!   three in tables of the same size), in the same run, then a table.
+//!
 //! The measuring is in `kowabunga_benches`; `KOWABUNGA_BENCH_REPEAT` and
 //! `KOWABUNGA_BENCH_FLOWS` scale the run.
 
@@ -185,8 +189,89 @@ fn scale_rows(n: usize) -> Vec<Row<Role>> {
     ]
 }
 
+/// Confirmed-table occupancies of the conntrack table.
+const OCCUPANCIES: [u32; 3] = [1 << 10, 1 << 16, 1 << 20];
+/// Size of each conntrack table in the occupancy rows: above the largest
+/// occupancy, the same for all three.
+const OCCUPANCY_TABLE: u32 = (1 << 20) + (1 << 18);
+
+/// The fixture program with `n` confirmed entries of other flows (clients
+/// in 172.16.0.0/12 to SERVER:443) in its conntrack.
+fn occupied(n: u32) -> Result<Harness> {
+    let (mut cfg, tables) = world::config();
+    cfg.sample_shift = 6;
+    let h = Harness::with_ct_entries(cfg, &tables, OCCUPANCY_TABLE)?;
+    let table = h
+        .kawaii
+        .conntrack_table(kowabunga_dataplane::kawaii::MAP_CT4)?;
+    let now = kowabunga_dataplane::monotonic_now_ns();
+    let entries: Vec<_> = (0..n)
+        .map(|i| {
+            let client = u32::from(Ipv4Addr::new(172, 16, 0, 0)) + (i >> 6);
+            let sport = 1024 + (i & 63) as u16;
+            let key = kowabunga_bindings::kw_ct_key {
+                saddr: client.to_be(),
+                daddr: u32::from(SERVER).to_be(),
+                sport: sport.to_be(),
+                dport: 443u16.to_be(),
+                proto: 6,
+                _pad: [0; 3],
+            };
+            let value = kowabunga_bindings::kw_ct_value {
+                nat_saddr: u32::from(VIP).to_be(),
+                nat_daddr: u32::from(SERVER).to_be(),
+                nat_sport: sport.to_be(),
+                nat_dport: 443u16.to_be(),
+                in_role: kowabunga_bindings::kw_role::KW_ROLE_PRIVATE as u8,
+                flags: 0,
+                state: kowabunga_bindings::kw_ct_state::KW_CT_ESTABLISHED as u8,
+                _pad: 0,
+                last_seen_ns: now,
+                packets: 1,
+                bytes: 64,
+            };
+            (key, value)
+        })
+        .collect();
+    table.insert(&entries)?;
+    Ok(h)
+}
+
+fn occupancy_rows(n: u32) -> Vec<Row<Role>> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let client = Ipv4Addr::new(10, 0, 0, 10);
+    vec![Row::new(
+        leak(format!("established_ct_{n}")),
+        leak(format!("established ({n} ct entries)")),
+        Role::Private,
+        Frames::PerCall(tcp(client, 40000, SERVER, 443, TcpFlags::PSH_ACK)),
+        kw_stat::KW_STAT_FWD_REDIRECT,
+        XDP_REDIRECT,
+    )
+    .primed_by(tcp(client, 40000, SERVER, 443, TcpFlags::SYN), XDP_REDIRECT)]
+}
+
 fn main() -> Result<()> {
     kowabunga_benches::run(&rows(), harness)?;
+
+    // established at conntrack occupancies, all in this run
+    let mut occ = Vec::new();
+    for n in OCCUPANCIES {
+        let (_, lines) = kowabunga_benches::run::run_lines(&occupancy_rows(n), || occupied(n))?;
+        if let [line] = lines.as_slice() {
+            occ.push((n, line.program_ns, line.baseline_ns));
+        }
+    }
+    if !occ.is_empty() {
+        println!("\nKawaii established path at conntrack occupancies, BPF_PROG_TEST_RUN, kernel-timed ns/packet");
+        println!(
+            "{:>10} {:>12} {:>12} {:>12}",
+            "entries", "kawaii", "xdp_pass", "difference"
+        );
+        for (n, p, b) in &occ {
+            println!("{n:>10} {p:>10.1}ns {b:>10.1}ns {:>10.1}ns", p - b);
+        }
+    }
 
     // rules at scale: one subject per rule count, all in this run
     let mut table = Vec::new();

@@ -16,9 +16,11 @@
 //! - [`subject`]: the program object measured, for both harnesses;
 //! - [`measure`]: rows, kernel timing and the path check;
 //! - [`report`]: the summary table;
-//! - [`run`](mod@run): the criterion groups.
+//! - [`run`](mod@run): the criterion groups;
+//! - [`live`]: the live-traffic bench (`cargo xtask bench --live`).
 
 pub mod knobs;
+pub mod live;
 pub mod measure;
 pub mod report;
 pub mod run;

@@ -46,6 +46,7 @@ pub const STAT_NAMES: [(kw_stat::Type, &str); STAT_COUNT] = [
     (kw_stat::KW_STAT_PASS_HOST_FRAGMENT, "pass_host_fragment"),
     (kw_stat::KW_STAT_PASS_VRRP, "pass_vrrp"),
     (kw_stat::KW_STAT_DROP_HOST_DENIED, "drop_host_denied"),
+    (kw_stat::KW_STAT_DROP_IPSEC_DOWN, "drop_ipsec_down"),
     (kw_stat::KW_STAT_CT_CONFIRM_FULL, "ct_confirm_full"),
 ];
 

@@ -35,7 +35,7 @@
  * ABI version"). Same-size changes are exactly what only this number
  * catches.
  */
-#define KW_ABI_VERSION 4 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags; 4: IPv6 ingress rules (kw_rules6, kw_rule_addr6, kw_config.rule6_count) */
+#define KW_ABI_VERSION 5 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags; 4: kw_ipsec_up, drop_ipsec_down; 5: IPv6 ingress rules (kw_rules6, kw_rule_addr6, kw_config.rule6_count) */
 
 /* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
@@ -54,6 +54,7 @@ enum kw_role {
 #define KW_MAX_VIPS 16
 #define KW_MAX_PEERINGS 16
 #define KW_MAX_IPSEC 16
+#define KW_IPSEC_UP_ENTRIES (2 * KW_MAX_IPSEC) /* both banks' subnets during a reload */
 
 enum kw_policy {
 	KW_POLICY_ACCEPT = 0,
@@ -250,7 +251,7 @@ struct kw_config {
 	__u8 _pad[3];
 	__be32 vips[KW_MAX_VIPS];  /* all public VIPs handled here */
 	struct kw_peering peerings[KW_MAX_PEERINGS];
-	struct kw_cidr ipsec[KW_MAX_IPSEC]; /* IPsec remote subnets: passed to XFRM */
+	struct kw_cidr ipsec[KW_MAX_IPSEC]; /* IPsec remote subnets: to the kernel while kw_ipsec_up says up */
 	__u16 rule_start[KW_TABLE_COUNT];  /* first index inside the bank */
 	__u16 rule_count[KW_TABLE_COUNT];
 	__u16 rule6_count; /* IPv6 ingress rules, kw_rules6[bank * KW_MAX_RULES_PER_TABLE + i] */
@@ -324,6 +325,10 @@ struct kw_ct_value {
  */
 #define KW_CT_DEFAULT_ENTRIES 262144
 #define KW_SNAT_MAX_PROBES 32
+/* A port space found full refuses new flows this long without a scan. */
+#define KW_NOPORT_HOLD_NS 1000000000ull
+/* Port spaces remembered as full (LRU). */
+#define KW_NOPORT_ENTRIES 4096
 
 /* ------------------------------------------------------------------ */
 /* Counters: one per-CPU slot per outcome.                             */
@@ -337,7 +342,7 @@ enum kw_stat {
 	KW_STAT_PASS_LOCAL,         /* project subnet, broadcast or multicast */
 	KW_STAT_PASS_NOT_OURS,      /* not addressed to a VIP / routed subnet */
 	KW_STAT_PASS_TO_HOST,       /* firewall.ingress accepted: gateway itself */
-	KW_STAT_PASS_IPSEC,         /* to an IPsec remote subnet: kernel XFRM */
+	KW_STAT_PASS_IPSEC,         /* to an IPsec remote subnet whose child SA is up: kernel XFRM */
 	KW_STAT_PASS_TTL,           /* TTL <= 1, destination kept: the kernel answers */
 	KW_STAT_PASS_NO_NEIGH,      /* next hop unresolved: kernel resolves */
 	KW_STAT_PASS_FIB,           /* destination kept, cannot be forwarded: untranslated to the kernel, which answers as a router */
@@ -367,6 +372,7 @@ enum kw_stat {
 	KW_STAT_PASS_HOST_FRAGMENT, /* public side, to the node: a later fragment (its first was decided) */
 	KW_STAT_PASS_VRRP,          /* public side, to the node: VRRP with TTL 255 */
 	KW_STAT_DROP_HOST_DENIED,   /* public side, to the node or transit: no flow of its own, no rule */
+	KW_STAT_DROP_IPSEC_DOWN,    /* private side, to an IPsec remote subnet whose child SA is not up */
 	/* not a packet outcome (the packet is also counted in its outcome): */
 	KW_STAT_CT_CONFIRM_FULL,    /* confirmed table full: a flow stays embryonic (never evicts) */
 	KW_STAT_COUNT,

@@ -66,4 +66,17 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kw_rule_exact SEC(".maps");
 
+/*
+ * IPsec remote subnets whose child SA is installed, written by kowabungad's
+ * IPsec role from charon's events: a key present with a non-zero value lets
+ * the project's traffic to that subnet go to the kernel (XFRM); anything
+ * else is dropped (fail closed).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct kw_cidr);
+	__type(value, __u32);
+	__uint(max_entries, KW_IPSEC_UP_ENTRIES);
+} kw_ipsec_up SEC(".maps");
+
 #endif /* KW_KAWAII_MAPS_H */

@@ -32,6 +32,18 @@ struct {
 	__uint(max_entries, KW_CT_DEFAULT_ENTRIES);
 } kw_ct4_new SEC(".maps");
 
+/*
+ * Port spaces found full (kw_nat.h kw_snat_reserve): key a reply tuple with
+ * dport 0, value the bpf_ktime_get_coarse_ns() of the failed scan. Not
+ * pinned: a cache, rebuilt after a restart.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kw_ct_key);
+	__type(value, __u64);
+	__uint(max_entries, KW_NOPORT_ENTRIES);
+} kw_noport SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

@@ -98,11 +98,53 @@ static __always_inline __u32 kw_port_hash(const struct kw_ct_key *k)
 }
 
 /*
+ * The i-th probe of a flow whose hash is h: probes land independently across
+ * the range (consecutive ports from one hash would pile up into runs of taken
+ * ports, which every later flow hashing into a run has to cross).
+ */
+static __always_inline __u32 kw_probe_mix(__u32 h, __u32 i)
+{
+	__u32 x = h + i * 0x9E3779B9u;
+
+	x ^= x >> 16;
+	x *= 0x7FEB352Du;
+	x ^= x >> 15;
+	return x;
+}
+
+/* State of the whole-range scan (bpf_loop callback below). */
+struct kw_port_scan {
+	struct kw_ct_key rk;
+	struct kw_ct_value rv;
+	__u32 lo;
+	__u32 range;
+	__u32 start;
+	int rc;
+};
+
+static long kw_port_scan_step(__u32 i, void *data)
+{
+	struct kw_port_scan *s = data;
+
+	if (s->range == 0)
+		return 1;
+	s->rk.dport = bpf_htons((__u16)(s->lo + (s->start + i) % s->range));
+	s->rc = kw_ct_insert_reply(&s->rk, &s->rv);
+	return s->rc != KW_CT_EXISTS; /* 1: stop */
+}
+
+/*
  * Reserve a translated port in [lo, hi] (host order) for a flow whose
  * original tuple is ok: insert the reply entry rk (its dport is the
- * candidate port) with BPF_NOEXIST.
- * The original port is kept when it lies in the range and is free; else up
- * to KW_SNAT_MAX_PROBES ports are tried from a hash of the tuple.
+ * candidate port) with BPF_NOEXIST. A port is unique per reply tuple, i.e.
+ * per (translated address, remote address, remote port, protocol): every
+ * destination has the whole range.
+ * The original port is kept when it lies in the range and is free; else
+ * KW_SNAT_MAX_PROBES ports spread by a hash of the tuple are tried, then the
+ * whole range from the hash on (bpf_loop). A port space found full is marked
+ * in kw_noport (key: rk with dport 0) for KW_NOPORT_HOLD_NS: its new flows
+ * are refused at the cost of one lookup meanwhile, so a flood of flows that
+ * cannot get a port does not scan the range per packet.
  * Returns KW_CT_OK with rk->dport set, KW_CT_EXISTS when no port was free,
  * or KW_CT_ERROR.
  */
@@ -111,12 +153,20 @@ static __always_inline int kw_snat_reserve(__u32 lo, __u32 hi, const struct kw_c
 					   const struct kw_ct_value *rv)
 {
 	__u32 keep = bpf_ntohs(orig_port);
+	struct kw_port_scan scan;
+	struct kw_ct_key space;
+	__u64 *full;
 	__u32 range, h;
 	int rc;
 
 	if (hi < lo || lo == 0)
 		return KW_CT_EXISTS;
 	range = hi - lo + 1;
+	space = *rk;
+	space.dport = 0;
+	full = bpf_map_lookup_elem(&kw_noport, &space);
+	if (full && rv->last_seen_ns - *full < KW_NOPORT_HOLD_NS)
+		return KW_CT_EXISTS;
 	if (keep >= lo && keep <= hi) {
 		rk->dport = orig_port;
 		rc = kw_ct_insert_reply(rk, rv);
@@ -125,13 +175,24 @@ static __always_inline int kw_snat_reserve(__u32 lo, __u32 hi, const struct kw_c
 	}
 	h = kw_port_hash(ok);
 	for (__u32 i = 0; i < KW_SNAT_MAX_PROBES; i++) {
-		__u32 port = lo + (h + i) % range;
+		__u32 port = lo + kw_probe_mix(h, i) % range;
 
 		rk->dport = bpf_htons((__u16)port);
 		rc = kw_ct_insert_reply(rk, rv);
 		if (rc != KW_CT_EXISTS)
 			return rc;
 	}
+	scan.rk = *rk;
+	scan.rv = *rv;
+	scan.lo = lo;
+	scan.range = range;
+	scan.start = h % range;
+	scan.rc = KW_CT_EXISTS;
+	bpf_loop(range, kw_port_scan_step, &scan, 0);
+	rk->dport = scan.rk.dport;
+	if (scan.rc != KW_CT_EXISTS)
+		return scan.rc;
+	bpf_map_update_elem(&kw_noport, &space, &rv->last_seen_ns, BPF_ANY);
 	return KW_CT_EXISTS;
 }
 

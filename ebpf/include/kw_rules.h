@@ -48,16 +48,17 @@ static __always_inline int kw_peering_of(const struct kw_config *cfg, __be32 add
 	return -1;
 }
 
-static __always_inline int kw_is_ipsec(const struct kw_config *cfg, __be32 addr)
+/* The IPsec remote subnet holding addr, or NULL. */
+static __always_inline const struct kw_cidr *kw_ipsec_of(const struct kw_config *cfg, __be32 addr)
 {
 #pragma unroll
 	for (int i = 0; i < KW_MAX_IPSEC; i++) {
 		if (i >= cfg->n_ipsec)
 			break;
 		if (kw_in_cidr(addr, &cfg->ipsec[i]))
-			return 1;
+			return &cfg->ipsec[i];
 	}
-	return 0;
+	return NULL;
 }
 
 /*

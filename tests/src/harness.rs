@@ -114,6 +114,19 @@ impl Harness {
         Ok(Self { net, kawaii, model })
     }
 
+    /// Opens (`up`) or closes the IPsec gate of `net` in the program and
+    /// the model alike.
+    pub fn set_ipsec_up(&mut self, net: ipnet::Ipv4Net, up: bool) -> Result<()> {
+        kowabunga_dataplane::kawaii::ipsec_gate::IpsecGate::of(&mut self.kawaii)?.set(net, up)?;
+        let key = (u32::from(net.network()), u32::from(net.netmask()));
+        if up {
+            self.model.ipsec_up.insert(key);
+        } else {
+            self.model.ipsec_up.remove(&key);
+        }
+        Ok(())
+    }
+
     /// Apply a new configuration to both; conntrack is kept.
     pub fn apply(&mut self, cfg: kw_config, tables_v: &[Vec<kw_rule>]) -> Result<()> {
         self.apply6(cfg, tables_v, &[])

@@ -838,6 +838,39 @@ fn small_port_range() -> (kw_config, Vec<Vec<kw_rule>>) {
 }
 
 #[test]
+fn a_nearly_full_port_range_is_searched_whole_then_marked_full() {
+    let (mut cfg, tables) = world::config();
+    cfg.port_min = 2000;
+    cfg.port_max = 2063;
+    run_with(
+        "a_nearly_full_port_range_is_searched_whole_then_marked_full",
+        (cfg, tables),
+        |h| {
+            // 64 flows, 64 ports: the last flows' 32 hashed probes mostly hit
+            // taken ports; the scan of the whole range finds the free ones.
+            let mut ports = std::collections::BTreeSet::new();
+            for sport in 3000..3064 {
+                let s = step(h, Role::Private, &udp(C1, sport, SERVER, 53));
+                expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+                assert!(ports.insert(sport_of(&s.data)), "port given twice");
+            }
+            assert_eq!(ports.len(), 64);
+            assert_eq!((ports.first(), ports.last()), (Some(&2000), Some(&2063)));
+            // full: dropped, and the space is marked (kw_noport), so the next
+            // packets of such flows are refused without a scan
+            for sport in [3064, 3064, 3065] {
+                let s = step(h, Role::Private, &udp(C1, sport, SERVER, 53));
+                expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_NO_PORT);
+            }
+            assert_eq!(h.model.conntrack_mut().full_spaces.len(), 1);
+            // another destination has its own port space
+            let s = step(h, Role::Private, &udp(C1, 3064, REMOTE, 53));
+            expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+        },
+    );
+}
+
+#[test]
 fn exhausted_port_range_drops_with_counter() {
     run_with(
         "exhausted_port_range_drops_with_counter",
@@ -1760,13 +1793,57 @@ fn replies_to_the_nodes_own_flows_pass_and_servers_need_rules() {
 // ---------------------------------------------------------------- IPsec
 
 #[test]
-fn ipsec_remote_subnet_goes_to_kernel_untranslated() {
-    run("ipsec_remote_subnet_goes_to_kernel_untranslated", |h| {
-        let f = tcp(C1, 40000, Ipv4Addr::new(172, 16, 1, 5), 22, TcpFlags::SYN);
-        let s = step(h, Role::Private, &f);
-        expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_IPSEC);
-        assert_eq!(s.data, f);
-    });
+fn ipsec_remote_subnet_goes_to_kernel_untranslated_while_up() {
+    run(
+        "ipsec_remote_subnet_goes_to_kernel_untranslated_while_up",
+        |h| {
+            h.set_ipsec_up("172.16.1.0/24".parse().unwrap(), true)
+                .unwrap();
+            let f = tcp(C1, 40000, Ipv4Addr::new(172, 16, 1, 5), 22, TcpFlags::SYN);
+            let s = step(h, Role::Private, &f);
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_IPSEC);
+            assert_eq!(s.data, f);
+        },
+    );
+}
+
+#[test]
+fn ipsec_remote_subnet_is_dropped_while_its_tunnel_is_down() {
+    run(
+        "ipsec_remote_subnet_is_dropped_while_its_tunnel_is_down",
+        |h| {
+            let net = "172.16.1.0/24".parse().unwrap();
+            let f = tcp(C1, 40000, Ipv4Addr::new(172, 16, 1, 5), 22, TcpFlags::SYN);
+            // never up: dropped, never SNATed to the VIP nor routed in clear
+            expect(
+                &step(h, Role::Private, &f),
+                XDP_DROP,
+                kw_stat::KW_STAT_DROP_IPSEC_DOWN,
+            );
+            h.set_ipsec_up(net, true).unwrap();
+            expect(
+                &step(h, Role::Private, &f),
+                XDP_PASS,
+                kw_stat::KW_STAT_PASS_IPSEC,
+            );
+            // the child SA went down again: the gate closes
+            h.set_ipsec_up(net, false).unwrap();
+            let udp = udp(C1, 40001, Ipv4Addr::new(172, 16, 1, 9), 53);
+            expect(
+                &step(h, Role::Private, &udp),
+                XDP_DROP,
+                kw_stat::KW_STAT_DROP_IPSEC_DOWN,
+            );
+            // another subnet's gate does not open this one
+            h.set_ipsec_up("172.16.2.0/24".parse().unwrap(), true)
+                .unwrap();
+            expect(
+                &step(h, Role::Private, &f),
+                XDP_DROP,
+                kw_stat::KW_STAT_DROP_IPSEC_DOWN,
+            );
+        },
+    );
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub enum For {
     Lab,
     /// `cargo xtask bench`: the `BPF_PROG_TEST_RUN` benchmarks.
     Bench,
+    /// `cargo xtask bench --live`: real traffic through namespaces, against
+    /// kernel forwarding and nftables.
+    LiveBench,
     /// `cargo xtask vrrp-report`: our VRRP engine against keepalived.
     VrrpReport,
     /// `cargo xtask test` and `ci`: the whole suite, kowabunga-lib's real
@@ -40,6 +43,7 @@ impl For {
         match self {
             For::Lab => "cargo xtask lab",
             For::Bench => "cargo xtask bench",
+            For::LiveBench => "cargo xtask bench --live",
             For::VrrpReport => "cargo xtask vrrp-report",
             For::Test => "cargo xtask test",
             For::All => "cargo xtask deps",
@@ -50,12 +54,15 @@ impl For {
     pub fn groups(self) -> &'static [Group] {
         use Group::*;
         match self {
-            For::Lab => &[Build, Netns, Probes, Lab],
+            For::Lab => &[Build, Netns, Probes, Lab, Nft, Ipsec],
             For::Bench => &[Build, Netns],
+            For::LiveBench => &[Build, Netns, Probes, Nft],
             For::VrrpReport => &[Build, Netns, Probes, Vrrp],
-            For::Test => &[Build, Netns, Probes, Lab, Vrrp, LibBuild, Guests, Ceph],
+            For::Test => &[
+                Build, Netns, Probes, Lab, Nft, Ipsec, Vrrp, LibBuild, Guests, Ceph,
+            ],
             For::All => &[
-                Build, Netns, Probes, Lab, Vrrp, LibBuild, Guests, Ceph, Tools,
+                Build, Netns, Probes, Lab, Nft, Ipsec, Vrrp, LibBuild, Guests, Ceph, Tools,
             ],
         }
     }
@@ -85,6 +92,10 @@ pub enum Group {
     Probes,
     /// The namespace lab's extra tools.
     Lab,
+    /// nftables: kowabungad's backstop, the live bench's baselines.
+    Nft,
+    /// strongSwan's charon, driven by kowabungad over VICI.
+    Ipsec,
     /// VRRP interop with keepalived.
     Vrrp,
     /// Building kowabunga-lib's libvirt and Ceph backends.
@@ -105,6 +116,8 @@ impl Group {
             Group::Netns => "netns",
             Group::Probes => "probes",
             Group::Lab => "lab",
+            Group::Nft => "nft",
+            Group::Ipsec => "ipsec",
             Group::Vrrp => "vrrp",
             Group::LibBuild => "lib-build",
             Group::Guests => "guests",
@@ -122,6 +135,8 @@ impl Group {
             Group::Lab => {
                 "the namespace lab: veth offloads, kowabungad's nftables backstop, captures"
             }
+            Group::Nft => "nftables: kowabungad's kernel backstop, the live bench's NAT baselines",
+            Group::Ipsec => "IPsec tunnels: charon driven over VICI, ESP in userspace here",
             Group::Vrrp => "VRRP interop and takeover comparison with keepalived",
             Group::LibBuild => "builds kowabunga-lib's libvirt and Ceph backends (its tests)",
             Group::Guests => "libvirtd and QEMU guests started by kowabunga-lib's tests",
@@ -187,13 +202,38 @@ const PACKAGES: &[Package] = &[
     },
     Package {
         name: "nftables",
-        why: "nft: kowabungad's kernel backstop (control/src/kawaii/backstop.rs)",
-        group: Group::Lab,
+        why: "nft: kowabungad's kernel backstop (control/src/kawaii/backstop.rs), live bench modes nft-masq/nft-dnat",
+        group: Group::Nft,
     },
     Package {
         name: "tcpdump",
         why: "captures on the lab's Internet side (no private source ever leaves)",
         group: Group::Lab,
+    },
+    Package {
+        name: "strongswan-charon",
+        why: "charon, the IKE daemon kowabungad drives over VICI (control/src/ipsec)",
+        group: Group::Ipsec,
+    },
+    Package {
+        name: "strongswan-swanctl",
+        why: "swanctl: the labs' remote office loads its own swanctl.conf",
+        group: Group::Ipsec,
+    },
+    Package {
+        name: "libcharon-extra-plugins",
+        why: "kernel-libipsec: ESP in userspace over UDP (this kernel has no ESP)",
+        group: Group::Ipsec,
+    },
+    Package {
+        name: "libstrongswan-standard-plugins",
+        why: "openssl plugin: ECP and brainpool DH groups (19-21, 25-30), curve448 (32)",
+        group: Group::Ipsec,
+    },
+    Package {
+        name: "libstrongswan-extra-plugins",
+        why: "curve25519 DH group (31) and extra ciphers",
+        group: Group::Ipsec,
     },
     Package {
         name: "keepalived",
@@ -573,6 +613,7 @@ fn deps_arg(cmd: For) -> String {
         For::All => String::new(),
         For::Lab => " lab".into(),
         For::Bench => " bench".into(),
+        For::LiveBench => " live-bench".into(),
         For::VrrpReport => " vrrp-report".into(),
         For::Test => " test".into(),
     }
@@ -776,10 +817,16 @@ mod tests {
                 "procps",
                 "ethtool",
                 "nftables",
-                "tcpdump"
+                "tcpdump",
+                // the lab's IPsec part: charon, swanctl, userspace ESP, DH groups
+                "strongswan-charon",
+                "strongswan-swanctl",
+                "libcharon-extra-plugins",
+                "libstrongswan-standard-plugins",
+                "libstrongswan-extra-plugins",
             ]
         );
-        for cmd in [For::Lab, For::Bench, For::VrrpReport] {
+        for cmd in [For::Lab, For::Bench, For::LiveBench, For::VrrpReport] {
             assert!(!cmd.needs_guest_kernel(), "{cmd:?}");
             for n in names_for(cmd) {
                 for bad in [
@@ -816,6 +863,25 @@ mod tests {
     }
 
     #[test]
+    fn the_live_bench_gets_nftables_and_no_lab_tools() {
+        assert_eq!(
+            names_for(For::LiveBench),
+            [
+                "clang-19",
+                "libclang1-19",
+                "libbpf-dev",
+                "linux-libc-dev",
+                "iproute2",
+                "iputils-ping",
+                "procps",
+                "nftables"
+            ]
+        );
+        assert!(!For::LiveBench.needs_guest_kernel());
+        assert_eq!(For::LiveBench.command(), "cargo xtask bench --live");
+    }
+
+    #[test]
     fn test_needs_everything_but_the_tools_and_never_a_kernel_package() {
         let test = names_for(For::Test);
         let all = names_for(For::All);
@@ -835,7 +901,7 @@ mod tests {
         }
         assert!(For::Test.needs_guest_kernel());
         // Every smaller command's packages are part of the suite's.
-        for cmd in [For::Lab, For::Bench, For::VrrpReport] {
+        for cmd in [For::Lab, For::Bench, For::LiveBench, For::VrrpReport] {
             for n in names_for(cmd) {
                 assert!(test.contains(&n), "{cmd:?}: {n}");
             }

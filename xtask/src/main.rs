@@ -4,7 +4,7 @@
 //!   (`--list` prints them, `--purge` removes what xtask installed)
 //! * `test`  — deps, build everything, run every test
 //! * `lab`   — deps, build, run the Kawaii namespace lab demo
-//! * `bench` — deps, run the benchmarks
+//! * `bench` — deps, run the benchmarks (`--live`: real traffic through namespaces)
 //! * `vrrp-report` — deps, takeover times of our VRRP engine vs keepalived (root)
 //! * `ci`    — what `.ci/run` does: privileged tests, fmt check, clippy
 
@@ -58,9 +58,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// deps, `cargo bench -p kowabunga-benches [ARGS]`.
+    /// deps, `cargo bench -p kowabunga-benches [ARGS]`; with --live, the
+    /// live-traffic bench (root): `kowabunga-live-bench [ARGS]`.
     Bench {
-        /// Passed to `cargo bench`.
+        /// Real frames through namespaces, every mode interleaved and
+        /// verified (`--live --help` for its options, e.g. `--reps 1 --secs 1
+        /// --flows 1024`).
+        #[arg(long)]
+        live: bool,
+        /// Passed to `cargo bench` (or to `kowabunga-live-bench`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
@@ -86,7 +92,8 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Cmd::Test { args } => test(&args),
         Cmd::Lab { args } => lab(&args),
-        Cmd::Bench { args } => bench(&args),
+        Cmd::Bench { live: false, args } => bench(&args),
+        Cmd::Bench { live: true, args } => live_bench(&args),
         Cmd::Ci => ci(),
         Cmd::VrrpReport { args } => vrrp_report(&args),
     };
@@ -228,6 +235,31 @@ fn bench(args: &[OsString]) -> Result<ExitCode> {
     run(cmd)
 }
 
+fn live_bench(args: &[OsString]) -> Result<ExitCode> {
+    deps::ensure(deps::For::LiveBench, &target_dir())?;
+    if !deps::is_root() {
+        bail!(
+            "the live bench creates network namespaces and attaches XDP programs: run it as root"
+        );
+    }
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "kowabunga-control", "--bins"]);
+    run_ok(build)?;
+    let mut bench = cargo();
+    bench.args([
+        "build",
+        "--release",
+        "-p",
+        "kowabunga-benches",
+        "--bin",
+        "kowabunga-live-bench",
+    ]);
+    run_ok(bench)?;
+    let mut cmd = Command::new(target_dir().join("release").join("kowabunga-live-bench"));
+    cmd.args(args).env("RUST_BACKTRACE", "1");
+    run(cmd)
+}
+
 fn ci() -> Result<ExitCode> {
     if !deps::is_root() {
         bail!("`cargo xtask ci` runs the privileged tests: run it as root");
@@ -262,4 +294,35 @@ fn lint() -> Result<ExitCode> {
         "warnings",
     ]);
     run(clippy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_live_passes_its_options_through() {
+        let cli = Cli::try_parse_from([
+            "cargo xtask",
+            "bench",
+            "--live",
+            "--reps",
+            "1",
+            "--flows",
+            "64,new",
+        ])
+        .expect("parse");
+        let Cmd::Bench { live, args } = cli.command else {
+            panic!("not bench")
+        };
+        assert!(live);
+        assert_eq!(args, ["--reps", "1", "--flows", "64,new"]);
+        let cli =
+            Cli::try_parse_from(["cargo xtask", "bench", "--", "established"]).expect("parse");
+        let Cmd::Bench { live, args } = cli.command else {
+            panic!("not bench")
+        };
+        assert!(!live);
+        assert_eq!(args, ["established"]);
+    }
 }

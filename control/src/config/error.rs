@@ -194,7 +194,7 @@ pub enum ErrorKind {
     #[error("{} is not an interface name (1-15 characters, no '/', ':' or whitespace)", quote(.0))]
     BadInterfaceName(String),
     /// Unsupported Diffie-Hellman group.
-    #[error("{0} is not a supported DH group (2, 5, 14-24)")]
+    #[error("{0} is not a supported DH group (2, 5, 14-32)")]
     DhGroup(u32),
     /// Unsupported integrity algorithm.
     #[error("{} is not an integrity algorithm (SHA1, SHA256, SHA384, SHA512)", quote(.0))]
@@ -211,6 +211,43 @@ pub enum ErrorKind {
         min: u64,
         /// Largest accepted.
         max: u64,
+    },
+    /// Not a duration.
+    #[error("{} is not a duration (seconds, or a number with s, m, h or d)", quote(.0))]
+    Duration(String),
+    /// A word outside its list.
+    #[error("{} is not one of {allowed}", quote(.value))]
+    NotOneOf {
+        /// The value.
+        value: String,
+        /// The accepted words.
+        allowed: &'static str,
+    },
+    /// Two connections to one peer with different keys.
+    #[error("{other} has the same remote_ip with another pre_shared_key: one key per peer")]
+    PeerKeyMismatch {
+        /// The other connection's field path.
+        other: String,
+    },
+    /// The name of an IPsec connection gives the same charon name as another.
+    #[error("{} gives the charon name {charon:?}, already used by {other}", quote(.value))]
+    CharonNameClash {
+        /// The name.
+        value: String,
+        /// The derived name.
+        charon: String,
+        /// The other connection's field path.
+        other: String,
+    },
+    /// A source outside the subnet it must be in.
+    #[error("{} is not inside {what} ({subnet})", quote(.value))]
+    OutsideSubnet {
+        /// The value.
+        value: String,
+        /// What the subnet is.
+        what: &'static str,
+        /// The subnet.
+        subnet: Ipv4Net,
     },
     /// A path that must be absolute.
     #[error("{} is not an absolute path", quote(.0))]

@@ -38,8 +38,8 @@ use serde::Deserialize;
 /// The `kawaii` section's types are defined once, in the `kowabunga`
 /// library, and shared with the services that embed it.
 pub use kowabunga::model::kawaii::{
-    DnatRule, EgressRule, Firewall, IngressRule, IpsecConnection, Kawaii, PeeringRule, Policy,
-    PortSpec, Secret, VpcPeering, ANY_SUBNET,
+    DnatRule, DurationSpec, EgressRule, Firewall, IngressRule, IpsecConnection, Kawaii,
+    PeeringRule, Policy, PortSpec, Secret, VpcPeering, ANY_SUBNET,
 };
 
 /// The `konvey` section's types come from the `kowabunga` library too.
@@ -101,6 +101,10 @@ pub struct Node {
     /// [`crate::vrrp::config`]).
     #[serde(default)]
     pub vrrp: crate::vrrp::config::VrrpConfig,
+    /// The IKE daemon Kawaii's IPsec connections are driven through
+    /// (optional, see [`crate::ipsec::node`]).
+    #[serde(default)]
+    pub ipsec: crate::ipsec::node::NodeIpsec,
 }
 
 /// The interfaces of the node, by role.

@@ -48,6 +48,8 @@ pub struct ValidNode {
     pub konvey: ValidNodeKonvey,
     /// VRRP instances, with the zone rule applied to their priorities.
     pub vrrp: Vec<crate::vrrp::config::Instance>,
+    /// How to reach charon.
+    pub ipsec: crate::ipsec::node::NodeIpsec,
 }
 
 /// Validates the `node` section (and which sections the file has).
@@ -173,6 +175,7 @@ pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
                 path: e.field().to_owned(),
                 kind: ErrorKind::Vrrp(e.message()),
             })?,
+        ipsec: crate::ipsec::node::validate_node_ipsec(&node.ipsec)?,
     })
 }
 

@@ -133,8 +133,8 @@ fn unknown_fields_are_errors() {
         ),
         (
             ipsec_with("phase1_lifetime", "1h")
-                .replace("name:", "phase1_lifetime: 1h\n      name:"),
-            "phase1_lifetime",
+                .replace("name:", "phase3_lifetime: 1h\n      name:"),
+            "phase3_lifetime",
         ),
     ] {
         match parse_str(&yaml) {

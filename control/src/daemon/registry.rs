@@ -68,6 +68,7 @@ impl RoleSpec {
 pub const ROLES: &[RoleSpec] = &[
     crate::kawaii::role::SPEC,
     crate::konvey::role::SPEC,
+    crate::ipsec::role::SPEC,
     crate::vrrp::role::SPEC,
 ];
 

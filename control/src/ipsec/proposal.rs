@@ -4,7 +4,9 @@
 use crate::config::error::{err, ErrorKind, ValidationError};
 
 /// Diffie-Hellman groups accepted for IPsec (design section 4).
-pub const DH_GROUPS: [u32; 13] = [2, 5, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24];
+pub const DH_GROUPS: [u32; 21] = [
+    2, 5, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+];
 
 /// A validated Diffie-Hellman group number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,14 @@ pub fn dh_group_strongswan_name(number: u32) -> Option<&'static str> {
         22 => "modp1024s160",
         23 => "modp2048s224",
         24 => "modp2048s256",
+        25 => "ecp192",
+        26 => "ecp224",
+        27 => "ecp224bp",
+        28 => "ecp256bp",
+        29 => "ecp384bp",
+        30 => "ecp512bp",
+        31 => "curve25519",
+        32 => "curve448",
         _ => return None,
     })
 }

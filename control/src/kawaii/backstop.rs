@@ -70,11 +70,21 @@ impl Backstop {
             let nets = set(self.ipsec.iter().map(ToString::to_string));
             egress.push_str(&format!(" ip daddr != {nets}"));
         }
-        self.script(&[
-            format!("{egress} counter drop comment \"kowabunga: untranslated egress\""),
-            self.no_ipv6(),
-            self.no_ipv6_in(),
-        ])
+        let mut rules = vec![format!(
+            "{egress} counter drop comment \"kowabunga: untranslated egress\""
+        )];
+        if !self.ipsec.is_empty() {
+            // an IPsec remote subnet leaves by the public interface only
+            // inside its tunnel (XFRM); without an SA, never in clear
+            let nets = set(self.ipsec.iter().map(ToString::to_string));
+            rules.push(format!(
+                "oifname \"{}\" ip daddr {nets} rt ipsec missing counter drop comment \"kowabunga: IPsec subnet outside its tunnel\"",
+                self.public
+            ));
+        }
+        rules.push(self.no_ipv6());
+        rules.push(self.no_ipv6_in());
+        self.script(&rules)
     }
 
     /// The ruleset once the dataplane is gone (`--detach`).

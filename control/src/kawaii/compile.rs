@@ -164,6 +164,12 @@ pub fn compile_section(k: &ValidKawaii, nat_ports: (u16, u16)) -> KawaiiConfig {
         }));
     }
     for peering in &k.peerings {
+        if peering.policy == crate::config::model::Policy::Drop {
+            // upstream's API: ICMP across a peering is always accepted
+            let icmp = Rule::filter(peering.subnet, RuleProto::Icmp, (0, u16::MAX));
+            rules.peer_in.push(icmp);
+            rules.peer_out.push(icmp);
+        }
         for rule in &peering.ingress {
             let p = proto(rule.protocol);
             rules

@@ -353,17 +353,21 @@ pub fn validate_kawaii(node: &ValidNode, k: &Kawaii) -> Result<ValidKawaii, Vali
     check_rules("kawaii.firewall.egress", n_egress, String::new())?;
     let n_dnat: usize = dnat.iter().map(|r| expanded_len(&r.ports)).sum();
     check_rules("kawaii.dnat", n_dnat, String::new())?;
+    // one implicit icmp rule per direction of each drop-policy peering
+    let icmp = peerings.iter().filter(|p| p.policy == Policy::Drop).count();
     let n_peer_in: usize = peerings
         .iter()
         .flat_map(|p| &p.ingress)
         .map(|r| expanded_len(&r.ports))
-        .sum();
+        .sum::<usize>()
+        + icmp;
     check_rules("kawaii.vpc_peerings[*].ingress", n_peer_in, String::new())?;
     let n_peer_out: usize = peerings
         .iter()
         .flat_map(|p| &p.egress)
         .map(|r| expanded_len(&r.ports))
-        .sum();
+        .sum::<usize>()
+        + icmp;
     check_rules("kawaii.vpc_peerings[*].egress", n_peer_out, String::new())?;
 
     let valid = ValidKawaii {

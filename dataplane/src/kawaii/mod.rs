@@ -3,6 +3,7 @@
 pub mod banks;
 pub mod config;
 pub mod index;
+pub mod ipsec_gate;
 
 use std::{
     collections::HashMap,
@@ -16,10 +17,11 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use kowabunga_bindings::{
-    kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule6, kw_rule_addr6_key,
-    kw_rule_addr_key, kw_rule_hit, kw_rule_node, kw_rule_port, kw_rule_port_key, kw_stat, kw_table,
-    KW_BANKS, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_MAX_RULES_PER_TABLE,
-    KW_RULE_ADDR6_ENTRIES, KW_RULE_EXACT_ENTRIES, KW_RULE_PORT_ENTRIES,
+    kw_cidr, kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule6,
+    kw_rule_addr6_key, kw_rule_addr_key, kw_rule_hit, kw_rule_node, kw_rule_port,
+    kw_rule_port_key, kw_stat, kw_table, KW_BANKS, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES,
+    KW_IPSEC_UP_ENTRIES, KW_MAX_RULES_PER_TABLE, KW_RULE_ADDR6_ENTRIES, KW_RULE_EXACT_ENTRIES,
+    KW_RULE_PORT_ENTRIES,
 };
 
 use crate::{abi, attach::Links, bpffs, Role};
@@ -61,8 +63,11 @@ pub const MAP_STATS: &str = "kw_stats";
 pub const MAP_EVENTS: &str = "kw_events";
 /// Array `u32` 0 -> ABI version of the pins beside it (see [`crate::abi`]).
 pub const MAP_META: &str = abi::MAP_META;
+/// Hash `kw_cidr` -> `u32`: IPsec remote subnets whose child SA is up
+/// (see [`ipsec_gate`]).
+pub const MAP_IPSEC_UP: &str = "kw_ipsec_up";
 /// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
-pub const MAP_NAMES: [&str; 13] = [
+pub const MAP_NAMES: [&str; 14] = [
     MAP_ACTIVE,
     MAP_CONFIG,
     MAP_RULES,
@@ -75,6 +80,7 @@ pub const MAP_NAMES: [&str; 13] = [
     MAP_CT4_NEW,
     MAP_STATS,
     MAP_EVENTS,
+    MAP_IPSEC_UP,
     MAP_META,
 ];
 
@@ -175,6 +181,9 @@ pub enum Error {
     /// A program is missing from the object.
     #[error("kawaii.o has no program {0}")]
     MissingProgram(&'static str),
+    /// The object has no such map.
+    #[error("kawaii.o has no map {0}")]
+    MissingMap(&'static str),
     /// A program is missing from the object or failed verification.
     #[error("cannot load program {program}")]
     Program {
@@ -209,7 +218,7 @@ const fn size<T>() -> u32 {
 }
 
 /// The map definitions of `kw_maps.h`, as this build expects them.
-pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 13] {
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 14] {
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -290,6 +299,13 @@ pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 13] {
             kw_stat::KW_STAT_COUNT,
         ),
         spec(MAP_EVENTS, MapType::RingBuf, 0, 0, KW_EVENTS_BYTES),
+        spec(
+            MAP_IPSEC_UP,
+            MapType::Hash,
+            size::<kw_cidr>(),
+            size::<u32>(),
+            KW_IPSEC_UP_ENTRIES,
+        ),
         abi::META_SPEC,
     ]
 }
@@ -538,5 +554,10 @@ mod tests {
         assert_eq!(specs[8].map_type, MapType::Hash);
         assert_eq!(specs[9].max_entries, 7);
         assert_eq!(specs[9].map_type, MapType::LruHash);
+        assert_eq!(
+            (specs[12].map_type, specs[12].key_size, specs[12].value_size),
+            (MapType::Hash, 8, 4)
+        );
+        assert_eq!(specs[12].max_entries, 32);
     }
 }

@@ -149,21 +149,55 @@ pub struct DnatRule {
 }
 
 /// `vpc_peerings[]`: a subnet routed without NAT.
+///
+/// The guide writes `ingress` / `egress` as single objects, the API as
+/// lists: both are accepted.
+///
+/// ```
+/// use kowabunga::model::kawaii::{Policy, VpcPeering};
+///
+/// let guide = "subnet: 10.1.0.0/24\npolicy: accept\ningress: {ports: 1-65535, protocol: tcp}\n";
+/// let p: VpcPeering = serde_norway::from_str(guide).unwrap();
+/// assert_eq!(p.ingress.len(), 1);
+/// let api = "subnet: 10.1.0.0/24\negress: [{protocol: udp, ports: 53}, {protocol: tcp, ports: 53}]\n";
+/// let p: VpcPeering = serde_norway::from_str(api).unwrap();
+/// assert_eq!(p.egress.len(), 2);
+/// assert_eq!(p.policy, Policy::Drop); // upstream's default
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VpcPeering {
     /// The peered subnet.
     pub subnet: String,
-    /// Default verdict of new flows to and from the peer (`accept` by
-    /// default); `ingress` / `egress` rules are the exceptions.
-    #[serde(default)]
+    /// Default verdict of new flows to and from the peer (`drop` by
+    /// default, as upstream's API); `ingress` / `egress` rules are the
+    /// flows accepted when it is `drop`. ICMP is always accepted.
+    #[serde(default = "drop_policy")]
     pub policy: Policy,
-    /// Exceptions for flows from the peer into the project subnet.
-    #[serde(default)]
+    /// Flows from the peer into the project subnet that are accepted.
+    #[serde(default, deserialize_with = "one_or_many")]
     pub ingress: Vec<PeeringRule>,
-    /// Exceptions for flows from the project subnet to the peer.
-    #[serde(default)]
+    /// Flows from the project subnet to the peer that are accepted.
+    #[serde(default, deserialize_with = "one_or_many")]
     pub egress: Vec<PeeringRule>,
+}
+
+/// A list, or a single object standing for a list of one.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    // Buffered as a value (not an untagged enum, which loses the inner
+    // error): a list, else one object, each with its own error.
+    let value = serde_norway::Value::deserialize(deserializer)?;
+    if value.is_sequence() {
+        Vec::<T>::deserialize(value).map_err(serde::de::Error::custom)
+    } else {
+        T::deserialize(value)
+            .map(|one| vec![one])
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A VPC peering rule: the subnet is the peering's.
@@ -177,13 +211,43 @@ pub struct PeeringRule {
     pub ports: Option<PortSpec>,
 }
 
-/// `ipsec_connections[]`: an IKEv2 + PSK site-to-site tunnel.
+/// `ipsec_connections[]`: an IKEv2 + PSK site-to-site tunnel, with the
+/// guide's field names (`remote_peer`) and the API's (`remote_ip`), and
+/// upstream's optional fields and defaults.
+///
+/// ```
+/// use kowabunga::model::kawaii::IpsecConnection;
+///
+/// let yaml = r#"
+/// name: ACME Office
+/// desc: connect ro aws ipsec
+/// pre_shared_key: s3cret
+/// remote_peer: 5.6.7.8
+/// remote_subnet: 172.16.1.0/24
+/// phase1_dh_group_number: 14
+/// phase1_integrity_algorithm: SHA512
+/// phase1_encryption_algorithm: AES256
+/// phase2_dh_group_number: 14
+/// phase2_integrity_algorithm: SHA512
+/// phase2_encryption_algorithm: AES256
+/// "#;
+/// let c: IpsecConnection = serde_norway::from_str(yaml).unwrap();
+/// assert_eq!(c.remote_ip, "5.6.7.8");
+/// assert_eq!(c.dpd_timeout.as_str(), "240s");
+/// assert_eq!(c.start_action, "start");
+/// assert!(c.firewall.is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpsecConnection {
-    /// Connection name: `[A-Za-z0-9_.-]+`.
+    /// Connection name as the operator wrote it ("ACME Office"); the
+    /// daemon derives a charon-safe name from it.
     pub name: String,
-    /// Public address of the remote peer.
+    /// Free text.
+    #[serde(default)]
+    pub desc: Option<String>,
+    /// Public address of the remote peer (`remote_peer` in the guide).
+    #[serde(alias = "remote_peer")]
     pub remote_ip: String,
     /// Subnet behind the remote peer.
     pub remote_subnet: String,
@@ -201,6 +265,106 @@ pub struct IpsecConnection {
     pub phase2_integrity_algorithm: String,
     /// Child SA encryption algorithm.
     pub phase2_encryption_algorithm: String,
+    /// IKE SA lifetime (default `1h`): seconds, or a number with `s`,
+    /// `m`, `h` or `d`.
+    #[serde(default = "default_lifetime")]
+    pub phase1_lifetime: DurationSpec,
+    /// Child SA lifetime (default `1h`).
+    #[serde(default = "default_lifetime")]
+    pub phase2_lifetime: DurationSpec,
+    /// Child SA rekeying interval (default `2h`; capped below
+    /// `phase2_lifetime`, as strongSwan requires).
+    #[serde(default = "default_rekey_time")]
+    pub rekey_time: DurationSpec,
+    /// Time without an answer from the peer after which it is declared
+    /// dead (default `240s`).
+    #[serde(default = "default_dpd_timeout")]
+    pub dpd_timeout: DurationSpec,
+    /// What to do with a dead peer's tunnel: `clear`, `hold` or `restart`
+    /// (default).
+    #[serde(default = "default_dpd_timeout_action")]
+    pub dpd_timeout_action: String,
+    /// When to bring the tunnel up: `none` (the peer does), `trap` (on the
+    /// first packet) or `start` (at once, the default).
+    #[serde(default = "default_start_action")]
+    pub start_action: String,
+    /// The tunnel's own firewall, with the gateway firewall's vocabulary:
+    /// `ingress` rules open flows from the remote subnet (or part of it,
+    /// `source`) into the project subnet, everything else from the tunnel
+    /// is dropped; `egress_policy` / `egress` filter flows into the tunnel.
+    /// Absent: the tunnel is not filtered (upstream's behaviour).
+    #[serde(default)]
+    pub firewall: Option<Firewall>,
+}
+
+fn drop_policy() -> Policy {
+    Policy::Drop
+}
+
+fn default_lifetime() -> DurationSpec {
+    DurationSpec("1h".to_owned())
+}
+
+fn default_rekey_time() -> DurationSpec {
+    DurationSpec("2h".to_owned())
+}
+
+fn default_dpd_timeout() -> DurationSpec {
+    DurationSpec("240s".to_owned())
+}
+
+fn default_dpd_timeout_action() -> String {
+    "restart".to_owned()
+}
+
+fn default_start_action() -> String {
+    "start".to_owned()
+}
+
+/// A duration as written: seconds (`240`), or a number with `s`, `m`, `h`
+/// or `d` (`"240s"`, `"1h"`), strongSwan's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationSpec(pub String);
+
+impl DurationSpec {
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DurationSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for DurationSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 240, \"240s\", \"30m\" or \"1h\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationSpec, E> {
+                Ok(DurationSpec(v.to_owned()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DurationSpec, E> {
+                Ok(DurationSpec(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DurationSpec, E> {
+                Ok(DurationSpec(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// A secret string (pre-shared key) whose `Debug` and `Display` print `***`.

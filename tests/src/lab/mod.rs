@@ -7,7 +7,10 @@
 //! * [`traffic`]: bounded servers, clients and pings run inside namespaces;
 //! * [`agent`]: the small TCP/UDP servers and clients behind `kowabunga-lab-agent`;
 //! * [`capture`]: `tcpdump` on a host's interface, read back a line a packet;
-//! * [`counters`]: the dataplane's outcome counters, read from the pinned `kw_stats`.
+//! * [`counters`]: the dataplane's outcome counters, read from the pinned `kw_stats`;
+//! * [`charon`]: strongSwan's charon run by hand in a namespace;
+//! * [`ipsec`]: the IPsec lab (site A: the Kawaii lab with charon; site B: a remote office);
+//! * [`ipsec_failover`]: site A as two Kawaii nodes sharing the VIPs by VRRP.
 //!
 //! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call
 //! [`kowabunga_testkit::privileged`] first: it skips with a message when not privileged,
@@ -28,8 +31,11 @@
 
 pub mod agent;
 pub mod capture;
+pub mod charon;
 pub mod counters;
 pub mod daemon;
+pub mod ipsec;
+pub mod ipsec_failover;
 pub mod konvey;
 pub mod netns;
 pub mod topology;

@@ -104,6 +104,8 @@ pub struct Conntrack {
     pub embryonic: HashMap<Tuple, CtEntry>,
     /// max_entries of `kw_ct4`: a confirmation that would exceed it fails.
     pub confirmed_max: usize,
+    /// `kw_noport`: port spaces (reply tuples with dport 0) found full.
+    pub full_spaces: std::collections::HashSet<Tuple>,
 }
 
 impl Default for Conntrack {
@@ -119,6 +121,7 @@ impl Conntrack {
             confirmed: HashMap::new(),
             embryonic: HashMap::new(),
             confirmed_max: usize::MAX,
+            full_spaces: std::collections::HashSet::new(),
         }
     }
 
@@ -126,6 +129,7 @@ impl Conntrack {
     pub fn clear(&mut self) {
         self.confirmed.clear();
         self.embryonic.clear();
+        self.full_spaces.clear();
     }
 
     /// Entries in both tables.
@@ -556,6 +560,12 @@ fn snat_reserve(
         return None;
     }
     let range = hi - lo + 1;
+    // kw_noport: a space found full refuses new flows (within the hold,
+    // which the model's tests never outlast)
+    let space = Tuple { dport: 0, ..rk };
+    if ct.full_spaces.contains(&space) {
+        return None;
+    }
     // kw_ct_insert_reply(): taken when confirmed, else BPF_NOEXIST embryonic
     let mut try_port = |ct: &mut Conntrack, port: u16| {
         rk.dport = port;
@@ -571,12 +581,30 @@ fn snat_reserve(
     }
     let h = port_hash(ok);
     for i in 0..KW_SNAT_MAX_PROBES {
-        let port = (lo + h.wrapping_add(i) % range) as u16;
+        let port = (lo + probe_mix(h, i) % range) as u16;
         if try_port(ct, port) {
             return Some(port);
         }
     }
+    // the whole range from the hash on (bpf_loop)
+    let start = h % range;
+    for i in 0..range {
+        let port = (lo + (start + i) % range) as u16;
+        if try_port(ct, port) {
+            return Some(port);
+        }
+    }
+    ct.full_spaces.insert(space);
     None
+}
+
+// kw_probe_mix()
+pub(crate) fn probe_mix(h: u32, i: u32) -> u32 {
+    let mut x = h.wrapping_add(i.wrapping_mul(0x9E37_79B9));
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7FEB_352D);
+    x ^= x >> 15;
+    x
 }
 
 // kw_rewrite()

@@ -32,6 +32,9 @@ pub struct KawaiiModel {
     /// The same for IPv6: (protocol, source, source port, destination,
     /// destination port) as they arrive.
     pub host_flows6: std::collections::HashSet<HostFlow6>,
+    /// IPsec remote subnets (network, mask, host order) whose child SA is
+    /// up: `kw_ipsec_up`.
+    pub ipsec_up: std::collections::HashSet<(u32, u32)>,
 }
 
 /// An IPv6 flow of the node: (protocol, source, source port, destination,
@@ -60,6 +63,7 @@ impl KawaiiModel {
             fib,
             host_flows: std::collections::HashSet::new(),
             host_flows6: std::collections::HashSet::new(),
+            ipsec_up: std::collections::HashSet::new(),
         }
     }
 
@@ -167,7 +171,10 @@ impl KawaiiModel {
                 if !in_cidr(saddr, private_net) {
                     return drop(kw_stat::KW_STAT_DROP_SPOOFED);
                 }
-                if is_ipsec(&cfg, daddr) {
+                if let Some(net) = ipsec_of(&cfg, daddr) {
+                    if !self.ipsec_up.contains(&net) {
+                        return drop(kw_stat::KW_STAT_DROP_IPSEC_DOWN);
+                    }
                     return pass(kw_stat::KW_STAT_PASS_IPSEC);
                 }
             }
@@ -508,9 +515,11 @@ fn peering_of(cfg: &kw_config, addr: u32) -> Option<usize> {
         .position(|p| in_cidr(addr, (be32(p.subnet.addr), be32(p.subnet.mask))))
 }
 
-fn is_ipsec(cfg: &kw_config, addr: u32) -> bool {
+// kw_ipsec_of(): the IPsec remote subnet holding addr.
+fn ipsec_of(cfg: &kw_config, addr: u32) -> Option<(u32, u32)> {
     cfg.ipsec
         .iter()
         .take(usize::from(cfg.n_ipsec))
-        .any(|c| in_cidr(addr, (be32(c.addr), be32(c.mask))))
+        .map(|c| (be32(c.addr), be32(c.mask)))
+        .find(|&net| in_cidr(addr, net))
 }

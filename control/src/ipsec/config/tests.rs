@@ -2,6 +2,7 @@
 
 use crate::config::model::Config;
 use crate::config::testing::*;
+use crate::ipsec::config::{DpdAction, StartAction};
 use crate::ipsec::proposal::*;
 
 #[test]
@@ -29,10 +30,12 @@ fn secret_is_redacted() {
 fn ipsec_errors() {
     let p = "kawaii.ipsec_connections[0]";
     assert_eq!(
-        invalid(&ipsec_with("name", "\"acme office\"")),
-        format!(
-            r#"{p}.name: "acme office" is not a valid name (only A-Z a-z 0-9 _ . - are allowed)"#
-        )
+        invalid(&ipsec_with("name", "\"a\\tb\"")),
+        format!(r#"{p}.name: "a\tb" is not a valid name (only A-Z a-z 0-9 _ . - are allowed)"#)
+    );
+    assert_eq!(
+        invalid(&ipsec_with("name", "\"!!\"")),
+        format!(r#"{p}.name: "!!" is not a valid name (only A-Z a-z 0-9 _ . - are allowed)"#)
     );
     assert_eq!(
         invalid(&ipsec_with("name", "\"\"")),
@@ -56,11 +59,11 @@ fn ipsec_errors() {
     );
     assert_eq!(
         invalid(&ipsec_with("phase1_dh_group_number", "1")),
-        format!("{p}.phase1_dh_group_number: 1 is not a supported DH group (2, 5, 14-24)")
+        format!("{p}.phase1_dh_group_number: 1 is not a supported DH group (2, 5, 14-32)")
     );
     assert_eq!(
-        invalid(&ipsec_with("phase2_dh_group_number", "25")),
-        format!("{p}.phase2_dh_group_number: 25 is not a supported DH group (2, 5, 14-24)")
+        invalid(&ipsec_with("phase2_dh_group_number", "33")),
+        format!("{p}.phase2_dh_group_number: 33 is not a supported DH group (2, 5, 14-32)")
     );
     assert_eq!(
         invalid(&ipsec_with("phase1_integrity_algorithm", "MD5")),
@@ -125,10 +128,18 @@ fn dh_groups_and_algorithms() {
             "ecp521",
             "modp1024s160",
             "modp2048s224",
-            "modp2048s256"
+            "modp2048s256",
+            "ecp192",
+            "ecp224",
+            "ecp224bp",
+            "ecp256bp",
+            "ecp384bp",
+            "ecp512bp",
+            "curve25519",
+            "curve448",
         ]
     );
-    for g in [0, 1, 3, 4, 6, 13, 25, 31] {
+    for g in [0, 1, 3, 4, 6, 13, 33, 255] {
         assert_eq!(DhGroup::new(g), None, "{g}");
         assert_eq!(dh_group_strongswan_name(g), None);
     }
@@ -162,4 +173,149 @@ fn dh_groups_and_algorithms() {
         Encryption::parse("CAMELLIA256").map(Encryption::strongswan_name),
         Some("camellia256")
     );
+}
+
+/// The test connection with `extra` lines added (6 spaces of indent).
+fn ipsec_plus(extra: &str) -> String {
+    with_kawaii(&format!("{IPSEC}{extra}"))
+}
+
+#[test]
+fn the_guides_vocabulary_and_upstreams_defaults() {
+    let guide = with_kawaii(
+        &IPSEC
+            .replace(
+                "name: acme-office",
+                "name: ACME Office\n      desc: connect ro aws ipsec",
+            )
+            .replace("remote_ip:", "remote_peer:"),
+    );
+    let valid = ok(&guide);
+    let c = &valid.kawaii.as_ref().expect("kawaii").ipsec[0];
+    assert_eq!(
+        (c.name.as_str(), c.charon_name.as_str()),
+        ("ACME Office", "kw-acme-office")
+    );
+    assert_eq!(c.desc.as_deref(), Some("connect ro aws ipsec"));
+    assert_eq!(c.remote_ip.to_string(), "5.6.7.8");
+    assert_eq!(
+        (
+            c.phase1_lifetime_s,
+            c.phase2_lifetime_s,
+            c.rekey_time_s,
+            c.dpd_timeout_s
+        ),
+        (3600, 3600, 3240, 240)
+    );
+    assert_eq!(
+        (c.dpd_action, c.start_action),
+        (DpdAction::Restart, StartAction::Start)
+    );
+    assert!(c.firewall.is_none());
+
+    let tuned = ok(&ipsec_plus(
+        "      phase1_lifetime: 8h\n      phase2_lifetime: 3600\n      rekey_time: 30m\n      dpd_timeout: 30s\n      dpd_timeout_action: hold\n      start_action: trap\n",
+    ));
+    let c = &tuned.kawaii.as_ref().expect("kawaii").ipsec[0];
+    assert_eq!(
+        (
+            c.phase1_lifetime_s,
+            c.phase2_lifetime_s,
+            c.rekey_time_s,
+            c.dpd_timeout_s
+        ),
+        (28800, 3600, 1800, 30)
+    );
+    assert_eq!(
+        (c.dpd_action, c.start_action),
+        (DpdAction::Hold, StartAction::Trap)
+    );
+}
+
+#[test]
+fn timers_actions_and_tunnel_firewall_errors() {
+    let p = "kawaii.ipsec_connections[0]";
+    let cases = [
+        (
+            "      dpd_timeout: soon\n",
+            format!(
+                r#"{p}.dpd_timeout: "soon" is not a duration (seconds, or a number with s, m, h or d)"#
+            ),
+        ),
+        (
+            "      phase2_lifetime: 0s\n",
+            format!("{p}.phase2_lifetime: 0 is out of range (1-2592000)"),
+        ),
+        (
+            "      rekey_time: 90d\n",
+            format!("{p}.rekey_time: 7776000 is out of range (1-2592000)"),
+        ),
+        (
+            "      dpd_timeout_action: explode\n",
+            format!(r#"{p}.dpd_timeout_action: "explode" is not one of clear, hold, restart"#),
+        ),
+        (
+            "      start_action: later\n",
+            format!(r#"{p}.start_action: "later" is not one of none, trap, start"#),
+        ),
+        (
+            "      firewall: {ingress: [{source: 10.9.0.0/24, protocol: tcp, ports: 22}]}\n",
+            format!(
+                r#"{p}.firewall.ingress[0].source: "10.9.0.0/24" is not inside the connection's remote_subnet (172.16.1.0/24)"#
+            ),
+        ),
+        (
+            "      firewall: {ingress: [{protocol: tcp}]}\n",
+            format!("{p}.firewall.ingress[0].ports: missing: tcp rules need a port list"),
+        ),
+        (
+            "      firewall: {egress: [{destination: 172.16.1.0/25, protocol: sctp}]}\n",
+            format!(
+                r#"{p}.firewall.egress[0].protocol: "sctp" is not a protocol (tcp, udp or icmp)"#
+            ),
+        ),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(invalid(&ipsec_plus(extra)), want, "{extra}");
+    }
+    // the guide's and the API's names for the peer, both at once
+    let both = ipsec_plus("      remote_peer: 5.6.7.9\n");
+    assert!(matches!(
+        crate::config::parse_str(&both),
+        Err(crate::config::ConfigError::Parse(_))
+    ));
+}
+
+#[test]
+fn names_and_keys_across_connections() {
+    let second = |name: &str, peer: &str, key: &str| {
+        IPSEC
+            .replace("  ipsec_connections:\n", "")
+            .replace("name: acme-office", &format!("name: {name}"))
+            .replace("remote_ip: 5.6.7.8", &format!("remote_ip: {peer}"))
+            .replace("172.16.1.0/24", "172.16.2.0/24")
+            .replace("correct horse battery staple", key)
+    };
+    // "ACME.Office" and "acme office" differ, their charon names do not
+    let clash = with_kawaii(&format!(
+        "{}{}",
+        IPSEC.replace("name: acme-office", "name: ACME Office"),
+        second("acme office!", "5.6.7.9", "k2")
+    ));
+    assert_eq!(
+        invalid(&clash),
+        r#"kawaii.ipsec_connections[1].name: "acme office!" gives the charon name "kw-acme-office", already used by kawaii.ipsec_connections[0].name"#
+    );
+    // one peer, two keys
+    let keys = with_kawaii(&format!("{IPSEC}{}", second("b", "5.6.7.8", "other")));
+    assert_eq!(
+        invalid(&keys),
+        "kawaii.ipsec_connections[1].pre_shared_key: kawaii.ipsec_connections[0] has the same remote_ip with another pre_shared_key: one key per peer"
+    );
+    // one peer, two subnets, one key: fine
+    let two = ok(&with_kawaii(&format!(
+        "{IPSEC}{}",
+        second("b", "5.6.7.8", "correct horse battery staple")
+    )));
+    assert_eq!(two.kawaii.expect("kawaii").ipsec.len(), 2);
 }

@@ -173,25 +173,32 @@ fn peerings() {
     assert_eq!(bytes(p0.subnet.addr), [10, 1, 0, 0]);
     assert_eq!(bytes(p0.subnet.mask), [255, 255, 255, 0]);
     assert_eq!(p0.policy, kw_policy::KW_POLICY_DROP as u8);
+    // upstream's default policy is drop
     let p1 = c.config.peerings[1];
     assert_eq!(bytes(p1.subnet.addr), [10, 2, 0, 0]);
     assert_eq!(bytes(p1.subnet.mask), [255, 255, 0, 0]);
-    assert_eq!(p1.policy, kw_policy::KW_POLICY_ACCEPT as u8);
+    assert_eq!(p1.policy, kw_policy::KW_POLICY_DROP as u8);
     assert_eq!(c.config.peerings[2], kw_peering::default());
 
+    // ICMP is always accepted across a drop-policy peering: one implicit
+    // rule per peering and direction, first
     let pin = c.table(kw_table::KW_TABLE_PEER_IN);
-    assert_eq!(pin.len(), 2);
-    assert!(pin.iter().all(|r| r.cidr == p0.subnet && r.target == 0));
-    assert_eq!(
-        (pin[0].proto, pin[0].port_lo, pin[0].port_hi),
-        (6, 1, 65535)
-    );
+    assert_eq!(pin.len(), 4);
+    let icmp = |r: &kw_rule| (r.proto, r.port_lo, r.port_hi) == (1, 0, 65535);
+    assert!(icmp(&pin[0]) && pin[0].cidr == p0.subnet);
     assert_eq!(
         (pin[1].proto, pin[1].port_lo, pin[1].port_hi),
-        (1, 0, 65535)
+        (6, 1, 65535)
     );
+    assert!(icmp(&pin[2]) && pin[2].cidr == p0.subnet);
+    assert!(icmp(&pin[3]) && pin[3].cidr == p1.subnet);
+    assert!(pin[..3]
+        .iter()
+        .all(|r| r.cidr == p0.subnet && r.target == 0));
     let pout = c.table(kw_table::KW_TABLE_PEER_OUT);
-    assert_eq!(pout.len(), 1);
+    assert_eq!(pout.len(), 3);
+    assert!(icmp(&pout[0]) && icmp(&pout[2]));
+    let pout = &pout[1..2];
     assert_eq!(pout[0].cidr, p0.subnet);
     assert_eq!(
         (pout[0].proto, pout[0].port_lo, pout[0].port_hi),

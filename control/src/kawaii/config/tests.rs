@@ -256,13 +256,14 @@ fn rule_count_limits() {
             invalid(&with_kawaii(&format!(
                 "  vpc_peerings: [{{subnet: 10.9.0.0/16, ingress: [{{protocol: udp, ports: \"{list}\"}}]}}]\n"
             ))),
-            format!("kawaii.vpc_peerings[*].ingress: {} rules after port-range expansion, at most {max} are supported", max + 1)
+            // + 1 implicit icmp rule of the drop-policy peering
+            format!("kawaii.vpc_peerings[*].ingress: {} rules after port-range expansion, at most {max} are supported", max + 2)
         );
     assert_eq!(
             invalid(&with_kawaii(&format!(
                 "  vpc_peerings: [{{subnet: 10.9.0.0/16, egress: [{{protocol: udp, ports: \"{list}\"}}]}}]\n"
             ))),
-            format!("kawaii.vpc_peerings[*].egress: {} rules after port-range expansion, at most {max} are supported", max + 1)
+            format!("kawaii.vpc_peerings[*].egress: {} rules after port-range expansion, at most {max} are supported", max + 2)
         );
     // max - 2 user rules + 3 IKE rules overflow the ingress table.
     let ports: Vec<String> = (1..=max - 2).map(|p| p.to_string()).collect();

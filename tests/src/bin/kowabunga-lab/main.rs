@@ -9,6 +9,11 @@
 //! bridge), runs `kowabungad` in the balancer and shows round-robin across the
 //! three backends (which backend answered each TCP connection and UDP flow), a
 //! backend leaving the rotation when it stops and coming back, and the counters.
+//!
+//! IPsec (module `ipsec`): site A (the gateway, `kowabungad` driving charon)
+//! and a remote office (strongSwan); a ping and a TCP exchange through the
+//! tunnel, a capture summary of the Internet side, and the tunnel's peer
+//! stopping (nothing crosses, drops counted).
 //! Exits non-zero if any expectation fails.
 //!
 //! Options: `--kowabungad PATH` (default: next to this binary, or `$KOWABUNGAD`),
@@ -33,6 +38,8 @@ use kowabunga_tests::lab::topology::{
 };
 use kowabunga_tests::lab::traffic::{ping, Agent, Finished};
 use kowabunga_tests::lab::{find_agent, find_kowabungad};
+
+mod ipsec;
 
 /// Set by SIGINT/SIGTERM: stop between sections and clean up.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -79,13 +86,13 @@ fn parse_args() -> Result<Options> {
 
 /// Counts expectations met and failed.
 #[derive(Default)]
-struct Report {
+pub(crate) struct Report {
     passed: usize,
     failed: Vec<String>,
 }
 
 impl Report {
-    fn check(&mut self, what: &str, ok: bool, detail: &str) {
+    pub(crate) fn check(&mut self, what: &str, ok: bool, detail: &str) {
         if ok {
             self.passed += 1;
             println!("  ok    {what}");
@@ -99,7 +106,7 @@ impl Report {
     }
 }
 
-fn section(title: &str) -> Result<()> {
+pub(crate) fn section(title: &str) -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
@@ -107,7 +114,7 @@ fn section(title: &str) -> Result<()> {
     Ok(())
 }
 
-fn show(out: &Finished) {
+pub(crate) fn show(out: &Finished) {
     println!("  client: {out}");
 }
 
@@ -302,6 +309,9 @@ fn run(opts: &Options) -> Result<bool> {
     if let Err(e) = konvey_demo(&bin, &agent, &mut report) {
         report.check("the Konvey lab ran to the end", false, &format!("{e:#}"));
     }
+    if let Err(e) = ipsec::demo(&bin, &agent, &mut report) {
+        report.check("the IPsec lab ran to the end", false, &format!("{e:#}"));
+    }
 
     println!(
         "\n{} checks passed, {} failed",
@@ -486,7 +496,7 @@ fn cleanup_stale() -> Result<()> {
     let is_lab = |name: &str| {
         name.starts_with("kwl")
             && [
-                "-priv", "-gw", "-inet", "-sw", "-client", "-lb", "-b1", "-b2", "-b3",
+                "-priv", "-gw", "-inet", "-sw", "-client", "-lb", "-b1", "-b2", "-b3", "-b", "-bh",
             ]
             .iter()
             .any(|s| name.ends_with(s))
