@@ -17,11 +17,10 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use kowabunga_bindings::{
-    kw_cidr, kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule6,
-    kw_rule_addr6_key, kw_rule_addr_key, kw_rule_hit, kw_rule_node, kw_rule_port,
-    kw_rule_port_key, kw_stat, kw_table, KW_BANKS, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES,
-    KW_IPSEC_UP_ENTRIES, KW_MAX_RULES_PER_TABLE, KW_RULE_ADDR6_ENTRIES, KW_RULE_EXACT_ENTRIES,
-    KW_RULE_PORT_ENTRIES,
+    kw_cidr, kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule6, kw_rule_addr6_key,
+    kw_rule_addr_key, kw_rule_hit, kw_rule_node, kw_rule_port, kw_rule_port_key, kw_stat, kw_table,
+    KW_BANKS, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_IPSEC_UP_ENTRIES, KW_MAX_RULES_PER_TABLE,
+    KW_RULE_ADDR6_ENTRIES, KW_RULE_EXACT_ENTRIES, KW_RULE_PORT_ENTRIES,
 };
 
 use crate::{abi, attach::Links, bpffs, Role};
