@@ -195,7 +195,7 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 		if (p.eth->h_proto == bpf_htons(ETH_P_IPV6) && role != KW_ROLE_PUBLIC)
 			return kw_ipv6_inner(ctx, &p, data_end, env.cfg->sample_shift);
 		if (p.eth->h_proto == bpf_htons(ETH_P_IPV6))
-			return kw_host_inbound6(ctx, &p, data_end, env.cfg->sample_shift);
+			return kw_host_inbound6(ctx, &p, data_end, env.cfg, env.bank);
 		return kw_pass(&p, KW_STAT_PASS_NOT_IPV4);
 	}
 	p.ip = (void *)(p.eth + 1);

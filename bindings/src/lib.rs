@@ -26,6 +26,8 @@ pub use generated::*;
 // padding fields, valid for any bit pattern, as `aya::Pod` requires.
 unsafe impl aya::Pod for kw_config {}
 unsafe impl aya::Pod for kw_rule {}
+unsafe impl aya::Pod for kw_rule6 {}
+unsafe impl aya::Pod for kw_rule_addr6 {}
 unsafe impl aya::Pod for kw_rule_addr {}
 unsafe impl aya::Pod for kw_rule_port {}
 unsafe impl aya::Pod for kw_rule_node {}

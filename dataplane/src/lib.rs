@@ -58,7 +58,7 @@ pub mod test_run;
 pub use attach::{Attached, Mode};
 pub use conntrack::{monotonic_now_ns, SweepReport};
 pub use events::{DropEvent, DropEvents};
-pub use kawaii::banks::{ActiveConfig, Tables};
+pub use kawaii::banks::{ActiveConfig, Tables, Tables6};
 pub use kawaii::config::KawaiiConfig;
 pub use kawaii::{Kawaii, LoadOptions};
 pub use konvey::Konvey;

@@ -35,7 +35,7 @@
  * ABI version"). Same-size changes are exactly what only this number
  * catches.
  */
-#define KW_ABI_VERSION 4 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags; 4: kw_ipsec_up, drop_ipsec_down */
+#define KW_ABI_VERSION 5 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags; 4: kw_ipsec_up, drop_ipsec_down; 5: IPv6 ingress rules (kw_rules6, kw_rule_addr6, kw_config.rule6_count) */
 
 /* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
@@ -70,6 +70,15 @@ enum kw_table {
 	KW_TABLE_PEER_OUT = 4, /* peering egress: dst cidr = peer subnet */
 	KW_TABLE_COUNT = 5,
 };
+
+/*
+ * The IPv6 rules of firewall.ingress (source prefix IPv6, for the node's own
+ * IPv6 addresses): a table of the rule index only. Its listing is kw_rules6,
+ * its address trie kw_rule_addr6; its port entries share kw_rule_exact and
+ * kw_rule_port under this table number.
+ */
+#define KW_TABLE_INGRESS6 5
+_Static_assert(KW_TABLE_INGRESS6 == KW_TABLE_COUNT, "the IPv6 table follows the others");
 
 /*
  * Rules per table and per bank. kw_rules holds them in order (the listing the
@@ -112,6 +121,20 @@ struct kw_rule {
 };
 
 /*
+ * An IPv6 firewall.ingress rule (kw_rules6, the listing). A packet matches
+ * when its source is in addr/prefix_len, proto == its next header (0 any,
+ * 58 ICMPv6) and port_lo <= dst port <= port_hi (TCP and UDP only).
+ */
+struct kw_rule6 {
+	__u8 addr[16];    /* prefix, bits beyond prefix_len zero */
+	__u8 prefix_len;  /* 0..128 */
+	__u8 proto;       /* IPPROTO_*, 0 = any */
+	__u16 port_lo;    /* host order */
+	__u16 port_hi;    /* host order */
+	__u8 _pad[2];
+};
+
+/*
  * Rule index (see ebpf/README.md, "Rule tables"): per bank and table, the
  * rules are compiled by userspace into two LPM tries.
  *
@@ -149,6 +172,10 @@ struct kw_rule {
 #define KW_RULE_ADDR_ENTRIES (KW_BANKS * KW_RULES_PER_BANK)
 #define KW_RULE_PORT_ENTRIES (1u << 20)
 #define KW_RULE_EXACT_ENTRIES (1u << 20)
+/* Prefix length of a full kw_rule_addr6 key: bank, table, pad, address. */
+#define KW_RULE_ADDR6_FULL 160
+/* Entries of kw_rule_addr6 and kw_rules6: one table per bank. */
+#define KW_RULE_ADDR6_ENTRIES (KW_BANKS * KW_MAX_RULES_PER_TABLE)
 
 /* kw_rule_node.flags: class 0 protocol-any, 1 TCP, 2 UDP. */
 #define KW_RULE_CLASS_ANY 0
@@ -168,6 +195,19 @@ struct kw_rule_addr {
 struct kw_rule_addr_key {
 	__u32 prefixlen; /* 32 + prefix length */
 	struct kw_rule_addr data;
+};
+
+/* kw_rule_addr6: the same for the IPv6 ingress table (KW_TABLE_INGRESS6). */
+struct kw_rule_addr6 {
+	__u8 bank;
+	__u8 table;  /* KW_TABLE_INGRESS6 */
+	__u8 _pad[2];
+	__u8 addr[16]; /* prefix, bits beyond the length zero */
+};
+
+struct kw_rule_addr6_key {
+	__u32 prefixlen; /* 32 + prefix length */
+	struct kw_rule_addr6 data;
 };
 
 struct kw_rule_port {
@@ -214,6 +254,8 @@ struct kw_config {
 	struct kw_cidr ipsec[KW_MAX_IPSEC]; /* IPsec remote subnets: to the kernel while kw_ipsec_up says up */
 	__u16 rule_start[KW_TABLE_COUNT];  /* first index inside the bank */
 	__u16 rule_count[KW_TABLE_COUNT];
+	__u16 rule6_count; /* IPv6 ingress rules, kw_rules6[bank * KW_MAX_RULES_PER_TABLE + i] */
+	__u16 _pad6;
 };
 
 /*
@@ -325,7 +367,7 @@ enum kw_stat {
 	KW_STAT_PASS_FRAGMENT,      /* oversized, DF clear: translated, the kernel fragments it */
 	KW_STAT_DROP_FIB,           /* destination translated, cannot be forwarded (route, DF + MTU) */
 	KW_STAT_DROP_TTL,           /* destination translated, TTL <= 1 */
-	KW_STAT_DROP_IPV6,          /* Kawaii: IPv6 from the project side beyond link-local/multicast */
+	KW_STAT_DROP_IPV6,          /* Kawaii: IPv6 that would cross: from the project side beyond link-local/multicast, transit an IPv6 rule matched */
 	KW_STAT_PASS_HOST_REPLY,    /* public side, to the node: a flow it opened (socket, ICMP reply/error) */
 	KW_STAT_PASS_HOST_FRAGMENT, /* public side, to the node: a later fragment (its first was decided) */
 	KW_STAT_PASS_VRRP,          /* public side, to the node: VRRP with TTL 255 */

@@ -12,6 +12,7 @@
 #include "kw_counters.h"
 
 #define KW_AF_INET 2
+#define KW_AF_INET6 10
 
 /* TTL <= 1: forwarding would expire it; the kernel answers instead. */
 static __always_inline int kw_ttl_expiring(const struct kw_pkt *p)

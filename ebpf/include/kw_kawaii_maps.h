@@ -34,6 +34,22 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kw_rule_addr SEC(".maps");
 
+/* IPv6 firewall.ingress: listing and address trie (port entries: kw_rule_exact/kw_rule_port) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kw_rule6);
+	__uint(max_entries, KW_RULE_ADDR6_ENTRIES);
+} kw_rules6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct kw_rule_addr6_key);
+	__type(value, struct kw_rule_node);
+	__uint(max_entries, KW_RULE_ADDR6_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} kw_rule_addr6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct kw_rule_port_key);

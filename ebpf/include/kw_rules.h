@@ -100,33 +100,19 @@ kw_rule_port_hit(const struct kw_rule_node *n, struct kw_rule_port_key *pk)
 }
 
 /*
- * First rule of `table` matching (addr, proto, dport): one lookup in
- * kw_rule_addr, then per protocol (the packet's and, with ports, 0) one in
- * kw_rule_exact and on a miss one in kw_rule_port, whatever the table size
- * (see kw_abi.h, "Rule index"). Ports are compared for TCP and UDP only.
- * Returns 1 and sets *target on a match.
+ * First rule of node n (of `table` in `bank`) matching (proto, dport): per
+ * protocol (the packet's and, with ports, 0) one lookup in kw_rule_exact and
+ * on a miss one in kw_rule_port. Without ports, the node's any_index stands
+ * for the protocol-any rules. Returns 1 and sets *target on a match.
  */
-static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank,
-					 __u32 table, __be32 addr, const struct kw_pkt *p,
-					 __be32 *target)
+static __always_inline int kw_rule_match_node(const struct kw_rule_node *n, __u32 bank,
+					      __u32 table, __u8 proto, __be16 dport,
+					      int has_ports, __be32 *target)
 {
-	struct kw_rule_addr_key ak = {};
 	struct kw_rule_port_key pk = {};
-	struct kw_rule_node *n;
 	struct kw_rule_hit *h;
 	__u32 best = KW_RULE_NONE;
 	__be32 best_target = 0;
-	int has_ports = p->kind == KW_L4_TCP || p->kind == KW_L4_UDP;
-
-	if (table >= KW_TABLE_COUNT || cfg->rule_count[table] == 0)
-		return 0;
-	ak.prefixlen = KW_RULE_ADDR_FULL;
-	ak.data.bank = bank;
-	ak.data.table = table;
-	ak.data.addr = addr;
-	n = bpf_map_lookup_elem(&kw_rule_addr, &ak);
-	if (!n)
-		return 0;
 
 	pk.prefixlen = KW_RULE_PORT_FULL;
 	pk.data.bank = bank;
@@ -134,7 +120,7 @@ static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank
 	pk.data.node = n->node;
 	if (has_ports) {
 		/* protocol-any rules, with their port ranges */
-		pk.data.port = p->key.dport;
+		pk.data.port = dport;
 		h = kw_rule_port_hit(n, &pk);
 		if (h) {
 			best = h->index;
@@ -144,8 +130,8 @@ static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank
 		best = n->any_index;
 		best_target = n->any_target;
 	}
-	if (p->key.proto) {
-		pk.data.proto = p->key.proto;
+	if (proto) {
+		pk.data.proto = proto;
 		h = kw_rule_port_hit(n, &pk);
 		if (h && h->index < best) {
 			best = h->index;
@@ -157,6 +143,56 @@ static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank
 	if (target)
 		*target = best_target;
 	return 1;
+}
+
+/*
+ * First rule of `table` matching (addr, proto, dport): one lookup in
+ * kw_rule_addr, then kw_rule_match_node, whatever the table size (see
+ * kw_abi.h, "Rule index"). Ports are compared for TCP and UDP only.
+ * Returns 1 and sets *target on a match.
+ */
+static __always_inline int kw_rule_match(const struct kw_config *cfg, __u32 bank,
+					 __u32 table, __be32 addr, const struct kw_pkt *p,
+					 __be32 *target)
+{
+	struct kw_rule_addr_key ak = {};
+	struct kw_rule_node *n;
+
+	if (table >= KW_TABLE_COUNT || cfg->rule_count[table] == 0)
+		return 0;
+	ak.prefixlen = KW_RULE_ADDR_FULL;
+	ak.data.bank = bank;
+	ak.data.table = table;
+	ak.data.addr = addr;
+	n = bpf_map_lookup_elem(&kw_rule_addr, &ak);
+	if (!n)
+		return 0;
+	return kw_rule_match_node(n, bank, table, p->key.proto, p->key.dport,
+				  p->kind == KW_L4_TCP || p->kind == KW_L4_UDP, target);
+}
+
+/*
+ * Whether an IPv6 rule of firewall.ingress (KW_TABLE_INGRESS6) lets
+ * (saddr, proto, dport) in: one lookup in kw_rule_addr6, then the same port
+ * structures as IPv4 under their own table number.
+ */
+static __always_inline int kw_rule_match6(const struct kw_config *cfg, __u32 bank,
+					  const struct in6_addr *saddr, __u8 proto,
+					  __be16 dport, int has_ports)
+{
+	struct kw_rule_addr6_key ak = {};
+	struct kw_rule_node *n;
+
+	if (cfg->rule6_count == 0)
+		return 0;
+	ak.prefixlen = KW_RULE_ADDR6_FULL;
+	ak.data.bank = bank;
+	ak.data.table = KW_TABLE_INGRESS6;
+	__builtin_memcpy(ak.data.addr, saddr, 16);
+	n = bpf_map_lookup_elem(&kw_rule_addr6, &ak);
+	if (!n)
+		return 0;
+	return kw_rule_match_node(n, bank, KW_TABLE_INGRESS6, proto, dport, has_ports, NULL);
 }
 
 #endif /* KW_RULES_H */

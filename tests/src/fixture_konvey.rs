@@ -187,6 +187,8 @@ pub fn fib_model() -> FibModel {
         .map(Ipv4Net::from)
         .chain([net("127.0.0.0/8")])
         .collect(),
+        forward6: Vec::new(),
+        local6: Vec::new(),
     }
 }
 

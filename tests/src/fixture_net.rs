@@ -183,6 +183,8 @@ impl FixtureNet {
             .map(Ipv4Net::from)
             .chain([net("127.0.0.0/8")])
             .collect(),
+            forward6: Vec::new(),
+            local6: Vec::new(),
         };
         Ok(Self { fib })
     }

@@ -131,6 +131,51 @@ pub fn random_rules(rng: &mut impl Rng, n: usize) -> Vec<kowabunga_bindings::kw_
         .collect()
 }
 
+/// A global IPv6 source around the IPv6 ingress rules of the world
+/// (2001:db8:1::/48, 2001:db8::/32) and outside them.
+fn any_addr6(rng: &mut impl Rng) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..6].copy_from_slice(match rng.random_range(0..4) {
+        0 => &[0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01],
+        1 => &[0x20, 0x01, 0x0d, 0xb8, 0x00, 0x02],
+        2 => &[0x20, 0x01, 0x0d, 0xb9, 0x00, 0x01],
+        _ => &[0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff],
+    });
+    a[15] = rng.random();
+    a
+}
+
+/// `n` random IPv6 rules of firewall.ingress around [`any_addr6`]: prefix
+/// lengths 0-128, protocols any / TCP / UDP / ICMPv6, ports and ranges.
+pub fn random_rules6(rng: &mut impl Rng, n: usize) -> Vec<kowabunga_bindings::kw_rule6> {
+    (0..n)
+        .map(|_| {
+            let len: u32 = match rng.random_range(0..100) {
+                0 => 0,
+                1..=20 => *[16u32, 32, 47].choose(rng).expect("lens"),
+                21..=60 => 48,
+                _ => rng.random_range(49..=128),
+            };
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            let lo = port(rng);
+            let hi = match rng.random_range(0..if len < 48 { 8 } else { 10 }) {
+                0..=5 => lo,
+                6..=7 => lo.saturating_add(rng.random_range(1..=10)),
+                8 => lo.saturating_add(rng.random_range(1..=5000)),
+                _ => 65535,
+            };
+            kowabunga_bindings::kw_rule6 {
+                addr: (u128::from_be_bytes(any_addr6(rng)) & mask).to_be_bytes(),
+                prefix_len: len as u8,
+                proto: *[0u8, 6, 6, 17, 17, 58].choose(rng).expect("protos"),
+                port_lo: lo,
+                port_hi: hi,
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 fn port(rng: &mut impl Rng) -> u16 {
     if rng.random_bool(0.8) {
         *PORTS.choose(rng).expect("ports")
@@ -321,10 +366,10 @@ impl Generator {
     }
 }
 
-/// Break a frame in one of several ways (shared by the Kawaii and Konvey
-/// generators).
 /// An IPv6 datagram on any side, to a link-local, multicast or global
-/// destination (only the first two stay for the host on the project side).
+/// destination (only the first two stay for the host on the project side),
+/// from a link-local or a global source: UDP, a TCP SYN or an ICMPv6 echo
+/// request, to the ports of the world's IPv6 ingress rules or others.
 fn ipv6(rng: &mut impl Rng) -> Input {
     let role = *[Role::Private, Role::Public, Role::Peering]
         .choose(rng)
@@ -352,33 +397,43 @@ fn ipv6(rng: &mut impl Rng) -> Input {
             rng.random(),
         ],
     };
-    let src = [
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        rng.random(),
-    ];
+    let src = if rng.random_bool(0.3) {
+        let mut a = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        a[15] = rng.random();
+        a
+    } else {
+        any_addr6(rng)
+    };
+    let dport = if rng.random_bool(0.5) {
+        *[8022u16, 8023, 5353, 5360, 5361, 22]
+            .choose(rng)
+            .expect("ports")
+    } else {
+        port(rng)
+    };
+    let b = etherparse::PacketBuilder::ethernet2(SRC_MAC, mac_of(role)).ipv6(src, dst, 64);
     let mut frame = Vec::new();
-    etherparse::PacketBuilder::ethernet2(SRC_MAC, mac_of(role))
-        .ipv6(src, dst, 64)
-        .udp(rng.random(), rng.random())
-        .write(&mut frame, &[0u8; 8])
-        .expect("IPv6 frame");
+    match rng.random_range(0..3) {
+        0 => b.udp(rng.random(), dport).write(&mut frame, &[0u8; 8]),
+        1 => b
+            .tcp(rng.random(), dport, rng.random(), 65535)
+            .syn()
+            .write(&mut frame, &[0u8; 8]),
+        _ => b
+            .icmpv6(etherparse::Icmpv6Type::EchoRequest(
+                etherparse::IcmpEchoHeader {
+                    id: rng.random(),
+                    seq: 1,
+                },
+            ))
+            .write(&mut frame, &[0u8; 8]),
+    }
+    .expect("IPv6 frame");
     Input { role, frame }
 }
 
+/// Break a frame in one of several ways (shared by the Kawaii and Konvey
+/// generators).
 pub(crate) fn mangle(rng: &mut impl Rng, f: &mut Vec<u8>) {
     match rng.random_range(0..8) {
         0 => {

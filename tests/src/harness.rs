@@ -2,7 +2,7 @@
 //! reference model side by side, in a fixture network of the calling thread.
 
 use anyhow::{bail, Context, Result};
-use kowabunga_bindings::{kw_config, kw_rule, kw_stat};
+use kowabunga_bindings::{kw_config, kw_rule, kw_rule6, kw_stat};
 use kowabunga_dataplane::{stats::stat_name, Counters, Kawaii, LoadOptions, Role, Tables};
 
 use crate::fixture_net::FixtureNet;
@@ -129,8 +129,18 @@ impl Harness {
 
     /// Apply a new configuration to both; conntrack is kept.
     pub fn apply(&mut self, cfg: kw_config, tables_v: &[Vec<kw_rule>]) -> Result<()> {
-        self.kawaii.apply_raw(&cfg, &tables(tables_v))?;
-        self.model.apply(cfg, tables_v);
+        self.apply6(cfg, tables_v, &[])
+    }
+
+    /// [`Harness::apply`] with IPv6 rules of firewall.ingress.
+    pub fn apply6(
+        &mut self,
+        cfg: kw_config,
+        tables_v: &[Vec<kw_rule>],
+        ingress6: &[kw_rule6],
+    ) -> Result<()> {
+        self.kawaii.apply_raw6(&cfg, &tables(tables_v), ingress6)?;
+        self.model.apply6(cfg, tables_v, ingress6);
         Ok(())
     }
 

@@ -11,7 +11,7 @@
 
 use std::net::Ipv4Addr;
 
-use kowabunga_bindings::{kw_cidr, kw_config, kw_peering, kw_rule, kw_table};
+use kowabunga_bindings::{kw_cidr, kw_config, kw_peering, kw_rule, kw_rule6, kw_table};
 
 /// This zone's VIP, the SNAT source.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
@@ -96,4 +96,28 @@ pub fn config() -> (kw_config, Vec<Vec<kw_rule>>) {
     tables[kw_table::KW_TABLE_PEER_OUT as usize] =
         vec![rule(peer, 6, 1, 65535, None), rule(peer, 17, 53, 53, None)];
     (cfg, tables)
+}
+
+/// An IPv6 rule of firewall.ingress as the ABI stores it.
+pub fn rule6(addr: std::net::Ipv6Addr, len: u8, proto: u8, lo: u16, hi: u16) -> kw_rule6 {
+    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    kw_rule6 {
+        addr: (u128::from(addr) & mask).to_be_bytes(),
+        prefix_len: len,
+        proto,
+        port_lo: lo,
+        port_hi: hi,
+        ..Default::default()
+    }
+}
+
+/// The IPv6 rules of firewall.ingress the fixtures and the differential
+/// test share: tcp 8022 from 2001:db8:1::/48, udp 5353-5360 from
+/// 2001:db8::/32, ICMPv6 (echo requests) from anywhere.
+pub fn ingress6() -> Vec<kw_rule6> {
+    vec![
+        rule6("2001:db8:1::".parse().expect("static"), 48, 6, 8022, 8022),
+        rule6("2001:db8::".parse().expect("static"), 32, 17, 5353, 5360),
+        rule6(std::net::Ipv6Addr::UNSPECIFIED, 0, 58, 0, u16::MAX),
+    ]
 }

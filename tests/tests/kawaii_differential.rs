@@ -6,11 +6,13 @@
 //! `KOWABUNGA_DIFF_PACKETS` (default 200000) sets the packet count and
 //! `KOWABUNGA_DIFF_SEED` replays a run (the seed is printed).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::{bail, Context, Result};
 use kowabunga_bindings::{kw_stat, kw_table};
 use kowabunga_dataplane::stats::stat_name;
 use kowabunga_testkit::privileged;
-use kowabunga_tests::generator::{random_rules, Generator};
+use kowabunga_tests::generator::{random_rules, random_rules6, Generator};
 use kowabunga_tests::harness::{role_code, Harness};
 use kowabunga_tests::world;
 use rand::{Rng, SeedableRng};
@@ -25,6 +27,11 @@ fn env_u64(name: &str) -> Option<u64> {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// IPv6 frames the model let in through an IPv6 ingress rule
+/// (`pass_to_host`) and those it refused (`drop_host_denied`), over the run.
+static V6_OPENED: AtomicU64 = AtomicU64::new(0);
+static V6_DENIED: AtomicU64 = AtomicU64::new(0);
 
 fn run_sequence(
     seed: u64,
@@ -53,7 +60,14 @@ fn run_sequence(
             tables[t as usize].extend(random_rules(&mut rng, n));
         }
     }
+    // the world's IPv6 ingress rules, and random ones in the large sequence
+    let mut ingress6 = world::ingress6();
+    if index % 4 == 2 {
+        let n = rng.random_range(100..=800);
+        ingress6.extend(random_rules6(&mut rng, n));
+    }
     let mut h = Harness::new(cfg, &tables)?;
+    h.apply6(cfg, &tables, &ingress6)?;
     let mut gen = Generator::default();
     let mut model_stats = [0u64; kw_stat::KW_STAT_COUNT as usize];
     let before = h.counters()?;
@@ -74,6 +88,13 @@ fn run_sequence(
             );
         }
         model_stats[want.stat as usize] += 1;
+        if input.frame.get(12..14) == Some(&[0x86, 0xdd]) {
+            match want.stat {
+                kw_stat::KW_STAT_PASS_TO_HOST => V6_OPENED.fetch_add(1, Ordering::Relaxed),
+                kw_stat::KW_STAT_DROP_HOST_DENIED => V6_DENIED.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+        }
         gen.observe(out.verdict, &out.data);
     }
     let delta = h.counters()?.since(&before);
@@ -137,7 +158,15 @@ fn bpf_program_and_model_agree_on_random_traffic() -> Result<()> {
     for s in 0..kw_stat::KW_STAT_COUNT {
         eprintln!("  {:<22} {}", stat_name(s), stats[s as usize]);
     }
+    let (opened, denied) = (
+        V6_OPENED.load(Ordering::Relaxed),
+        V6_DENIED.load(Ordering::Relaxed),
+    );
+    eprintln!("  IPv6 to the node: {opened} opened by an IPv6 rule, {denied} denied");
     // the traffic must reach the interesting paths, or the test proves little
+    if total >= 100_000 {
+        assert!(opened > 0 && denied > 0, "IPv6 rules not exercised");
+    }
     for s in [
         kw_stat::KW_STAT_FWD_REDIRECT,
         kw_stat::KW_STAT_PASS_TO_HOST,

@@ -124,6 +124,131 @@ fn unusual_paths_fail_closed_and_answer_as_a_router() -> Result<()> {
     Ok(())
 }
 
+/// IPv6 addresses of the lab: the private host, the Internet host, and the
+/// gateway on each side.
+const PRIV6: &str = "2001:db8:1::10";
+const INET6: &str = "2001:db8:2::2";
+const GW_PUB6: &str = "2001:db8:2::1";
+
+/// Gives the lab IPv6: 2001:db8:1::/64 on the private link, 2001:db8:2::/64
+/// on the public one, default routes via the gateway.
+fn add_ipv6(lab: &KawaiiLab) -> Result<()> {
+    let nodad = |ns: &kowabunga_tests::lab::netns::Netns, addr: &str, dev: &str| {
+        ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"])
+    };
+    nodad(&lab.private, &format!("{PRIV6}/64"), "eth0")?;
+    lab.private
+        .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"])?;
+    nodad(&lab.gw, "2001:db8:1::1/64", IF_PRIVATE)?;
+    nodad(&lab.gw, &format!("{GW_PUB6}/64"), IF_PUBLIC)?;
+    nodad(&lab.inet, &format!("{INET6}/64"), "eth0")?;
+    lab.inet
+        .ip(&["-6", "route", "add", "default", "via", GW_PUB6])
+}
+
+#[test]
+fn an_ipv6_rule_opens_a_node_port_over_ipv6_and_nothing_else() -> Result<()> {
+    if !privileged("an_ipv6_rule_opens_a_node_port_over_ipv6_and_nothing_else") {
+        return Ok(());
+    }
+    let agent = Agent::new(env!("CARGO_BIN_EXE_kowabunga-lab-agent"));
+    let bin = find_kowabungad()?;
+    let mut lab = KawaiiLab::new()?;
+    add_ipv6(&lab)?;
+    lab.gw.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    // tcp 2200 from the Internet's IPv6 prefix; tcp 2201 listens but no rule
+    lab.add_ingress_rule("\"2001:db8:2::/64\"", "tcp", "2200")?;
+    lab.start_daemon(&bin)?;
+    let _open = agent.tcp_echo_server_on(&lab.gw, "::", 2200, 60)?;
+    let _closed = agent.tcp_echo_server_on(&lab.gw, "::", 2201, 60)?;
+    let capture_file = std::env::temp_dir().join(format!("{}-v6rule.pcap", lab.prefix()));
+    let capture = Capture::start(&lab.inet, "eth0", &capture_file)?;
+    let before = lab.counters()?;
+
+    let out = agent.tcp_client(&lab.inet, &format!("[{GW_PUB6}]:2200"))?;
+    ensure!(
+        out.success()
+            && out
+                .field("peer=")
+                .is_some_and(|p| p.starts_with(&format!("[{INET6}]:"))),
+        "tcp [{GW_PUB6}]:2200 opened by the IPv6 rule: {out}"
+    );
+    let out = agent.tcp_client_timeout(
+        &lab.inet,
+        &format!("[{GW_PUB6}]:2201"),
+        Duration::from_millis(800),
+    )?;
+    ensure!(
+        out.code == Some(EXIT_TIMEOUT),
+        "tcp [{GW_PUB6}]:2201 has no rule: dropped, not refused: {out}"
+    );
+    // the IPv6 rule opens nothing over IPv4 (the server listens there too)
+    let out = agent.tcp_client_timeout(
+        &lab.inet,
+        &format!("{GW_PUB_ADDR}:2200"),
+        Duration::from_millis(800),
+    )?;
+    ensure!(
+        out.code == Some(EXIT_TIMEOUT),
+        "tcp {GW_PUB_ADDR}:2200 over IPv4 has no rule: {out}"
+    );
+    // nor through the node: the private host's IPv6 stays out of reach
+    let out = agent.tcp_client_timeout(
+        &lab.inet,
+        &format!("[{PRIV6}]:2200"),
+        Duration::from_millis(800),
+    )?;
+    ensure!(
+        out.code == Some(EXIT_TIMEOUT),
+        "tcp [{PRIV6}]:2200 crossed the gateway: {out}"
+    );
+
+    // the SYN on 2200 matched the rule (the rest of its connection is the
+    // node's own socket: pass_host_reply); the SYNs to 2201 and over IPv4
+    // were denied; the one to the private host was transit
+    let delta = lab.counters()?.since(&before);
+    ensure!(
+        delta.packets("pass_to_host") >= 1
+            && delta.packets("pass_host_reply") >= 2
+            && delta.packets("drop_host_denied") >= 2
+            && delta.packets("drop_ipv6") >= 1,
+        "opened, denied and transit counted:\n{delta}"
+    );
+    let packets = capture.finish()?;
+    let from_node = |port: u16| -> Vec<&String> {
+        let needle = format!("IP6 {GW_PUB6}.{port} > ");
+        packets.iter().filter(|l| l.contains(&needle)).collect()
+    };
+    ensure!(
+        !from_node(2200).is_empty(),
+        "the node's answers on 2200 were on the Internet side: {packets:?}"
+    );
+    ensure!(
+        from_node(2201).is_empty(),
+        "the node answered on 2201 (no rule): {:?}",
+        from_node(2201)
+    );
+    let probes = packets
+        .iter()
+        .filter(|l| {
+            l.contains(&format!("IP6 {INET6}.")) && l.contains(&format!("> {GW_PUB6}.2201:"))
+        })
+        .count();
+    ensure!(
+        probes >= 1,
+        "the probe of 2201 was sent (capture sanity): {packets:?}"
+    );
+    let leaked: Vec<&String> = packets
+        .iter()
+        .filter(|l| l.contains(&format!("IP6 {PRIV6}")))
+        .collect();
+    ensure!(
+        leaked.is_empty(),
+        "the private host's IPv6 on the Internet side: {leaked:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn ipv6_never_crosses_even_with_forwarding_on() -> Result<()> {
     if !privileged("ipv6_never_crosses_even_with_forwarding_on") {
@@ -131,47 +256,8 @@ fn ipv6_never_crosses_even_with_forwarding_on() -> Result<()> {
     }
     let bin = find_kowabungad()?;
     let mut lab = KawaiiLab::new()?;
-    let (priv6, inet6) = ("2001:db8:1::10", "2001:db8:2::2");
-    lab.private.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{priv6}/64"),
-        "dev",
-        "eth0",
-        "nodad",
-    ])?;
-    lab.private
-        .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"])?;
-    lab.gw.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::1/64",
-        "dev",
-        IF_PRIVATE,
-        "nodad",
-    ])?;
-    lab.gw.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:2::1/64",
-        "dev",
-        IF_PUBLIC,
-        "nodad",
-    ])?;
-    lab.inet.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{inet6}/64"),
-        "dev",
-        "eth0",
-        "nodad",
-    ])?;
-    lab.inet
-        .ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"])?;
+    let (priv6, inet6) = (PRIV6, INET6);
+    add_ipv6(&lab)?;
     // An operator turned IPv6 forwarding on for other reasons.
     lab.gw.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     lab.start_daemon(&bin)?;

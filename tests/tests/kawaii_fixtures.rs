@@ -228,6 +228,175 @@ fn ipv6_to_the_node_is_closed_but_replies_and_discovery() {
     );
 }
 
+/// An IPv6 frame from `src` to `dst` arriving on the interface whose MAC is
+/// `mac`: TCP SYN to `dport`, UDP to `dport`, or (`proto` 58) an echo request.
+fn v6_on(
+    mac: [u8; 6],
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    proto: u8,
+    dport: u16,
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(ANY_MAC, mac).ipv6(src.octets(), dst.octets(), 64);
+    let mut f = Vec::new();
+    match proto {
+        6 => b.tcp(40000, dport, 1, 65535).syn().write(&mut f, PAYLOAD),
+        17 => b.udp(40000, dport).write(&mut f, PAYLOAD),
+        _ => b
+            .icmpv6(etherparse::Icmpv6Type::EchoRequest(
+                etherparse::IcmpEchoHeader { id: 7, seq: 1 },
+            ))
+            .write(&mut f, PAYLOAD),
+    }
+    .unwrap();
+    f
+}
+
+fn v6(text: &str) -> std::net::Ipv6Addr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn ipv6_rules_open_the_nodes_own_ports_and_nothing_else() {
+    run(
+        "ipv6_rules_open_the_nodes_own_ports_and_nothing_else",
+        |h| {
+            let (cfg, tables) = world::config();
+            h.apply6(cfg, &tables, &world::ingress6()).unwrap();
+            let node = v6("2001:db8::2");
+            let pubv6 =
+                |src: &str, proto: u8, dport: u16| v6_on(PUB_MAC, v6(src), node, proto, dport);
+            // a v6 rule opens its port to its prefix
+            let s = step(h, Role::Public, &pubv6("2001:db8:1::77", 6, 8022));
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+            let s = step(h, Role::Public, &pubv6("2001:db8:ffff::1", 17, 5355));
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+            let s = step(h, Role::Public, &pubv6("2001:db9::1", 58, 0));
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+            // an unlisted port stays closed
+            let s = step(h, Role::Public, &pubv6("2001:db8:1::77", 6, 8023));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            let s = step(h, Role::Public, &pubv6("2001:db8:1::77", 17, 8022));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            // a source outside the prefix is dropped
+            let s = step(h, Role::Public, &pubv6("2001:db8:2::77", 6, 8022));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            let s = step(h, Role::Public, &pubv6("2001:db9::1", 17, 5355));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            // families stay apart: the IPv4 rule tcp 22 from 0.0.0.0/0 opens no
+            // IPv6 port, and the IPv6 rule's port is not open over IPv4
+            let s = step(h, Role::Public, &pubv6("2001:db8:1::77", 6, 22));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            let s = step(
+                h,
+                Role::Public,
+                &tcp_on(PUB_MAC, SERVER, 40000, GW_PUB, 8022, TcpFlags::SYN),
+            );
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+            let s = step(
+                h,
+                Role::Public,
+                &tcp_on(PUB_MAC, SERVER, 40000, GW_PUB, 22, TcpFlags::SYN),
+            );
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+            // IPv6 from the project side still never crosses, whatever the rules
+            for role in [Role::Private, Role::Peering] {
+                let mac = if role == Role::Private {
+                    PRV_MAC
+                } else {
+                    PER_MAC
+                };
+                let s = step(
+                    h,
+                    role,
+                    &v6_on(mac, v6("2001:db8:1::77"), v6("2001:db8:1::1"), 6, 8022),
+                );
+                expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_IPV6);
+            }
+            // without the v6 rules the same packets are closed again
+            let (cfg, tables) = world::config();
+            h.apply6(cfg, &tables, &[]).unwrap();
+            let s = step(h, Role::Public, &pubv6("2001:db8:1::77", 6, 8022));
+            expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_HOST_DENIED);
+        },
+    );
+}
+
+#[test]
+fn ipv6_transit_stays_dropped_whatever_the_rules_say() {
+    run("ipv6_transit_stays_dropped_whatever_the_rules_say", |h| {
+        // the host forwards IPv6 and has a route to a project-side prefix
+        let sh = |args: &[&str]| {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8::2/64",
+            "dev",
+            "pub0",
+            "nodad",
+        ]);
+        sh(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:10::1/64",
+            "dev",
+            "prv0",
+            "nodad",
+        ]);
+        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").unwrap();
+        h.model.fib.forward6 = vec![
+            "2001:db8::/64".parse().unwrap(),
+            "2001:db8:10::/64".parse().unwrap(),
+        ];
+        h.model.fib.local6 = vec![
+            "2001:db8::2/128".parse().unwrap(),
+            "2001:db8:10::1/128".parse().unwrap(),
+        ];
+        let (cfg, tables) = world::config();
+        let everything = vec![world::rule6(
+            std::net::Ipv6Addr::UNSPECIFIED,
+            0,
+            0,
+            0,
+            u16::MAX,
+        )];
+        h.apply6(cfg, &tables, &everything).unwrap();
+        let from = v6("2001:db8:1::77");
+        // to the node's own addresses: the rule opens them
+        for dst in ["2001:db8::2", "2001:db8:10::1"] {
+            let s = step(h, Role::Public, &v6_on(PUB_MAC, from, v6(dst), 6, 8022));
+            expect(&s, XDP_PASS, kw_stat::KW_STAT_PASS_TO_HOST);
+        }
+        // through the node to the project side, or back out: never
+        for dst in ["2001:db8:10::5", "2001:db8::9"] {
+            for proto in [6, 17, 58] {
+                let s = step(h, Role::Public, &v6_on(PUB_MAC, from, v6(dst), proto, 8022));
+                expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_IPV6);
+            }
+        }
+        let s = step(
+            h,
+            Role::Private,
+            &v6_on(PRV_MAC, v6("2001:db8:10::5"), from, 6, 443),
+        );
+        expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_IPV6);
+    });
+}
+
 #[test]
 fn ipv6_from_the_project_side_stays_on_the_link() {
     run("ipv6_from_the_project_side_stays_on_the_link", |h| {

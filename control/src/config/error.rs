@@ -2,7 +2,7 @@
 //! value. `Display` is one line, values printed with `{:?}` so a value
 //! containing a newline cannot break it.
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use thiserror::Error;
 
 use super::fields::Protocol;
@@ -36,7 +36,46 @@ pub enum ErrorKind {
         /// As written.
         value: String,
         /// The network it probably means.
-        network: Ipv4Net,
+        network: IpNet,
+    },
+    /// An IPv6 value where only IPv4 is taken.
+    #[error("{} is IPv6, but {why}", quote(.value))]
+    Ipv6NotTaken {
+        /// As written.
+        value: String,
+        /// Why this field is IPv4 only.
+        why: &'static str,
+    },
+    /// An IPv4-mapped IPv6 prefix: two families in one rule.
+    #[error(
+        "{} mixes address families (an IPv4-mapped IPv6 prefix): a rule is IPv4 or IPv6, write \
+         {ipv4} for IPv4 sources",
+        quote(.value)
+    )]
+    MixedFamilies {
+        /// As written.
+        value: String,
+        /// The IPv4 prefix it maps.
+        ipv4: String,
+    },
+    /// Not an IPv4 or IPv6 prefix.
+    #[error("{} is not an IPv4 or IPv6 subnet (a.b.c.d/len or x:y::/len)", quote(.0))]
+    NotASubnetAny(String),
+    /// The rule index of a bank would not fit its map.
+    #[error(
+        "the rules need {entries} {map} entries in the rule index, at most {max} fit in a bank \
+         ({own} of them from this table); use fewer port ranges or fewer rules whose prefixes \
+         contain other rules' prefixes"
+    )]
+    IndexTooLarge {
+        /// `kw_rule_port` (port ranges) or `kw_rule_exact` (single ports).
+        map: &'static str,
+        /// Entries the whole configuration needs.
+        entries: usize,
+        /// Entries of this table.
+        own: usize,
+        /// Entries of a bank.
+        max: usize,
     },
     /// `0.0.0.0`, which can be neither a VIP nor a peer.
     #[error("{} is the unspecified address", quote(.0))]

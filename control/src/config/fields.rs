@@ -3,9 +3,9 @@
 //! names the field and the value.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::error::{err, ErrorKind, ValidationError};
 use super::model::PortSpec;
@@ -95,11 +95,91 @@ pub fn parse_net(path: &str, text: &str, allow_host: bool) -> Result<Ipv4Net, Va
             path,
             ErrorKind::HostBits {
                 value: text.to_owned(),
-                network: net.trunc(),
+                network: net.trunc().into(),
             },
         );
     }
     Ok(net)
+}
+
+/// Whether `text` is written as IPv6 (an address or prefix with a colon).
+pub fn looks_ipv6(text: &str) -> bool {
+    text.contains(':')
+}
+
+/// An IPv4 subnet (as [`parse_net`]) in a field that takes no IPv6: an
+/// IPv6 value is refused with `why`.
+///
+/// # Errors
+/// [`ErrorKind::Ipv6NotTaken`], or those of [`parse_net`].
+pub fn parse_net_v4_only(
+    path: &str,
+    text: &str,
+    allow_host: bool,
+    why: &'static str,
+) -> Result<Ipv4Net, ValidationError> {
+    if looks_ipv6(text) {
+        return err(
+            path,
+            ErrorKind::Ipv6NotTaken {
+                value: text.to_owned(),
+                why,
+            },
+        );
+    }
+    parse_net(path, text, allow_host)
+}
+
+/// An IPv4 or IPv6 subnet without host bits; with `allow_host`, a bare
+/// address stands for its /32 or /128. IPv4-mapped IPv6 prefixes
+/// (`::ffff:a.b.c.d`) are refused: a rule is of one family.
+///
+/// # Errors
+/// [`ErrorKind::NotASubnetAny`], [`ErrorKind::HostBits`] or
+/// [`ErrorKind::MixedFamilies`].
+pub fn parse_net_any(path: &str, text: &str, allow_host: bool) -> Result<IpNet, ValidationError> {
+    let trimmed = text.trim();
+    if !looks_ipv6(trimmed) {
+        return match parse_net(path, text, allow_host) {
+            Ok(net) => Ok(IpNet::V4(net)),
+            Err(e) if matches!(e.kind, ErrorKind::NotASubnet(_)) => {
+                err(path, ErrorKind::NotASubnetAny(text.to_owned()))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    let net = match trimmed.parse::<Ipv6Net>() {
+        Ok(net) => net,
+        Err(_) => match (allow_host, trimmed.parse::<IpAddr>()) {
+            (true, Ok(IpAddr::V6(addr))) => Ipv6Net::from(addr),
+            _ => return err(path, ErrorKind::NotASubnetAny(text.to_owned())),
+        },
+    };
+    if net.trunc() != net {
+        return err(
+            path,
+            ErrorKind::HostBits {
+                value: text.to_owned(),
+                network: net.trunc().into(),
+            },
+        );
+    }
+    let mapped: Ipv6Net = "::ffff:0:0/96".parse().expect("static prefix");
+    if net.prefix_len() >= 96 && mapped.contains(&net.network()) {
+        let v4 = net
+            .network()
+            .to_ipv4_mapped()
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let ipv4 = format!("{v4}/{}", net.prefix_len() - 96);
+        return err(
+            path,
+            ErrorKind::MixedFamilies {
+                value: text.to_owned(),
+                ipv4,
+            },
+        );
+    }
+    Ok(IpNet::V6(net))
 }
 
 /// Whether two prefixes share an address.

@@ -76,8 +76,18 @@ impl Daemon {
     /// # Errors
     /// [`ReloadError`]; the previous configuration stays active.
     pub fn reload(&mut self) -> Result<(), ReloadError> {
+        let started = Instant::now();
         let new = config::load(&self.config_path)?;
-        self.reload_with(new)
+        let validated = started.elapsed();
+        self.reload_with(new)?;
+        let total = started.elapsed();
+        info!(
+            "reload took {} ms: file read and validated in {} ms, applied in {} ms",
+            total.as_millis(),
+            validated.as_millis(),
+            (total - validated).as_millis()
+        );
+        Ok(())
     }
 
     /// Applies an already validated configuration as a reload: node keys

@@ -6,7 +6,8 @@
 //!
 //! | config | table | prefix | target |
 //! |---|---|---|---|
-//! | `firewall.ingress[]` | `ingress` | `source` | - |
+//! | `firewall.ingress[]`, IPv4 source | `ingress` | `source` | - |
+//! | `firewall.ingress[]`, IPv6 source | `ingress6` (`kw_rules6`) | `source` | - |
 //! | IKE of each `ipsec_connections[]` | `ingress` | `remote_ip/32` | - |
 //! | `firewall.egress[]` | `egress` | `destination` | - |
 //! | `dnat[]` | `dnat` | 0/0 | `destination` |
@@ -17,10 +18,11 @@
 //! an icmp rule becomes one rule with ports 0-65535 (ignored by the
 //! program). Each IPsec connection adds three ingress rules from its peer:
 //! udp 500 (IKE), udp 4500 (NAT-T) and protocol 50 (ESP, ports 0-0).
+//! In an IPv6 rule, `icmp` is ICMPv6 (58).
 
 use ipnet::Ipv4Net;
 use kowabunga_dataplane::kawaii::config::{
-    KawaiiConfig, Peering, Policy as DpPolicy, Rule, RuleProto,
+    KawaiiConfig, Peering, Policy as DpPolicy, Rule, Rule6, RuleProto,
 };
 
 use super::config::ValidKawaii;
@@ -120,6 +122,23 @@ pub fn compile_section(k: &ValidKawaii, nat_ports: (u16, u16)) -> KawaiiConfig {
             .extend(expand(rule.protocol, &rule.ports, |r| {
                 Rule::filter(rule.net, p, r)
             }));
+    }
+    for rule in &k.ingress6 {
+        let p = match rule.protocol {
+            Protocol::Icmp => RuleProto::Icmpv6,
+            other => proto(other),
+        };
+        rules.ingress6.extend(
+            expand(rule.protocol, &rule.ports, |r| {
+                Rule::filter(Ipv4Net::default(), p, r)
+            })
+            .into_iter()
+            .map(|r| Rule6 {
+                net: rule.net,
+                proto: p,
+                ports: r.ports,
+            }),
+        );
     }
     for conn in &k.ipsec {
         let peer = Ipv4Net::from(conn.remote_ip);

@@ -18,13 +18,14 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use kowabunga_bindings::{KW_MAX_IPSEC, KW_MAX_PEERINGS, KW_MAX_RULES_PER_TABLE, KW_MAX_VIPS};
 
 use crate::config::error::{err, ErrorKind, ValidationError};
 use crate::config::fields::{
-    check_count, check_disjoint, check_name, expanded_len, parse_addr, parse_net, parse_ports,
-    parse_proto_ports, parse_protocol, PortRule, Protocol,
+    check_count, check_disjoint, check_name, expanded_len, looks_ipv6, parse_addr, parse_net,
+    parse_net_any, parse_net_v4_only, parse_ports, parse_proto_ports, parse_protocol, PortRule,
+    Protocol,
 };
 use crate::config::model::{Kawaii, Policy};
 use crate::config::node::ValidNode;
@@ -40,6 +41,23 @@ pub struct FilterRule {
     /// Destination port ranges; empty for icmp.
     pub ports: Vec<(u16, u16)>,
 }
+
+/// A validated IPv6 rule of `firewall.ingress`: opens the node's own IPv6
+/// addresses (IPv6 never crosses the gateway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterRule6 {
+    /// Source prefix.
+    pub net: Ipv6Net,
+    /// Protocol (`icmp` is ICMPv6 here).
+    pub protocol: Protocol,
+    /// Destination port ranges; empty for icmp.
+    pub ports: Vec<(u16, u16)>,
+}
+
+/// Why the fields other than `firewall.ingress[].source` take no IPv6.
+pub const IPV4_ONLY: &str = "this field is IPv4 only: IPv6 never crosses the gateway (only \
+                             kawaii.firewall.ingress[].source takes IPv6, for the node's own \
+                             addresses)";
 
 /// A validated DNAT rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +93,10 @@ pub struct ValidKawaii {
     pub snat_ip: Ipv4Addr,
     /// The project subnet.
     pub private_subnet: Ipv4Net,
-    /// `firewall.ingress`.
+    /// `firewall.ingress`, its IPv4 rules.
     pub ingress: Vec<FilterRule>,
+    /// `firewall.ingress`, its IPv6 rules (in order).
+    pub ingress6: Vec<FilterRule6>,
     /// `firewall.egress_policy`.
     pub egress_policy: Policy,
     /// `firewall.egress`.
@@ -162,23 +182,36 @@ pub fn validate_kawaii(node: &ValidNode, k: &Kawaii) -> Result<ValidKawaii, Vali
 
     // firewall.ingress
     let mut ingress = Vec::with_capacity(k.firewall.ingress.len());
+    let mut ingress6 = Vec::new();
     for (i, rule) in k.firewall.ingress.iter().enumerate() {
         let path = format!("kawaii.firewall.ingress[{i}]");
-        let net = parse_net(&format!("{path}.source"), &rule.source, true)?;
+        let net = parse_net_any(&format!("{path}.source"), &rule.source, true)?;
         let PortRule { protocol, ports } =
             parse_proto_ports(&path, &rule.protocol, rule.ports.as_ref())?;
-        ingress.push(FilterRule {
-            net,
-            protocol,
-            ports,
-        });
+        match net {
+            IpNet::V4(net) => ingress.push(FilterRule {
+                net,
+                protocol,
+                ports,
+            }),
+            IpNet::V6(net) => ingress6.push(FilterRule6 {
+                net,
+                protocol,
+                ports,
+            }),
+        }
     }
 
     // firewall.egress
     let mut egress = Vec::with_capacity(k.firewall.egress.len());
     for (i, rule) in k.firewall.egress.iter().enumerate() {
         let path = format!("kawaii.firewall.egress[{i}]");
-        let net = parse_net(&format!("{path}.destination"), &rule.destination, true)?;
+        let net = parse_net_v4_only(
+            &format!("{path}.destination"),
+            &rule.destination,
+            true,
+            IPV4_ONLY,
+        )?;
         let PortRule { protocol, ports } =
             parse_proto_ports(&path, &rule.protocol, rule.ports.as_ref())?;
         egress.push(FilterRule {
@@ -193,6 +226,15 @@ pub fn validate_kawaii(node: &ValidNode, k: &Kawaii) -> Result<ValidKawaii, Vali
     for (i, rule) in k.dnat.iter().enumerate() {
         let path = format!("kawaii.dnat[{i}]");
         let dest_path = format!("{path}.destination");
+        if looks_ipv6(&rule.destination) {
+            return err(
+                dest_path,
+                ErrorKind::Ipv6NotTaken {
+                    value: rule.destination.clone(),
+                    why: IPV4_ONLY,
+                },
+            );
+        }
         let destination = parse_addr(&dest_path, &rule.destination)?;
         if !private_subnet.contains(&destination) {
             return err(
@@ -301,6 +343,12 @@ pub fn validate_kawaii(node: &ValidNode, k: &Kawaii) -> Result<ValidKawaii, Vali
         String::new()
     };
     check_rules("kawaii.firewall.ingress", n_ingress, note)?;
+    let n_ingress6: usize = ingress6.iter().map(|r| expanded_len(&r.ports)).sum();
+    check_rules(
+        "kawaii.firewall.ingress",
+        n_ingress6,
+        " (its IPv6 rules)".to_owned(),
+    )?;
     let n_egress: usize = egress.iter().map(|r| expanded_len(&r.ports)).sum();
     check_rules("kawaii.firewall.egress", n_egress, String::new())?;
     let n_dnat: usize = dnat.iter().map(|r| expanded_len(&r.ports)).sum();
@@ -322,18 +370,22 @@ pub fn validate_kawaii(node: &ValidNode, k: &Kawaii) -> Result<ValidKawaii, Vali
         + icmp;
     check_rules("kawaii.vpc_peerings[*].egress", n_peer_out, String::new())?;
 
-    Ok(ValidKawaii {
+    let valid = ValidKawaii {
         public_ips,
         snat_ip,
         private_subnet,
         ingress,
+        ingress6,
         egress_policy: k.firewall.egress_policy,
         egress,
         dnat,
         peerings,
         ipsec,
-    })
+    };
+    capacity::check_index(&valid)?;
+    Ok(valid)
 }
 
+mod capacity;
 #[cfg(test)]
 mod tests;

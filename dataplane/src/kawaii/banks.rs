@@ -15,14 +15,15 @@ use aya::maps::{
     Array, HashMap, MapError,
 };
 use kowabunga_bindings::{
-    kw_config, kw_rule, kw_rule_addr, kw_rule_hit, kw_rule_node, kw_rule_port, kw_table,
-    KW_ACTIVE_NONE, KW_BANKS, KW_MAX_IPSEC, KW_MAX_PEERINGS, KW_MAX_RULES_PER_TABLE, KW_MAX_VIPS,
+    kw_config, kw_rule, kw_rule6, kw_rule_addr, kw_rule_addr6, kw_rule_hit, kw_rule_node,
+    kw_rule_port, kw_table, KW_ACTIVE_NONE, KW_BANKS, KW_MAX_IPSEC, KW_MAX_PEERINGS,
+    KW_MAX_RULES_PER_TABLE, KW_MAX_VIPS,
 };
 
 use crate::{
     kawaii::{
-        index::BankIndex, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULE_ADDR, MAP_RULE_EXACT,
-        MAP_RULE_PORT, RULES_PER_BANK,
+        index::BankIndex, MAP_ACTIVE, MAP_CONFIG, MAP_RULES, MAP_RULES6, MAP_RULE_ADDR,
+        MAP_RULE_ADDR6, MAP_RULE_EXACT, MAP_RULE_PORT, RULES_PER_BANK,
     },
     Kawaii, KawaiiConfig,
 };
@@ -33,6 +34,12 @@ pub const TABLE_COUNT: usize = kw_table::KW_TABLE_COUNT as usize;
 /// The rule tables of a configuration, indexed by `kw_table` (ingress,
 /// egress, dnat, peer_in, peer_out).
 pub type Tables = [Vec<kw_rule>; TABLE_COUNT];
+
+/// The IPv6 rules of `firewall.ingress`, in order (`kw_rules6` of a bank).
+pub type Tables6 = Vec<kw_rule6>;
+
+/// Name of the IPv6 ingress table, for messages.
+pub const TABLE6_NAME: &str = "ingress6";
 
 /// Name of each `kw_table`, for messages.
 pub const TABLE_NAMES: [&str; TABLE_COUNT] = ["ingress", "egress", "dnat", "peer_in", "peer_out"];
@@ -90,6 +97,14 @@ pub enum Error {
         /// The mask, host order.
         mask: u32,
     },
+    /// An IPv6 rule's prefix length is above 128.
+    #[error("rule {index} of table ingress6 has prefix length {len}, at most 128")]
+    BadPrefix6 {
+        /// Index inside the table.
+        index: usize,
+        /// The length.
+        len: u32,
+    },
     /// The rule index of a bank would not fit `kw_rule_port` or
     /// `kw_rule_exact`.
     #[error("the rule index needs {entries} port entries, at most {max} fit in a bank")]
@@ -132,6 +147,8 @@ pub struct ActiveConfig {
     pub config: kw_config,
     /// The rule tables of the bank.
     pub tables: Tables,
+    /// The IPv6 ingress rules of the bank.
+    pub ingress6: Tables6,
 }
 
 /// Validates `config` and `tables` and packs them as one bank: returns the
@@ -205,6 +222,35 @@ pub fn validate(config: &kw_config, tables: &Tables) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the IPv6 ingress rules against the ABI's limits: their count,
+/// port ranges and prefix lengths.
+pub fn validate6(rules: &[kw_rule6]) -> Result<(), Error> {
+    if rules.len() > KW_MAX_RULES_PER_TABLE as usize {
+        return Err(Error::TooManyRules {
+            table: TABLE6_NAME,
+            len: rules.len(),
+            max: KW_MAX_RULES_PER_TABLE,
+        });
+    }
+    for (index, r) in rules.iter().enumerate() {
+        if r.port_lo > r.port_hi {
+            return Err(Error::EmptyRulePorts {
+                table: TABLE6_NAME,
+                index,
+                lo: r.port_lo,
+                hi: r.port_hi,
+            });
+        }
+        if r.prefix_len > 128 {
+            return Err(Error::BadPrefix6 {
+                index,
+                len: u32::from(r.prefix_len),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The bank to write next, given `kw_active[0]`: the one that is not active
 /// (bank 0 when none is, or when the word holds garbage).
 pub fn inactive_bank(active_word: u32) -> u32 {
@@ -268,7 +314,8 @@ impl Kawaii {
     /// ```
     pub fn apply(&mut self, config: &KawaiiConfig) -> Result<u32, Error> {
         let (raw, tables) = config.encode()?;
-        self.apply_raw(&raw, &tables)
+        let ingress6 = config.encode6()?;
+        self.apply_raw6(&raw, &tables, &ingress6)
     }
 
     /// [`Kawaii::apply`] at the ABI level: `kw_config` and its tables as
@@ -276,9 +323,22 @@ impl Kawaii {
     /// level). `rule_start` / `rule_count` of `config` are ignored and
     /// recomputed (tables packed in order).
     pub fn apply_raw(&mut self, config: &kw_config, tables: &Tables) -> Result<u32, Error> {
-        let (packed, rules) = pack(config, tables)?;
+        self.apply_raw6(config, tables, &[])
+    }
+
+    /// [`Kawaii::apply_raw`] with the IPv6 ingress rules (`kw_rules6`).
+    pub fn apply_raw6(
+        &mut self,
+        config: &kw_config,
+        tables: &Tables,
+        ingress6: &[kw_rule6],
+    ) -> Result<u32, Error> {
+        let (mut packed, rules) = pack(config, tables)?;
+        validate6(ingress6)?;
+        // bounded by validate6(): at most KW_MAX_RULES_PER_TABLE
+        packed.rule6_count = ingress6.len() as u16;
         let bank = inactive_bank(self.active_word()?);
-        let index = BankIndex::build(bank, tables)?;
+        let index = BankIndex::build_all(bank, tables, ingress6)?;
 
         let mut rule_map = self.array_mut::<kw_rule>(MAP_RULES)?;
         let base = bank * RULES_PER_BANK;
@@ -287,6 +347,13 @@ impl Kawaii {
             rule_map
                 .set(base + i as u32, rule, 0)
                 .map_err(map_err(MAP_RULES, "write"))?;
+        }
+        let mut rule6_map = self.array_mut::<kw_rule6>(MAP_RULES6)?;
+        let base6 = bank * KW_MAX_RULES_PER_TABLE;
+        for (i, rule) in ingress6.iter().enumerate() {
+            rule6_map
+                .set(base6 + i as u32, rule, 0)
+                .map_err(map_err(MAP_RULES6, "write"))?;
         }
         self.write_index(bank, index)?;
         self.array_mut::<kw_config>(MAP_CONFIG)?
@@ -321,6 +388,17 @@ impl Kawaii {
             let (k, v) = entry.map_err(map_err(MAP_RULE_ADDR, "read"))?;
             if u32::from(k.data().bank) == bank {
                 index.addr.insert((k.prefix_len(), k.data()), v);
+            }
+        }
+        let map = self
+            .map(MAP_RULE_ADDR6)
+            .ok_or(Error::MissingMap(MAP_RULE_ADDR6))?;
+        let addr6 = LpmTrie::<_, kw_rule_addr6, kw_rule_node>::try_from(map)
+            .map_err(map_err(MAP_RULE_ADDR6, "open"))?;
+        for entry in addr6.iter() {
+            let (k, v) = entry.map_err(map_err(MAP_RULE_ADDR6, "read"))?;
+            if u32::from(k.data().bank) == bank {
+                index.addr6.insert((k.prefix_len(), k.data()), v);
             }
         }
         let map = self
@@ -366,6 +444,23 @@ impl Kawaii {
             for ((len, data), v) in &diff.addr_set {
                 addr.insert(&Key::new(*len, *data), v, 0)
                     .map_err(map_err(MAP_RULE_ADDR, "write"))?;
+            }
+        }
+        {
+            let map = self
+                .map_mut(MAP_RULE_ADDR6)
+                .ok_or(Error::MissingMap(MAP_RULE_ADDR6))?;
+            let mut addr6 = LpmTrie::<_, kw_rule_addr6, kw_rule_node>::try_from(map)
+                .map_err(map_err(MAP_RULE_ADDR6, "open"))?;
+            for (len, data) in &diff.addr6_remove {
+                addr6
+                    .remove(&Key::new(*len, *data))
+                    .map_err(map_err(MAP_RULE_ADDR6, "remove"))?;
+            }
+            for ((len, data), v) in &diff.addr6_set {
+                addr6
+                    .insert(&Key::new(*len, *data), v, 0)
+                    .map_err(map_err(MAP_RULE_ADDR6, "write"))?;
             }
         }
         {
@@ -444,10 +539,26 @@ impl Kawaii {
                 );
             }
         }
+        let count6 = u32::from(config.rule6_count);
+        if count6 > KW_MAX_RULES_PER_TABLE {
+            return Err(Error::Corrupt {
+                bank,
+                detail: format!("{count6} IPv6 ingress rules"),
+            });
+        }
+        let rule6_map = self.array::<kw_rule6>(MAP_RULES6)?;
+        let ingress6 = (0..count6)
+            .map(|i| {
+                rule6_map
+                    .get(&(bank * KW_MAX_RULES_PER_TABLE + i), 0)
+                    .map_err(map_err(MAP_RULES6, "read"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Some(ActiveConfig {
             bank,
             config,
             tables,
+            ingress6,
         }))
     }
 }

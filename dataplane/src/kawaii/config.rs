@@ -23,13 +23,13 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use kowabunga_bindings::{
-    kw_cidr, kw_config, kw_peering, kw_policy, kw_rule, kw_table, KW_MAX_IPSEC, KW_MAX_PEERINGS,
-    KW_MAX_VIPS,
+    kw_cidr, kw_config, kw_peering, kw_policy, kw_rule, kw_rule6, kw_table, KW_MAX_IPSEC,
+    KW_MAX_PEERINGS, KW_MAX_VIPS,
 };
 
-use crate::kawaii::banks::{validate, Error, Tables, TABLE_COUNT};
+use crate::kawaii::banks::{validate, validate6, Error, Tables, Tables6, TABLE_COUNT};
 
 /// Default verdict of new flows that no rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -63,6 +63,8 @@ pub enum RuleProto {
     Udp,
     /// ESP (50); ports ignored.
     Esp,
+    /// ICMPv6 (58), for IPv6 rules; ports ignored.
+    Icmpv6,
 }
 
 impl RuleProto {
@@ -74,6 +76,7 @@ impl RuleProto {
             RuleProto::Tcp => 6,
             RuleProto::Udp => 17,
             RuleProto::Esp => 50,
+            RuleProto::Icmpv6 => 58,
         }
     }
 
@@ -91,6 +94,7 @@ impl fmt::Display for RuleProto {
             RuleProto::Tcp => "tcp",
             RuleProto::Udp => "udp",
             RuleProto::Esp => "esp",
+            RuleProto::Icmpv6 => "icmpv6",
         })
     }
 }
@@ -142,12 +146,41 @@ impl Rule {
     }
 }
 
-/// The five rule tables of a configuration.
+/// An IPv6 rule of `firewall.ingress`: new IPv6 traffic from `net` to the
+/// node's own addresses on `proto`/`ports` reaches the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rule6 {
+    /// The prefix the source must be in.
+    pub net: Ipv6Net,
+    /// The protocol ([`RuleProto::Icmpv6`] for ICMPv6).
+    pub proto: RuleProto,
+    /// Destination ports `(lo, hi)`, inclusive; ignored without ports.
+    pub ports: (u16, u16),
+}
+
+impl Rule6 {
+    fn to_abi(self) -> kw_rule6 {
+        kw_rule6 {
+            addr: self.net.network().octets(),
+            prefix_len: self.net.prefix_len(),
+            proto: self.proto.number(),
+            port_lo: self.ports.0,
+            port_hi: self.ports.1,
+            ..kw_rule6::default()
+        }
+    }
+}
+
+/// The rule tables of a configuration: five IPv4 tables and the IPv6 rules
+/// of `firewall.ingress`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RuleTables {
     /// `firewall.ingress` and the IKE rules of IPsec peers: new inbound
     /// flows delivered to the gateway itself.
     pub ingress: Vec<Rule>,
+    /// The IPv6 rules of `firewall.ingress`: new IPv6 traffic to the node's
+    /// own addresses (IPv6 never crosses the gateway).
+    pub ingress6: Vec<Rule6>,
     /// `firewall.egress`: exceptions to the egress policy.
     pub egress: Vec<Rule>,
     /// `dnat`: new inbound flows to a VIP translated to a private host.
@@ -171,10 +204,15 @@ impl RuleTables {
     }
 
     /// One-line summary of rule counts, e.g.
-    /// `3 ingress, 0 egress, 1 dnat, 0 peer-in, 0 peer-out rules`.
+    /// `3 ingress, 0 egress, 1 dnat, 0 peer-in, 0 peer-out rules`; IPv6
+    /// ingress rules, when there are some, as `3 ingress + 2 IPv6, ...`.
     pub fn summary(&self) -> String {
+        let v6 = match self.ingress6.len() {
+            0 => String::new(),
+            n => format!(" + {n} IPv6"),
+        };
         format!(
-            "{} ingress, {} egress, {} dnat, {} peer-in, {} peer-out rules",
+            "{} ingress{v6}, {} egress, {} dnat, {} peer-in, {} peer-out rules",
             self.ingress.len(),
             self.egress.len(),
             self.dnat.len(),
@@ -274,6 +312,16 @@ impl KawaiiConfig {
         validate(&config, &tables)?;
         Ok((config, tables))
     }
+
+    /// The ABI form of the IPv6 rules of `firewall.ingress` (`kw_rules6`).
+    ///
+    /// # Errors
+    /// [`Error`] when there are too many or a range is empty.
+    pub fn encode6(&self) -> Result<Tables6, Error> {
+        let rules: Tables6 = self.rules.ingress6.iter().map(|r| r.to_abi()).collect();
+        validate6(&rules)?;
+        Ok(rules)
+    }
 }
 
 /// A count of a fixed array, checked against its size.
@@ -365,6 +413,19 @@ mod tests {
         assert_eq!(
             c.rules.summary(),
             "2 ingress, 0 egress, 1 dnat, 0 peer-in, 0 peer-out rules"
+        );
+        c.rules.ingress6.push(Rule6 {
+            net: "2001:db8::/32".parse().expect("prefix"),
+            proto: RuleProto::Tcp,
+            ports: (443, 443),
+        });
+        let v6 = c.encode6().expect("encode6");
+        assert_eq!(v6[0].addr[..4], [0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!((v6[0].prefix_len, v6[0].proto), (32, 6));
+        assert_eq!((v6[0].port_lo, v6[0].port_hi), (443, 443));
+        assert_eq!(
+            c.rules.summary(),
+            "2 ingress + 1 IPv6, 0 egress, 1 dnat, 0 peer-in, 0 peer-out rules"
         );
     }
 

@@ -22,14 +22,54 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kowabunga_bindings::{
-    kw_rule, kw_rule_addr, kw_rule_hit, kw_rule_node, kw_rule_port, KW_RULE_ADDR_FULL,
-    KW_RULE_EXACT_ENTRIES, KW_RULE_F_OTHER, KW_RULE_NONE, KW_RULE_PORT_ENTRIES,
+    kw_rule, kw_rule6, kw_rule_addr, kw_rule_addr6, kw_rule_hit, kw_rule_node, kw_rule_port,
+    KW_BANKS, KW_RULE_ADDR6_FULL, KW_RULE_ADDR_FULL, KW_RULE_EXACT_ENTRIES, KW_RULE_F_OTHER,
+    KW_RULE_NONE, KW_RULE_PORT_ENTRIES, KW_TABLE_INGRESS6,
 };
 
 use super::banks::{Error, Tables, TABLE_NAMES};
 
 /// `kw_rule_addr_key` as (prefix length, data).
 pub type AddrKey = (u32, kw_rule_addr);
+/// `kw_rule_addr6_key` as (prefix length, data).
+pub type Addr6Key = (u32, kw_rule_addr6);
+
+/// Port entries of one bank in `kw_rule_port` (half the map: the other bank
+/// keeps the active configuration while this one is written).
+pub const PORT_ENTRIES_PER_BANK: usize = (KW_RULE_PORT_ENTRIES / KW_BANKS) as usize;
+/// Entries of one bank in `kw_rule_exact`.
+pub const EXACT_ENTRIES_PER_BANK: usize = (KW_RULE_EXACT_ENTRIES / KW_BANKS) as usize;
+
+/// Index tables of a bank: the five `kw_table`s, then the IPv6 ingress
+/// rules (`KW_TABLE_INGRESS6`).
+pub const INDEX_TABLES: usize = KW_TABLE_INGRESS6 as usize + 1;
+
+/// How many port entries each table of a bank takes in the index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexUsage {
+    /// `kw_rule_port` entries per table (index: `kw_table`, then
+    /// `KW_TABLE_INGRESS6`).
+    pub port: [usize; INDEX_TABLES],
+    /// `kw_rule_exact` entries per table.
+    pub exact: [usize; INDEX_TABLES],
+}
+
+impl IndexUsage {
+    /// `kw_rule_port` entries of the bank.
+    pub fn port_total(&self) -> usize {
+        self.port.iter().sum()
+    }
+
+    /// `kw_rule_exact` entries of the bank.
+    pub fn exact_total(&self) -> usize {
+        self.exact.iter().sum()
+    }
+
+    /// Whether the bank fits both maps.
+    pub fn fits(&self) -> bool {
+        self.port_total() <= PORT_ENTRIES_PER_BANK && self.exact_total() <= EXACT_ENTRIES_PER_BANK
+    }
+}
 /// `kw_rule_port_key` as (prefix length, data).
 pub type PortKey = (u32, kw_rule_port);
 
@@ -48,11 +88,13 @@ fn proto_flags(proto: u8) -> (u32, u32) {
     (1 << (2 * class), 1 << (2 * class + 1))
 }
 
-/// The entries one bank holds in the two tries.
+/// The entries one bank holds in the tries and the hash.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BankIndex {
     /// `kw_rule_addr` entries.
     pub addr: HashMap<AddrKey, kw_rule_node>,
+    /// `kw_rule_addr6` entries (the IPv6 ingress rules).
+    pub addr6: HashMap<Addr6Key, kw_rule_node>,
     /// `kw_rule_port` entries.
     pub port: HashMap<PortKey, kw_rule_hit>,
     /// `kw_rule_exact` entries.
@@ -66,6 +108,10 @@ pub struct Diff {
     pub addr_remove: Vec<AddrKey>,
     /// `kw_rule_addr` entries to insert or replace.
     pub addr_set: Vec<(AddrKey, kw_rule_node)>,
+    /// `kw_rule_addr6` keys to remove.
+    pub addr6_remove: Vec<Addr6Key>,
+    /// `kw_rule_addr6` entries to insert or replace.
+    pub addr6_set: Vec<(Addr6Key, kw_rule_node)>,
     /// `kw_rule_port` keys to remove.
     pub port_remove: Vec<PortKey>,
     /// `kw_rule_port` entries to insert or replace.
@@ -81,6 +127,8 @@ impl Diff {
     pub fn len(&self) -> usize {
         self.addr_remove.len()
             + self.addr_set.len()
+            + self.addr6_remove.len()
+            + self.addr6_set.len()
             + self.port_remove.len()
             + self.port_set.len()
             + self.exact_remove.len()
@@ -101,6 +149,46 @@ fn prefix_len(mask: u32) -> Option<u32> {
 
 fn mask_of(len: u32) -> u32 {
     u32::MAX.checked_shl(32 - len).unwrap_or(0)
+}
+
+/// Netmask of `len` bits in an address of `width` bits (32 or 128), in
+/// the low bits of a u128.
+fn mask_w(len: u32, width: u32) -> u128 {
+    let all = u128::MAX >> (128 - width);
+    all.checked_shl(width - len).unwrap_or(0) & all
+}
+
+/// A rule as the index sees it: protocol, effective ports, target.
+#[derive(Clone, Copy)]
+struct Item {
+    proto: u8,
+    lo: u32,
+    hi: u32,
+    target: u32,
+}
+
+fn item(r: &kw_rule) -> Item {
+    let (lo, hi) = effective_ports(r);
+    Item {
+        proto: r.proto,
+        lo,
+        hi,
+        target: r.target,
+    }
+}
+
+fn item6(r: &kw_rule6) -> Item {
+    let (lo, hi) = if r.proto == 0 || r.proto == IPPROTO_TCP || r.proto == IPPROTO_UDP {
+        (u32::from(r.port_lo), u32::from(r.port_hi))
+    } else {
+        (0, 0xffff)
+    };
+    Item {
+        proto: r.proto,
+        lo,
+        hi,
+        target: 0,
+    }
 }
 
 /// Port range a rule covers in the port trie of its protocol: protocols
@@ -176,30 +264,49 @@ impl BankIndex {
     /// [`super::banks::validate`]). Fails on a netmask that is not a prefix
     /// and when the port trie or the exact hash would not hold the bank.
     pub fn build(bank: u32, tables: &Tables) -> Result<Self, Error> {
-        let mut index = Self::default();
-        for (t, rules) in tables.iter().enumerate() {
-            index.build_table(bank as u8, t, rules)?;
-        }
-        let max = KW_RULE_PORT_ENTRIES as usize / kowabunga_bindings::KW_BANKS as usize;
-        if index.port.len() > max {
-            return Err(Error::IndexTooLarge {
-                entries: index.port.len(),
-                max,
-            });
-        }
-        let max = KW_RULE_EXACT_ENTRIES as usize / kowabunga_bindings::KW_BANKS as usize;
-        if index.exact.len() > max {
-            return Err(Error::IndexTooLarge {
-                entries: index.exact.len(),
-                max,
-            });
+        Self::build_all(bank, tables, &[])
+    }
+
+    /// [`BankIndex::build`] with the IPv6 ingress rules (`kw_rules6`).
+    pub fn build_all(bank: u32, tables: &Tables, ingress6: &[kw_rule6]) -> Result<Self, Error> {
+        let index = Self::compile(bank, tables, ingress6)?;
+        let usage = index.usage();
+        for (entries, max) in [
+            (usage.port_total(), PORT_ENTRIES_PER_BANK),
+            (usage.exact_total(), EXACT_ENTRIES_PER_BANK),
+        ] {
+            if entries > max {
+                return Err(Error::IndexTooLarge { entries, max });
+            }
         }
         Ok(index)
     }
 
+    /// The index, without the capacity check: what a configuration would
+    /// take (see [`BankIndex::usage`]).
+    pub fn compile(bank: u32, tables: &Tables, ingress6: &[kw_rule6]) -> Result<Self, Error> {
+        let mut index = Self::default();
+        for (t, rules) in tables.iter().enumerate() {
+            index.build_table(bank as u8, t, rules)?;
+        }
+        index.build_table6(bank as u8, ingress6)?;
+        Ok(index)
+    }
+
+    /// Port entries per table.
+    pub fn usage(&self) -> IndexUsage {
+        let mut usage = IndexUsage::default();
+        for (_, k) in self.port.keys() {
+            usage.port[usize::from(k.table).min(INDEX_TABLES - 1)] += 1;
+        }
+        for k in self.exact.keys() {
+            usage.exact[usize::from(k.table).min(INDEX_TABLES - 1)] += 1;
+        }
+        usage
+    }
+
     fn build_table(&mut self, bank: u8, t: usize, rules: &[kw_rule]) -> Result<(), Error> {
-        // rules of each prefix (len, network in host order), in index order
-        let mut by_prefix: BTreeMap<(u32, u32), Vec<u32>> = BTreeMap::new();
+        let mut prefixes = Vec::with_capacity(rules.len());
         for (i, r) in rules.iter().enumerate() {
             let mask = u32::from_be(r.cidr.mask);
             let len = prefix_len(mask).ok_or(Error::NotAPrefix {
@@ -207,13 +314,75 @@ impl BankIndex {
                 index: i,
                 mask,
             })?;
-            let net = u32::from_be(r.cidr.addr) & mask;
-            by_prefix.entry((len, net)).or_default().push(i as u32);
+            prefixes.push((len, u128::from(u32::from_be(r.cidr.addr) & mask)));
         }
+        let items: Vec<Item> = rules.iter().map(item).collect();
+        for ((len, net), node) in self.build_nodes(bank, t as u8, 32, &prefixes, &items) {
+            self.addr.insert(
+                (
+                    KW_RULE_ADDR_FULL - 32 + len,
+                    kw_rule_addr {
+                        bank,
+                        table: t as u8,
+                        addr: (net as u32).to_be(),
+                        ..Default::default()
+                    },
+                ),
+                node,
+            );
+        }
+        Ok(())
+    }
+
+    fn build_table6(&mut self, bank: u8, rules: &[kw_rule6]) -> Result<(), Error> {
+        let mut prefixes = Vec::with_capacity(rules.len());
+        for (i, r) in rules.iter().enumerate() {
+            let len = u32::from(r.prefix_len);
+            if len > 128 {
+                return Err(Error::BadPrefix6 { index: i, len });
+            }
+            prefixes.push((len, u128::from_be_bytes(r.addr) & mask_w(len, 128)));
+        }
+        let items: Vec<Item> = rules.iter().map(item6).collect();
+        let table = KW_TABLE_INGRESS6 as u8;
+        for ((len, net), node) in self.build_nodes(bank, table, 128, &prefixes, &items) {
+            self.addr6.insert(
+                (
+                    KW_RULE_ADDR6_FULL - 128 + len,
+                    kw_rule_addr6 {
+                        bank,
+                        table,
+                        addr: net.to_be_bytes(),
+                        ..Default::default()
+                    },
+                ),
+                node,
+            );
+        }
+        Ok(())
+    }
+
+    /// The nodes of one table (addresses of `width` bits): rule `i` has
+    /// prefix `prefixes[i]` and ports `items[i]`. Writes the port entries
+    /// and returns each node with its prefix.
+    fn build_nodes(
+        &mut self,
+        bank: u8,
+        table: u8,
+        width: u32,
+        prefixes: &[(u32, u128)],
+        items: &[Item],
+    ) -> Vec<((u32, u128), kw_rule_node)> {
+        // rules of each prefix (len, network), in index order
+        let mut by_prefix: BTreeMap<(u32, u128), Vec<u32>> = BTreeMap::new();
+        for (i, p) in prefixes.iter().enumerate() {
+            by_prefix.entry(*p).or_default().push(i as u32);
+        }
+        let mut nodes = Vec::with_capacity(by_prefix.len());
         for (node, (&(len, net), _)) in by_prefix.iter().enumerate() {
             // rules of every prefix containing this one, in index order
             let mut members: Vec<u32> = (0..=len)
-                .filter_map(|l| by_prefix.get(&(l, net & mask_of(l))))
+                .filter_map(|l| by_prefix.get(&(l, net & mask_w(l, width))))
                 .flatten()
                 .copied()
                 .collect();
@@ -222,24 +391,23 @@ impl BankIndex {
             let first_any = members
                 .iter()
                 .copied()
-                .find(|&i| rules[i as usize].proto == 0);
+                .find(|&i| items[i as usize].proto == 0);
             let mut flags = 0u32;
-            let protos: HashSet<u8> = members.iter().map(|&i| rules[i as usize].proto).collect();
+            let protos: HashSet<u8> = members.iter().map(|&i| items[i as usize].proto).collect();
             for proto in protos {
                 let painted = paint(
                     members
                         .iter()
-                        .filter(|&&i| rules[i as usize].proto == proto)
+                        .filter(|&&i| items[i as usize].proto == proto)
                         .map(|&i| {
-                            let r = &rules[i as usize];
-                            let (lo, hi) = effective_ports(r);
-                            (lo, hi, i, r.target)
+                            let it = items[i as usize];
+                            (it.lo, it.hi, i, it.target)
                         }),
                 );
                 let (exact_flag, wide_flag) = proto_flags(proto);
                 let key = |port: u16| kw_rule_port {
                     bank,
-                    table: t as u8,
+                    table,
                     proto,
                     node,
                     port: port.to_be(),
@@ -263,25 +431,17 @@ impl BankIndex {
                     }
                 }
             }
-            self.addr.insert(
-                (
-                    KW_RULE_ADDR_FULL - 32 + len,
-                    kw_rule_addr {
-                        bank,
-                        table: t as u8,
-                        addr: net.to_be(),
-                        ..Default::default()
-                    },
-                ),
+            nodes.push((
+                (len, net),
                 kw_rule_node {
                     node,
                     any_index: first_any.unwrap_or(KW_RULE_NONE),
-                    any_target: first_any.map_or(0, |i| rules[i as usize].target),
+                    any_target: first_any.map_or(0, |i| items[i as usize].target),
                     flags,
                 },
-            );
+            ));
         }
-        Ok(())
+        nodes
     }
 
     /// The updates turning `self` (what the maps hold) into `next`: removals
@@ -298,6 +458,18 @@ impl BankIndex {
                 .addr
                 .iter()
                 .filter(|(k, v)| self.addr.get(k) != Some(v))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            addr6_remove: self
+                .addr6
+                .keys()
+                .filter(|k| !next.addr6.contains_key(k))
+                .copied()
+                .collect(),
+            addr6_set: next
+                .addr6
+                .iter()
+                .filter(|(k, v)| self.addr6.get(k) != Some(v))
                 .map(|(k, v)| (*k, *v))
                 .collect(),
             port_remove: self
@@ -349,6 +521,43 @@ impl BankIndex {
                 },
             ))
         })?;
+        self.lookup_node(bank, table, node, proto, dport)
+    }
+
+    /// [`BankIndex::lookup`] for the IPv6 ingress rules: the index of the
+    /// first rule matching (source, proto, dport).
+    pub fn lookup6(
+        &self,
+        bank: u32,
+        addr: std::net::Ipv6Addr,
+        proto: u8,
+        dport: Option<u16>,
+    ) -> Option<u32> {
+        let table = KW_TABLE_INGRESS6 as u8;
+        let bits = u128::from(addr);
+        let node = (0..=128u32).rev().find_map(|len| {
+            self.addr6.get(&(
+                KW_RULE_ADDR6_FULL - 128 + len,
+                kw_rule_addr6 {
+                    bank: bank as u8,
+                    table,
+                    addr: (bits & mask_w(len, 128)).to_be_bytes(),
+                    ..Default::default()
+                },
+            ))
+        })?;
+        self.lookup_node(bank, usize::from(table), node, proto, dport)
+            .map(|(i, _)| i)
+    }
+
+    fn lookup_node(
+        &self,
+        bank: u32,
+        table: usize,
+        node: &kw_rule_node,
+        proto: u8,
+        dport: Option<u16>,
+    ) -> Option<(u32, u32)> {
         let key = |proto: u8, port: u16| kw_rule_port {
             bank: bank as u8,
             table: table as u8,
@@ -543,6 +752,106 @@ mod tests {
         assert_eq!(index.lookup(0, 0, 0x6440_0003, 6, Some(1003)), Some((3, 0)));
         assert_eq!(index.lookup(0, 0, 0x6440_0003, 6, Some(1004)), None);
         assert_eq!(index.lookup(0, 0, 0x0a01_0203, 1, None), Some((10_000, 7)));
+    }
+
+    #[test]
+    fn ipv6_rules_agree_with_a_linear_scan_and_stay_apart() {
+        use std::net::Ipv6Addr;
+        let rule6 = |net: &str, proto: u8, lo: u16, hi: u16| {
+            let net: ipnet::Ipv6Net = net.parse().expect("prefix");
+            kw_rule6 {
+                addr: net.network().octets(),
+                prefix_len: net.prefix_len(),
+                proto,
+                port_lo: lo,
+                port_hi: hi,
+                ..Default::default()
+            }
+        };
+        let rules = vec![
+            rule6("2001:db8::/32", 6, 22, 22),
+            rule6("2001:db8:1::/48", 6, 80, 90),
+            rule6("::/0", 17, 53, 53),
+            rule6("2001:db8:1:2::/64", 0, 0, 65535),
+            rule6("::/0", 58, 0, 0),
+        ];
+        let mut tables = Tables::default();
+        // an IPv4 ingress rule on the same port: its own table
+        tables[0].push(rule((0, 0), 6, 443, 443, 0));
+        let index = BankIndex::build_all(1, &tables, &rules).expect("builds");
+        assert_eq!(index.addr6.len(), 4);
+        // nodes /0 (udp 53, icmpv6), /32, /48 and /64 (each: tcp 22, udp 53,
+        // icmpv6 copied in); ranges go to the trie
+        assert_eq!(index.usage().exact[INDEX_TABLES - 1], 2 + 3 + 3 + 3);
+        assert_eq!(index.usage().exact[0], 1);
+        let scan6 = |addr: Ipv6Addr, proto: u8, dport: Option<u16>| {
+            rules.iter().enumerate().find_map(|(i, r)| {
+                let len = u32::from(r.prefix_len);
+                let ok = (u128::from(addr) ^ u128::from_be_bytes(r.addr)) & mask_w(len, 128) == 0
+                    && (r.proto == 0 || r.proto == proto)
+                    && dport.is_none_or(|p| r.port_lo <= p && p <= r.port_hi);
+                ok.then_some(i as u32)
+            })
+        };
+        for addr in [
+            "2001:db8::1",
+            "2001:db8:1::5",
+            "2001:db8:1:2::9",
+            "2001:db9::1",
+            "::1",
+        ] {
+            let addr: Ipv6Addr = addr.parse().expect("address");
+            for (proto, dport) in [
+                (6, Some(22)),
+                (6, Some(85)),
+                (6, Some(443)),
+                (17, Some(53)),
+                (17, Some(54)),
+                (58, None),
+                (47, None),
+            ] {
+                assert_eq!(
+                    index.lookup6(1, addr, proto, dport),
+                    scan6(addr, proto, dport),
+                    "{addr} {proto} {dport:?}"
+                );
+            }
+        }
+        // and the IPv4 table does not see them
+        assert_eq!(index.lookup(1, 0, 0x0a00_0001, 6, Some(22)), None);
+        assert_eq!(index.lookup(1, 0, 0x0a00_0001, 6, Some(443)), Some((0, 0)));
+        let mut bad = rules.clone();
+        bad[1].prefix_len = 129;
+        assert!(matches!(
+            BankIndex::build_all(0, &tables, &bad),
+            Err(Error::BadPrefix6 { index: 1, len: 129 })
+        ));
+        let d = index.diff(&BankIndex::build(1, &tables).expect("builds"));
+        assert_eq!(d.addr6_remove.len(), 4);
+    }
+
+    #[test]
+    fn usage_counts_entries_per_table() {
+        let mut tables = Tables::default();
+        tables[1] = vec![rule((0, 0), 6, 1, 65535, 0), rule((0, 0), 17, 53, 53, 0)];
+        let index = BankIndex::build(0, &tables).expect("builds");
+        let usage = index.usage();
+        assert_eq!(usage.port[1], 16);
+        assert_eq!(usage.exact[1], 1);
+        assert_eq!((usage.port_total(), usage.exact_total()), (16, 1));
+        assert!(usage.fits());
+        // a rule of a short prefix is copied into each longer prefix under it
+        tables[0] = (0..200u32)
+            .map(|i| rule((0x0a00_0000 + (i << 8), 24), 6, 22, 22, 0))
+            .chain([rule((0, 0), 6, 1, 65535, 0)])
+            .collect();
+        let usage = BankIndex::compile(0, &tables, &[])
+            .expect("compiles")
+            .usage();
+        // the /0 node: 16 blocks; each /24: 22 exact, 1-21 in 6 blocks and
+        // 23-65535 in 13
+        assert_eq!(usage.port[0], 16 + 200 * (6 + 13));
+        assert_eq!(usage.exact[0], 200);
     }
 
     #[test]

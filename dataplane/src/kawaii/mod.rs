@@ -17,10 +17,10 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use kowabunga_bindings::{
-    kw_cidr, kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule_addr_key, kw_rule_hit,
-    kw_rule_node, kw_rule_port, kw_rule_port_key, kw_stat, kw_table, KW_BANKS,
-    KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_IPSEC_UP_ENTRIES, KW_MAX_RULES_PER_TABLE,
-    KW_RULE_EXACT_ENTRIES, KW_RULE_PORT_ENTRIES,
+    kw_cidr, kw_config, kw_counter, kw_ct_key, kw_ct_value, kw_rule, kw_rule6, kw_rule_addr6_key,
+    kw_rule_addr_key, kw_rule_hit, kw_rule_node, kw_rule_port, kw_rule_port_key, kw_stat, kw_table,
+    KW_BANKS, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES, KW_IPSEC_UP_ENTRIES, KW_MAX_RULES_PER_TABLE,
+    KW_RULE_ADDR6_ENTRIES, KW_RULE_EXACT_ENTRIES, KW_RULE_PORT_ENTRIES,
 };
 
 use crate::{abi, attach::Links, bpffs, Role};
@@ -43,6 +43,13 @@ pub const MAP_RULE_PORT: &str = "kw_rule_port";
 /// Hash `kw_rule_port` -> `kw_rule_hit`: the rule index's one-port
 /// intervals (and protocols without ports, at port 0).
 pub const MAP_RULE_EXACT: &str = "kw_rule_exact";
+/// Array of `kw_rule6`, `KW_MAX_RULES_PER_TABLE` per bank: the IPv6 rules
+/// of `firewall.ingress` as applied (the listing; packets use the index).
+pub const MAP_RULES6: &str = "kw_rules6";
+/// LPM trie `kw_rule_addr6_key` -> `kw_rule_node`: the IPv6 ingress rules'
+/// index by source address (their port entries share `kw_rule_exact` and
+/// `kw_rule_port` under table `KW_TABLE_INGRESS6`).
+pub const MAP_RULE_ADDR6: &str = "kw_rule_addr6";
 /// Hash `kw_ct_key` -> `kw_ct_value`: confirmed flows, two entries each
 /// (never evicted; see [`crate::conntrack`]).
 pub const MAP_CT4: &str = "kw_ct4";
@@ -59,11 +66,13 @@ pub const MAP_META: &str = abi::MAP_META;
 /// (see [`ipsec_gate`]).
 pub const MAP_IPSEC_UP: &str = "kw_ipsec_up";
 /// Every map of `kawaii.o`, in the order of `ebpf/README.md`.
-pub const MAP_NAMES: [&str; 12] = [
+pub const MAP_NAMES: [&str; 14] = [
     MAP_ACTIVE,
     MAP_CONFIG,
     MAP_RULES,
+    MAP_RULES6,
     MAP_RULE_ADDR,
+    MAP_RULE_ADDR6,
     MAP_RULE_PORT,
     MAP_RULE_EXACT,
     MAP_CT4,
@@ -208,7 +217,7 @@ const fn size<T>() -> u32 {
 }
 
 /// The map definitions of `kw_maps.h`, as this build expects them.
-pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 12] {
+pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 14] {
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
         map_type,
@@ -233,11 +242,25 @@ pub(crate) fn map_specs(ct_entries: u32) -> [MapSpec; 12] {
             KW_BANKS * RULES_PER_BANK,
         ),
         spec(
+            MAP_RULES6,
+            MapType::Array,
+            size::<u32>(),
+            size::<kw_rule6>(),
+            KW_RULE_ADDR6_ENTRIES,
+        ),
+        spec(
             MAP_RULE_ADDR,
             MapType::LpmTrie,
             size::<kw_rule_addr_key>(),
             size::<kw_rule_node>(),
             KW_BANKS * RULES_PER_BANK,
+        ),
+        spec(
+            MAP_RULE_ADDR6,
+            MapType::LpmTrie,
+            size::<kw_rule_addr6_key>(),
+            size::<kw_rule_node>(),
+            KW_RULE_ADDR6_ENTRIES,
         ),
         spec(
             MAP_RULE_PORT,
@@ -515,23 +538,25 @@ mod tests {
         let specs = map_specs(7);
         let names: Vec<_> = specs.iter().map(|s| s.name).collect();
         assert_eq!(names, MAP_NAMES);
-        assert_eq!(specs[1].value_size, 428);
+        assert_eq!(specs[1].value_size, 432);
         assert_eq!(specs[2].max_entries, 2 * 12288 * 5);
-        assert_eq!((specs[3].key_size, specs[3].value_size), (12, 16));
-        assert_eq!((specs[4].key_size, specs[4].value_size), (16, 8));
+        assert_eq!((specs[3].value_size, specs[3].max_entries), (24, 2 * 12288));
+        assert_eq!((specs[4].key_size, specs[4].value_size), (12, 16));
+        assert_eq!((specs[5].key_size, specs[5].value_size), (24, 16));
+        assert_eq!((specs[6].key_size, specs[6].value_size), (16, 8));
         assert_eq!(
-            (specs[5].map_type, specs[5].key_size, specs[5].value_size),
+            (specs[7].map_type, specs[7].key_size, specs[7].value_size),
             (MapType::Hash, 12, 8)
         );
-        assert_eq!(specs[5].max_entries, 1 << 20);
-        assert_eq!(specs[6].max_entries, 7);
-        assert_eq!(specs[6].map_type, MapType::Hash);
-        assert_eq!(specs[7].max_entries, 7);
-        assert_eq!(specs[7].map_type, MapType::LruHash);
+        assert_eq!(specs[7].max_entries, 1 << 20);
+        assert_eq!(specs[8].max_entries, 7);
+        assert_eq!(specs[8].map_type, MapType::Hash);
+        assert_eq!(specs[9].max_entries, 7);
+        assert_eq!(specs[9].map_type, MapType::LruHash);
         assert_eq!(
-            (specs[10].map_type, specs[10].key_size, specs[10].value_size),
+            (specs[12].map_type, specs[12].key_size, specs[12].value_size),
             (MapType::Hash, 8, 4)
         );
-        assert_eq!(specs[10].max_entries, 32);
+        assert_eq!(specs[12].max_entries, 32);
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! | subcommand | does | prints |
 //! |---|---|---|
-//! | `tcp-echo-server --port P [--seconds N] [--name NAME]` | answers each connection with `peer=IP:PORT` (with `--name`: `name=NAME peer=IP:PORT`), then echoes lines | `ready tcp ADDR`, `accepted peer=IP:PORT` |
+//! | `tcp-echo-server --port P [--seconds N] [--name NAME] [--bind IP]` | listens on IP (default `0.0.0.0`; `::` for IPv6 and IPv4), answers each connection with `peer=IP:PORT` (with `--name`: `name=NAME peer=IP:PORT`), then echoes lines | `ready tcp ADDR`, `accepted peer=IP:PORT` |
 //! | `udp-echo-server --port P [--seconds N] [--name NAME]` | answers each datagram with `peer=IP:PORT` and `echo=PAYLOAD` (with `--name`: `name=NAME` first) | `ready udp ADDR`, `datagram peer=IP:PORT` |
 //! | `tcp-client --to IP:PORT [--timeout-ms T] [--line L]` | connects, sends one line | `peer=...`, `echo=L` |
 //! | `udp-client --to IP:PORT [--timeout-ms T] [--line L] [--sport P] [--df no]` | sends one datagram (from port P, default any; `--df no`: DF clear, the kernel fragments) | `peer=...`, `echo=L` |
@@ -20,7 +20,7 @@
 //! errors, 2 usage. Errors are printed as `error=...` on stdout.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Exit code of a client whose connect or answer timed out.
@@ -189,7 +189,13 @@ fn tcp_echo_server(opts: &Opts) -> Result<(), Failure> {
     let port = opts.num("port", 8080)?;
     let port = u16::try_from(port).map_err(|_| Failure::Usage(format!("--port {port}")))?;
     let deadline = server_deadline(opts)?;
-    let listener = io("bind", TcpListener::bind(("0.0.0.0", port)))?;
+    let bind: IpAddr = match opts.get("bind") {
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(text) => text
+            .parse()
+            .map_err(|_| Failure::Usage(format!("--bind: not an IP address: {text:?}")))?,
+    };
+    let listener = io("bind", TcpListener::bind((bind, port)))?;
     io("set_nonblocking", listener.set_nonblocking(true))?;
     say(&format!(
         "ready tcp {}",

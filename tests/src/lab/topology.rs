@@ -214,6 +214,18 @@ impl KawaiiLab {
         Ok(())
     }
 
+    /// Replaces every `firewall.ingress` rule and rewrites the config file
+    /// once (no reload).
+    pub fn set_ingress_rules(&mut self, rules: Vec<IngressRule>) -> Result<()> {
+        self.ingress = rules;
+        self.write_config()
+    }
+
+    /// The `firewall.ingress` rules of the generated configuration.
+    pub fn ingress_rules(&self) -> &[IngressRule] {
+        &self.ingress
+    }
+
     /// Adds a `firewall.ingress` rule and rewrites the config file (no reload).
     pub fn add_ingress_rule(&mut self, source: &str, protocol: &str, ports: &str) -> Result<()> {
         self.ingress.push(IngressRule {

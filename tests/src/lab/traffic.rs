@@ -275,6 +275,33 @@ impl Agent {
         self.server(ns, "tcp-echo-server", port, seconds)
     }
 
+    /// [`Agent::tcp_echo_server`] listening on `bind` (`::`: IPv6 and IPv4).
+    pub fn tcp_echo_server_on(
+        &self,
+        ns: &Netns,
+        bind: &str,
+        port: u16,
+        seconds: u64,
+    ) -> Result<Background> {
+        let (port, secs) = (port.to_string(), seconds.to_string());
+        let cmd = self.command(
+            ns,
+            &[
+                "tcp-echo-server",
+                "--port",
+                &port,
+                "--seconds",
+                &secs,
+                "--bind",
+                bind,
+            ],
+        );
+        let mut bg =
+            Background::spawn(&format!("tcp-echo-server on {bind} in {}", ns.name()), cmd)?;
+        bg.wait_for("ready ", Duration::from_secs(5))?;
+        Ok(bg)
+    }
+
     /// A UDP server on `port` in `ns` that answers `peer=IP:PORT` and `echo=...`.
     pub fn udp_echo_server(&self, ns: &Netns, port: u16, seconds: u64) -> Result<Background> {
         self.server(ns, "udp-echo-server", port, seconds)

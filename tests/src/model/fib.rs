@@ -5,9 +5,9 @@
 //! namespace is given, so the kernel and the model agree by construction.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// A route of the model.
 #[derive(Debug, Clone)]
@@ -50,9 +50,22 @@ pub struct FibModel {
     /// Prefixes of the local table: local and broadcast addresses, and
     /// 127.0.0.0/8 once `lo` is up (not forwarded).
     pub local: Vec<Ipv4Net>,
+    /// IPv6 prefixes the kernel forwards to (a route that is not local);
+    /// empty while IPv6 forwarding is off (the fixture default), when
+    /// `bpf_fib_lookup` answers `FWD_DISABLED` for every IPv6 packet.
+    pub forward6: Vec<Ipv6Net>,
+    /// The local IPv6 addresses (`NOT_FWDED`, checked before the routes).
+    pub local6: Vec<Ipv6Net>,
 }
 
 impl FibModel {
+    /// Whether `bpf_fib_lookup` says the kernel forwards an IPv6 packet to
+    /// `dst` (success, unresolved neighbour or fragmentation needed).
+    pub fn forwards6(&self, dst: Ipv6Addr) -> bool {
+        !self.local6.iter().any(|n| n.contains(&dst))
+            && self.forward6.iter().any(|n| n.contains(&dst))
+    }
+
     /// What `bpf_fib_lookup` answers for `dst` and a packet of `tot_len` bytes.
     pub fn lookup(&self, dst: Ipv4Addr, tot_len: u16) -> FibResult {
         if self.local.iter().any(|n| n.contains(&dst)) {

@@ -4,7 +4,7 @@
 //! of option-less IPv4 (the program drops options on translated paths).
 
 use kowabunga_bindings::{
-    kw_config, kw_role, kw_rule, kw_stat, kw_table, KW_CT_F_DNAT, KW_CT_F_SNAT,
+    kw_config, kw_role, kw_rule, kw_rule6, kw_stat, kw_table, KW_CT_F_DNAT, KW_CT_F_SNAT,
     KW_MAX_RULES_PER_TABLE,
 };
 
@@ -20,6 +20,8 @@ const POLICY_ACCEPT: u8 = 0;
 pub struct KawaiiModel {
     cfg: Option<kw_config>,
     tables: Vec<Vec<kw_rule>>,
+    /// The IPv6 rules of firewall.ingress (`kw_rules6`).
+    rules6: Vec<kw_rule6>,
     ct: Conntrack,
     /// The forwarding table the fixture network gives the kernel.
     pub fib: FibModel,
@@ -56,6 +58,7 @@ impl KawaiiModel {
         Self {
             cfg: None,
             tables: vec![Vec::new(); kw_table::KW_TABLE_COUNT as usize],
+            rules6: Vec::new(),
             ct: Conntrack::new(),
             fib,
             host_flows: std::collections::HashSet::new(),
@@ -73,12 +76,20 @@ impl KawaiiModel {
 
     /// Replace configuration and rules; conntrack is kept, as in the kernel.
     /// Rule counts are taken from `tables`, as the dataplane packs them.
-    pub fn apply(&mut self, mut cfg: kw_config, tables: &[Vec<kw_rule>]) {
+    pub fn apply(&mut self, cfg: kw_config, tables: &[Vec<kw_rule>]) {
+        self.apply6(cfg, tables, &[]);
+    }
+
+    /// [`KawaiiModel::apply`] with the IPv6 rules of firewall.ingress, as
+    /// `Kawaii::apply_raw6`.
+    pub fn apply6(&mut self, mut cfg: kw_config, tables: &[Vec<kw_rule>], ingress6: &[kw_rule6]) {
         for (t, rules) in tables.iter().enumerate().take(cfg.rule_count.len()) {
             cfg.rule_count[t] = u16::try_from(rules.len()).unwrap_or(u16::MAX);
         }
+        cfg.rule6_count = u16::try_from(ingress6.len()).unwrap_or(u16::MAX);
         self.cfg = Some(cfg);
         self.tables = tables.to_vec();
+        self.rules6 = ingress6.to_vec();
     }
 
     /// Both conntrack tables (confirmed, embryonic).
@@ -131,7 +142,7 @@ impl KawaiiModel {
             return drop(kw_stat::KW_STAT_DROP_IPV6);
         }
         if p.buf.len() >= 14 && p.buf[12..14] == [0x86, 0xdd] {
-            return self.host_inbound6(p);
+            return self.host_inbound6(p, &cfg);
         }
         let ihl = match p.parse_l3() {
             Ok(ihl) => ihl,
@@ -206,8 +217,29 @@ impl KawaiiModel {
         }
     }
 
+    // kw_rule_match6(): the first IPv6 ingress rule matching, linearly.
+    fn rule_match6(&self, cfg: &kw_config, saddr: [u8; 16], proto: u8, dport: Option<u16>) -> bool {
+        let count = usize::from(cfg.rule6_count).min(KW_MAX_RULES_PER_TABLE as usize);
+        let src = u128::from_be_bytes(saddr);
+        self.rules6.iter().take(count).any(|r| {
+            let len = u32::from(r.prefix_len);
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            (src ^ u128::from_be_bytes(r.addr)) & mask == 0
+                && (r.proto == 0 || r.proto == proto)
+                && dport.is_none_or(|p| r.port_lo <= p && p <= r.port_hi)
+        })
+    }
+
+    // kw_host_allowed6(): to the host unless the kernel would forward it.
+    fn host_allowed6(&self, daddr: [u8; 16]) -> (u32, u32) {
+        if self.fib.forwards6(std::net::Ipv6Addr::from(daddr)) {
+            return drop(kw_stat::KW_STAT_DROP_IPV6);
+        }
+        pass(kw_stat::KW_STAT_PASS_TO_HOST)
+    }
+
     // kw_host_inbound6()
-    fn host_inbound6(&self, p: &Pkt) -> (u32, u32) {
+    fn host_inbound6(&self, p: &Pkt, cfg: &kw_config) -> (u32, u32) {
         let b = &p.buf;
         if b.len() < 14 + 40 {
             return drop(kw_stat::KW_STAT_DROP_MALFORMED);
@@ -224,6 +256,11 @@ impl KawaiiModel {
             let t = b[l4];
             if t <= 4 || t == 129 || (133..=137).contains(&t) {
                 return pass(kw_stat::KW_STAT_PASS_HOST_REPLY);
+            }
+            let saddr: [u8; 16] = b[14 + 8..14 + 24].try_into().expect("16 bytes");
+            if self.rule_match6(cfg, saddr, 58, None) {
+                let daddr: [u8; 16] = b[14 + 24..14 + 40].try_into().expect("16 bytes");
+                return self.host_allowed6(daddr);
             }
             return drop(kw_stat::KW_STAT_DROP_HOST_DENIED);
         }
@@ -243,6 +280,9 @@ impl KawaiiModel {
         );
         if self.host_flows6.contains(&key) {
             return pass(kw_stat::KW_STAT_PASS_HOST_REPLY);
+        }
+        if self.rule_match6(cfg, key.1, next, Some(key.4)) {
+            return self.host_allowed6(key.3);
         }
         drop(kw_stat::KW_STAT_DROP_HOST_DENIED)
     }

@@ -317,3 +317,39 @@ fn summary_line() {
         "1 ingress, 0 egress, 1 dnat, 0 peer-in, 0 peer-out rules"
     );
 }
+
+#[test]
+fn ipv6_ingress_rules_go_to_their_own_table() {
+    use kowabunga_dataplane::kawaii::config::{Rule6, RuleProto};
+    let c = compile_yaml(
+        "  firewall:\n    ingress:\n      - {source: 0.0.0.0/0, protocol: tcp, ports: \"22\"}\n      - {source: \"2001:db8::/32\", protocol: tcp, ports: \"22,8000-8010\"}\n      - {source: \"::/0\", protocol: icmp}\n",
+    );
+    assert_eq!(c.table(kw_table::KW_TABLE_INGRESS).len(), 1);
+    let net = "2001:db8::/32".parse().expect("prefix");
+    assert_eq!(
+        c.typed.rules.ingress6,
+        vec![
+            Rule6 {
+                net,
+                proto: RuleProto::Tcp,
+                ports: (22, 22)
+            },
+            Rule6 {
+                net,
+                proto: RuleProto::Tcp,
+                ports: (8000, 8010)
+            },
+            Rule6 {
+                net: "::/0".parse().expect("prefix"),
+                proto: RuleProto::Icmpv6,
+                ports: (0, u16::MAX)
+            },
+        ]
+    );
+    let abi = c.typed.encode6().expect("encodes");
+    assert_eq!((abi[2].proto, abi[2].prefix_len), (58, 0));
+    assert_eq!(
+        c.summary(),
+        "1 ingress + 3 IPv6, 0 egress, 0 dnat, 0 peer-in, 0 peer-out rules"
+    );
+}

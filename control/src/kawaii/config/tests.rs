@@ -98,7 +98,7 @@ fn firewall_errors() {
             invalid(&with_kawaii(
                 "  firewall: {ingress: [{source: 1.2.3.0/24, protocol: tcp, ports: \"22\"}, {source: 1.2.3/24, protocol: tcp, ports: \"22\"}]}\n"
             )),
-            r#"kawaii.firewall.ingress[1].source: "1.2.3/24" is not an IPv4 subnet (a.b.c.d/len)"#
+            r#"kawaii.firewall.ingress[1].source: "1.2.3/24" is not an IPv4 or IPv6 subnet (a.b.c.d/len or x:y::/len)"#
         );
     assert_eq!(
         invalid(&with_kawaii(
@@ -278,4 +278,122 @@ fn rule_count_limits() {
     ok(&with_kawaii(
         "  firewall: {ingress: [{protocol: tcp, ports: \"1-65535\"}]}\n",
     ));
+}
+
+#[test]
+fn ingress_takes_ipv6_sources() {
+    let v = ok(&with_kawaii(
+        "  firewall: {ingress: [{source: 0.0.0.0/0, protocol: tcp, ports: \"22\"}, {source: \"::/0\", protocol: tcp, ports: \"22,443\"}, {source: \"2001:db8::/32\", protocol: icmp}, {source: \"2001:db8::1\", protocol: udp, ports: \"53\"}]}\n",
+    ));
+    let k = v.kawaii.as_ref().expect("kawaii");
+    assert_eq!(k.ingress.len(), 1);
+    let nets: Vec<String> = k.ingress6.iter().map(|r| r.net.to_string()).collect();
+    assert_eq!(nets, ["::/0", "2001:db8::/32", "2001:db8::1/128"]);
+    assert_eq!(k.ingress6[0].ports, vec![(22, 22), (443, 443)]);
+    assert_eq!(k.ingress6[1].protocol, Protocol::Icmp);
+}
+
+#[test]
+fn ipv6_errors_name_the_field() {
+    assert_eq!(
+        invalid(&with_kawaii(
+            "  firewall: {ingress: [{source: \"2001:db8::1/32\", protocol: tcp, ports: \"22\"}]}\n"
+        )),
+        r#"kawaii.firewall.ingress[0].source: "2001:db8::1/32" has host bits set (did you mean 2001:db8::/32?)"#
+    );
+    assert_eq!(
+        invalid(&with_kawaii(
+            "  firewall: {ingress: [{source: \"::ffff:198.51.100.0/120\", protocol: tcp, ports: \"22\"}]}\n"
+        )),
+        r#"kawaii.firewall.ingress[0].source: "::ffff:198.51.100.0/120" mixes address families (an IPv4-mapped IPv6 prefix): a rule is IPv4 or IPv6, write 198.51.100.0/24 for IPv4 sources"#
+    );
+    assert_eq!(
+        invalid(&with_kawaii(
+            "  firewall: {ingress: [{source: \"2001:db8::/129\", protocol: tcp, ports: \"22\"}]}\n"
+        )),
+        r#"kawaii.firewall.ingress[0].source: "2001:db8::/129" is not an IPv4 or IPv6 subnet (a.b.c.d/len or x:y::/len)"#
+    );
+    let why = "this field is IPv4 only: IPv6 never crosses the gateway (only kawaii.firewall.ingress[].source takes IPv6, for the node's own addresses)";
+    assert_eq!(
+        invalid(&with_kawaii(
+            "  firewall: {egress: [{destination: \"::/0\", protocol: udp, ports: \"53\"}]}\n"
+        )),
+        format!(r#"kawaii.firewall.egress[0].destination: "::/0" is IPv6, but {why}"#)
+    );
+    assert_eq!(
+        invalid(&with_kawaii(
+            "  dnat: [{destination: \"2001:db8::10\", protocol: tcp, ports: \"80\"}]\n"
+        )),
+        format!(r#"kawaii.dnat[0].destination: "2001:db8::10" is IPv6, but {why}"#)
+    );
+}
+
+/// `n` rules from distinct /32 (or /128) sources on port 32768, then one
+/// rule opening every port from everywhere: each source's node holds the
+/// wide rule cut around 32768 (1-32767 and 32769-65535: 15 blocks each).
+fn nested_rules(key: &str, field: &str, n: u32) -> String {
+    let everything = if key == "ingress6" {
+        "\"::/0\""
+    } else {
+        "0.0.0.0/0"
+    };
+    let mut out = format!("    {}:\n", key.trim_end_matches('6'));
+    for i in 0..n {
+        let addr = if key == "ingress6" {
+            format!("\"2001:db8::{:x}\"", i + 1)
+        } else {
+            format!("100.64.{}.{}", i / 250, i % 250 + 1)
+        };
+        out.push_str(&format!(
+            "      - {{{field}: {addr}, protocol: tcp, ports: \"32768\"}}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "      - {{{field}: {everything}, protocol: tcp, ports: \"1-65535\"}}\n"
+    ));
+    out
+}
+
+#[test]
+fn validation_predicts_the_rule_index_capacity() {
+    use kowabunga_dataplane::kawaii::index::{BankIndex, PORT_ENTRIES_PER_BANK};
+
+    let per_node = 15 + 15;
+    let fits = format!(
+        "  firewall:\n{}{}",
+        nested_rules("ingress", "source", 9_000),
+        nested_rules("egress", "destination", 8_000)
+    );
+    let over = format!(
+        "  firewall:\n{}{}",
+        nested_rules("ingress", "source", 9_000),
+        nested_rules("egress", "destination", 8_500)
+    );
+    let ingress = 16 + 9_000 * per_node;
+    let total = ingress + 16 + 8_500 * per_node;
+    assert!(total > PORT_ENTRIES_PER_BANK);
+    assert!(ingress + 16 + 8_000 * per_node <= PORT_ENTRIES_PER_BANK);
+    assert_eq!(
+        invalid(&with_kawaii(&over)),
+        format!(
+            "kawaii.firewall.ingress: the rules need {total} kw_rule_port entries in the rule \
+             index, at most {PORT_ENTRIES_PER_BANK} fit in a bank ({ingress} of them from this \
+             table); use fewer port ranges or fewer rules whose prefixes contain other rules' \
+             prefixes"
+        )
+    );
+    // What validation accepts, the dataplane builds; the IPv6 rules count too.
+    let v = ok(&with_kawaii(&fits));
+    let compiled = crate::kawaii::compile::compile(&v).expect("kawaii");
+    let (_, tables) = compiled.encode().expect("encodes");
+    let index = BankIndex::build_all(0, &tables, &[]).expect("fits a bank");
+    assert_eq!(index.usage().port_total(), ingress + 16 + 8_000 * per_node);
+    let over6 = format!(
+        "  firewall:\n{}{}",
+        nested_rules("ingress", "source", 9_000),
+        nested_rules("ingress6", "source", 8_500).trim_start_matches("    ingress:\n")
+    );
+    assert!(invalid(&with_kawaii(&over6)).starts_with(&format!(
+        "kawaii.firewall.ingress: the rules need {total} kw_rule_port entries"
+    )));
 }
