@@ -69,6 +69,7 @@ pub const ROLES: &[RoleSpec] = &[
     crate::kawaii::role::SPEC,
     crate::konvey::role::SPEC,
     crate::vrrp::role::SPEC,
+    crate::kiwi::role::SPEC,
 ];
 
 /// The roles `config` asks for.
