@@ -7,7 +7,8 @@
 //! * [`traffic`]: bounded servers, clients and pings run inside namespaces;
 //! * [`agent`]: the small TCP/UDP servers and clients behind `kowabunga-lab-agent`;
 //! * [`capture`]: `tcpdump` on a host's interface, read back a line a packet;
-//! * [`counters`]: the dataplane's outcome counters, read from the pinned `kw_stats`.
+//! * [`counters`]: the dataplane's outcome counters, read from the pinned `kw_stats`;
+//! * [`kiwi`], [`dns`]: the Kiwi DNS lab (node, client, stub recursor) and its DNS tools.
 //!
 //! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call
 //! [`kowabunga_testkit::privileged`] first: it skips with a message when not privileged,
@@ -30,6 +31,8 @@ pub mod agent;
 pub mod capture;
 pub mod counters;
 pub mod daemon;
+pub mod dns;
+pub mod kiwi;
 pub mod konvey;
 pub mod netns;
 pub mod topology;
