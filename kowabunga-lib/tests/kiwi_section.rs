@@ -106,7 +106,7 @@ async fn a_kompute_and_a_record_are_in_the_rendered_kiwi_section() {
     assert_eq!(kiwi.recursors, ["192.0.2.53"]);
     assert_eq!(kiwi.zones.len(), 1);
     assert!(kiwi.zones[0].records.is_empty());
-    assert_eq!(kiwi.zones[0].allow_from, [subnet.clone()]);
+    assert_eq!(kiwi.zones[0].allow_from, [subnet]);
 
     let server = cloud
         .create_kompute(kompute("acme-server"))
