@@ -185,10 +185,13 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
             .map(|(_, n)| n)
             .collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let changed = sysctl::apply(
-            Path::new(sysctl::PROC_SYS),
-            &sysctl::gateway_settings(&name_refs),
-        )?;
+        // A node without interface roles (Kiwi alone) forwards nothing.
+        let settings = if name_refs.is_empty() {
+            Vec::new()
+        } else {
+            sysctl::gateway_settings(&name_refs)
+        };
+        let changed = sysctl::apply(Path::new(sysctl::PROC_SYS), &settings)?;
         if !changed.is_empty() {
             let keys: Vec<String> = changed.iter().map(sysctl::Previous::key).collect();
             info!("sysctls set: {}", keys.join(", "));

@@ -9,6 +9,10 @@
 //! bridge), runs `kowabungad` in the balancer and shows round-robin across the
 //! three backends (which backend answered each TCP connection and UDP flow), a
 //! backend leaving the rotation when it stops and coming back, and the counters.
+//! Kiwi: last, the library's inventory renders the Kiwi section, `kowabungad`
+//! serves it, and a Kompute's name resolves through it
+//! ([`kowabunga_tests::lab::kiwi_demo`]).
+//!
 //! Exits non-zero if any expectation fails.
 //!
 //! Options: `--kowabungad PATH` (default: next to this binary, or `$KOWABUNGAD`),
@@ -302,6 +306,11 @@ fn run(opts: &Options) -> Result<bool> {
     if let Err(e) = konvey_demo(&bin, &agent, &mut report) {
         report.check("the Konvey lab ran to the end", false, &format!("{e:#}"));
     }
+    let mut check = |what: &str, ok: bool, detail: &str| report.check(what, ok, detail);
+    let kiwi = kowabunga_tests::lab::kiwi_demo::demo(&bin, &agent, &section, &mut check);
+    if let Err(e) = kiwi {
+        report.check("the Kiwi lab ran to the end", false, &format!("{e:#}"));
+    }
 
     println!(
         "\n{} checks passed, {} failed",
@@ -486,7 +495,8 @@ fn cleanup_stale() -> Result<()> {
     let is_lab = |name: &str| {
         name.starts_with("kwl")
             && [
-                "-priv", "-gw", "-inet", "-sw", "-client", "-lb", "-b1", "-b2", "-b3",
+                "-priv", "-gw", "-inet", "-sw", "-client", "-lb", "-b1", "-b2", "-b3", "-kiwi",
+                "-cli", "-rec",
             ]
             .iter()
             .any(|s| name.ends_with(s))

@@ -2,8 +2,8 @@
 //! recursor for forwarded names.
 //!
 //! ```text
-//!  [client] eth0 10.0.0.10/25 ── kw-cli 10.0.0.2/25 [kiwi] kw-rec 192.0.2.1/24 ── eth0 192.0.2.53/24 [rec]
-//!                                  Kiwi listens on 10.0.0.2:53 and 192.0.2.1:53        stub recursor on :53
+//!  [client] eth0 10.0.0.10/25 ── kw-cli 10.0.0.126/25 [kiwi] kw-rec 192.0.2.1/24 ── eth0 192.0.2.53/24 [rec]
+//!                                  Kiwi listens on 10.0.0.126:53 and 192.0.2.1:53      stub recursor on :53
 //! ```
 //!
 //! `kowabungad` runs in `kiwi` with a `kiwi` section only: zone `acme.local`
@@ -25,7 +25,7 @@ use super::topology::{ensure_bpffs, BPFFS};
 use super::traffic::{Agent, Background};
 
 /// Kiwi's address in the project subnet.
-pub const KIWI_ADDR: &str = "10.0.0.2";
+pub const KIWI_ADDR: &str = "10.0.0.126";
 /// Kiwi's address on the recursor side.
 pub const KIWI_REC_SIDE: &str = "192.0.2.1";
 /// The client (also the instance `acme-server`).
@@ -89,8 +89,15 @@ pub fn default_section() -> Kiwi {
 }
 
 impl KiwiLab {
-    /// Builds the namespaces, veths and addresses, and writes the config.
+    /// Builds the namespaces, veths and addresses, and writes the config
+    /// ([`default_section`], the client at [`CLIENT_ADDR`]).
     pub fn new() -> Result<Self> {
+        Self::with(default_section(), CLIENT_ADDR)
+    }
+
+    /// The same with `section` and the client at `client_addr` (in the
+    /// project subnet).
+    pub fn with(section: Kiwi, client_addr: &str) -> Result<Self> {
         let prefix = unique_prefix();
         ensure_bpffs()?;
         let dir = std::env::temp_dir().join(format!("{prefix}-kiwi"));
@@ -100,7 +107,7 @@ impl KiwiLab {
             kiwi: Netns::new(&format!("{prefix}-kiwi"))?,
             client: Netns::new(&format!("{prefix}-cli"))?,
             recursor: Netns::new(&format!("{prefix}-rec"))?,
-            section: default_section(),
+            section,
             pin_dir: Path::new(BPFFS).join(&prefix),
             prefix,
             dir,
@@ -110,7 +117,7 @@ impl KiwiLab {
         k.veth("kw-rec", r, "eth0")?;
         k.addr("kw-cli", &format!("{KIWI_ADDR}/25"))?;
         k.addr("kw-rec", &format!("{KIWI_REC_SIDE}/24"))?;
-        c.addr("eth0", &format!("{CLIENT_ADDR}/25"))?;
+        c.addr("eth0", &format!("{client_addr}/25"))?;
         r.addr("eth0", &format!("{RECURSOR_ADDR}/24"))?;
         lab.write_config()?;
         Ok(lab)
@@ -130,6 +137,12 @@ impl KiwiLab {
     /// [`KiwiLab::write_config`] and reload).
     pub fn section_mut(&mut self) -> &mut Kiwi {
         &mut self.section
+    }
+
+    /// Replaces the section and writes the file (reload to apply).
+    pub fn set_section(&mut self, section: Kiwi) -> Result<()> {
+        self.section = section;
+        self.write_config()
     }
 
     /// The configuration as YAML.

@@ -33,8 +33,10 @@ pub mod counters;
 pub mod daemon;
 pub mod dns;
 pub mod kiwi;
+pub mod kiwi_demo;
 pub mod konvey;
 pub mod netns;
+pub mod paper;
 pub mod topology;
 pub mod traffic;
 
