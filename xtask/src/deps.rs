@@ -26,6 +26,8 @@ pub enum For {
     Bench,
     /// `cargo xtask vrrp-report`: our VRRP engine against keepalived.
     VrrpReport,
+    /// `cargo xtask bench dns`: Kiwi against unbound with dnsperf.
+    BenchDns,
     /// `cargo xtask test` and `ci`: the whole suite, kowabunga-lib's real
     /// libvirt/QEMU/Ceph tests included, and the test guests' kernel.
     Test,
@@ -41,6 +43,7 @@ impl For {
             For::Lab => "cargo xtask lab",
             For::Bench => "cargo xtask bench",
             For::VrrpReport => "cargo xtask vrrp-report",
+            For::BenchDns => "cargo xtask bench dns",
             For::Test => "cargo xtask test",
             For::All => "cargo xtask deps",
         }
@@ -50,12 +53,15 @@ impl For {
     pub fn groups(self) -> &'static [Group] {
         use Group::*;
         match self {
-            For::Lab => &[Build, Netns, Probes, Lab],
+            For::Lab => &[Build, Netns, Probes, Lab, Dns],
             For::Bench => &[Build, Netns],
             For::VrrpReport => &[Build, Netns, Probes, Vrrp],
-            For::Test => &[Build, Netns, Probes, Lab, Vrrp, LibBuild, Guests, Ceph],
+            For::BenchDns => &[Build, Netns, Probes, Dns, DnsBench],
+            For::Test => &[
+                Build, Netns, Probes, Lab, Dns, DnsBench, Vrrp, LibBuild, Guests, Ceph,
+            ],
             For::All => &[
-                Build, Netns, Probes, Lab, Vrrp, LibBuild, Guests, Ceph, Tools,
+                Build, Netns, Probes, Lab, Dns, DnsBench, Vrrp, LibBuild, Guests, Ceph, Tools,
             ],
         }
     }
@@ -85,6 +91,10 @@ pub enum Group {
     Probes,
     /// The namespace lab's extra tools.
     Lab,
+    /// Kiwi's lab and tests: a DNS client, the lab Kompute's seed.
+    Dns,
+    /// Kiwi's benchmark against unbound.
+    DnsBench,
     /// VRRP interop with keepalived.
     Vrrp,
     /// Building kowabunga-lib's libvirt and Ceph backends.
@@ -105,6 +115,8 @@ impl Group {
             Group::Netns => "netns",
             Group::Probes => "probes",
             Group::Lab => "lab",
+            Group::Dns => "dns",
+            Group::DnsBench => "dns-bench",
             Group::Vrrp => "vrrp",
             Group::LibBuild => "lib-build",
             Group::Guests => "guests",
@@ -122,6 +134,8 @@ impl Group {
             Group::Lab => {
                 "the namespace lab: veth offloads, kowabungad's nftables backstop, captures"
             }
+            Group::Dns => "Kiwi: dig in its lab and tests, the seed ISO of the lab's Kompute",
+            Group::DnsBench => "Kiwi's benchmark: dnsperf against Kiwi and unbound",
             Group::Vrrp => "VRRP interop and takeover comparison with keepalived",
             Group::LibBuild => "builds kowabunga-lib's libvirt and Ceph backends (its tests)",
             Group::Guests => "libvirtd and QEMU guests started by kowabunga-lib's tests",
@@ -196,6 +210,26 @@ const PACKAGES: &[Package] = &[
         group: Group::Lab,
     },
     Package {
+        name: "dnsutils",
+        why: "dig: queries Kiwi in its lab and tests (TCP retry of truncated answers)",
+        group: Group::Dns,
+    },
+    Package {
+        name: "genisoimage",
+        why: "cloud-init NoCloud seed ISO (label cidata), also of the Kiwi lab's Kompute",
+        group: Group::Dns,
+    },
+    Package {
+        name: "dnsperf",
+        why: "load and latency of `cargo xtask bench dns`",
+        group: Group::DnsBench,
+    },
+    Package {
+        name: "unbound",
+        why: "what Kiwi is measured against in `cargo xtask bench dns`",
+        group: Group::DnsBench,
+    },
+    Package {
         name: "keepalived",
         why: "VRRP interop and failover comparison tests (control/src/vrrp)",
         group: Group::Vrrp,
@@ -258,11 +292,6 @@ const PACKAGES: &[Package] = &[
     Package {
         name: "busybox-static",
         why: "initramfs of the test guests",
-        group: Group::Guests,
-    },
-    Package {
-        name: "genisoimage",
-        why: "cloud-init NoCloud seed ISO (label cidata)",
         group: Group::Guests,
     },
     Package {
@@ -574,6 +603,7 @@ fn deps_arg(cmd: For) -> String {
         For::Lab => " lab".into(),
         For::Bench => " bench".into(),
         For::VrrpReport => " vrrp-report".into(),
+        For::BenchDns => " bench-dns".into(),
         For::Test => " test".into(),
     }
 }
@@ -776,10 +806,12 @@ mod tests {
                 "procps",
                 "ethtool",
                 "nftables",
-                "tcpdump"
+                "tcpdump",
+                "dnsutils",
+                "genisoimage"
             ]
         );
-        for cmd in [For::Lab, For::Bench, For::VrrpReport] {
+        for cmd in [For::Lab, For::Bench, For::VrrpReport, For::BenchDns] {
             assert!(!cmd.needs_guest_kernel(), "{cmd:?}");
             for n in names_for(cmd) {
                 for bad in [
@@ -813,6 +845,9 @@ mod tests {
         assert!(vrrp.contains(&"keepalived") && vrrp.contains(&"arping"));
         assert!(!vrrp.contains(&"ethtool"));
         assert!(!names_for(For::Lab).contains(&"keepalived"));
+        let dns = names_for(For::BenchDns);
+        assert!(dns.contains(&"dnsperf") && dns.contains(&"unbound") && dns.contains(&"dnsutils"));
+        assert!(!names_for(For::Lab).contains(&"unbound"));
     }
 
     #[test]
@@ -835,7 +870,7 @@ mod tests {
         }
         assert!(For::Test.needs_guest_kernel());
         // Every smaller command's packages are part of the suite's.
-        for cmd in [For::Lab, For::Bench, For::VrrpReport] {
+        for cmd in [For::Lab, For::Bench, For::VrrpReport, For::BenchDns] {
             for n in names_for(cmd) {
                 assert!(test.contains(&n), "{cmd:?}: {n}");
             }

@@ -4,7 +4,7 @@
 //!   (`--list` prints them, `--purge` removes what xtask installed)
 //! * `test`  — deps, build everything, run every test
 //! * `lab`   — deps, build, run the Kawaii namespace lab demo
-//! * `bench` — deps, run the benchmarks
+//! * `bench` — deps, run the benchmarks (`bench dns`: Kiwi vs unbound with dnsperf)
 //! * `vrrp-report` — deps, takeover times of our VRRP engine vs keepalived (root)
 //! * `ci`    — what `.ci/run` does: privileged tests, fmt check, clippy
 
@@ -58,7 +58,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// deps, `cargo bench -p kowabunga-benches [ARGS]`.
+    /// deps, `cargo bench -p kowabunga-benches [ARGS]`; `bench dns [ARGS]`:
+    /// Kiwi vs unbound with dnsperf (root).
     Bench {
         /// Passed to `cargo bench`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -222,9 +223,34 @@ fn target_dir() -> PathBuf {
 }
 
 fn bench(args: &[OsString]) -> Result<ExitCode> {
+    if args.first().is_some_and(|a| a == "dns") {
+        return bench_dns(&args[1..]);
+    }
     deps::ensure(deps::For::Bench, &target_dir())?;
     let mut cmd = cargo();
     cmd.args(["bench", "-p", "kowabunga-benches"]).args(args);
+    run(cmd)
+}
+
+/// `cargo xtask bench dns`: deps, release build, `kowabunga-dns-bench ARGS`.
+fn bench_dns(args: &[OsString]) -> Result<ExitCode> {
+    deps::ensure(deps::For::BenchDns, &target_dir())?;
+    if !deps::is_root() {
+        bail!("the DNS bench creates network namespaces: run it as root");
+    }
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "kowabunga-control",
+        "-p",
+        "kowabunga-tests",
+        "--bins",
+    ]);
+    run_ok(build)?;
+    let mut cmd = Command::new(target_dir().join("release").join("kowabunga-dns-bench"));
+    cmd.args(args).env("RUST_BACKTRACE", "1");
     run(cmd)
 }
 

@@ -32,6 +32,7 @@ pub mod capture;
 pub mod counters;
 pub mod daemon;
 pub mod dns;
+pub mod dns_bench;
 pub mod kiwi;
 pub mod kiwi_demo;
 pub mod konvey;
