@@ -12,6 +12,7 @@
 //! carry the SOA.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,34 @@ use super::config::{ValidKiwi, ValidZone};
 /// SOA timers (refresh, retry, expire), seconds: no secondaries pull the
 /// zones, the values only have to be sane.
 pub const SOA_TIMERS: (i32, i32, i32) = (3600, 600, 86_400);
+
+/// FNV-1a: the maps' keys are the operator's names, never the client's, so
+/// a fast hash without a secret key is safe here (a client's name is only
+/// looked up).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+type Set<K> = HashSet<K, BuildHasherDefault<Fnv>>;
 
 /// The records of one name, and its turn in the rotation.
 #[derive(Debug, Default)]
@@ -45,15 +74,15 @@ pub struct Zone {
     soa: Vec<Record>,
     ns: Vec<Record>,
     ns_host: LowerName,
-    nodes: HashMap<LowerName, Node>,
+    nodes: Map<LowerName, Node>,
     /// Names that exist only because names below them do.
-    empty: HashSet<LowerName>,
+    empty: Set<LowerName>,
 }
 
 /// Every zone of the node, by apex.
 #[derive(Debug, Default)]
 pub struct Zones {
-    zones: HashMap<LowerName, Zone>,
+    zones: Map<LowerName, Zone>,
     /// Most labels of an apex: a query walks up from there at most.
     max_apex_labels: u8,
 }
@@ -163,8 +192,8 @@ impl Zone {
             )),
         );
         let ns = Record::from_rdata(apex_name, ttl, RData::NS(NS(ns_host_name.clone())));
-        let mut nodes = HashMap::new();
-        let mut empty = HashSet::new();
+        let mut nodes = Map::default();
+        let mut empty = Set::default();
         for (label, addresses) in &zone.records {
             let owner = name(&format!("{label}.{}", zone.domain));
             let lower = LowerName::new(&owner);
@@ -266,7 +295,7 @@ impl Zones {
     /// Compiles the zones of `kiwi`; `serial` is the SOA serial (the load
     /// time, so it grows with every reload).
     pub fn compile(kiwi: &ValidKiwi, serial: u32) -> Self {
-        let mut zones = HashMap::new();
+        let mut zones = Map::default();
         let mut max_apex_labels = 0;
         for zone in &kiwi.zones {
             let compiled = Zone::new(zone, kiwi.ttl, serial, &kiwi.listen);

@@ -25,6 +25,7 @@
 //!   versions above 0 BADVERS, classes other than IN and zone transfers
 //!   REFUSED, meta types (OPT, TSIG) FORMERR.
 
+use std::future::Future as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,8 +65,11 @@ pub const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a UDP thread looks at the stop flag while idle.
 const UDP_POLL: Duration = Duration::from_millis(200);
 
-/// Counters of the query path (monotonic since start).
+/// Counters of the query path (monotonic since start). Each UDP thread
+/// counts in its own shard, on its own cache lines, so threads never
+/// contend on a counter; [`Handler::stats`] adds the shards up.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct Stats {
     /// Queries received over UDP (dropped ones included).
     pub udp: AtomicU64,
@@ -167,26 +171,24 @@ impl std::fmt::Display for StatsSnapshot {
 }
 
 impl Stats {
-    /// A copy of every counter.
-    pub fn snapshot(&self) -> StatsSnapshot {
+    /// Adds this shard's counters to `sum`.
+    fn add_to(&self, sum: &mut StatsSnapshot) {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatsSnapshot {
-            udp: g(&self.udp),
-            tcp: g(&self.tcp),
-            noerror: g(&self.noerror),
-            nxdomain: g(&self.nxdomain),
-            servfail: g(&self.servfail),
-            refused: g(&self.refused),
-            formerr: g(&self.formerr),
-            notimp: g(&self.notimp),
-            other: g(&self.other),
-            truncated: g(&self.truncated),
-            forwarded: g(&self.forwarded),
-            forward_timeouts: g(&self.forward_timeouts),
-            dropped_short: g(&self.dropped_short),
-            dropped_oversized: g(&self.dropped_oversized),
-            dropped_responses: g(&self.dropped_responses),
-        }
+        sum.udp += g(&self.udp);
+        sum.tcp += g(&self.tcp);
+        sum.noerror += g(&self.noerror);
+        sum.nxdomain += g(&self.nxdomain);
+        sum.servfail += g(&self.servfail);
+        sum.refused += g(&self.refused);
+        sum.formerr += g(&self.formerr);
+        sum.notimp += g(&self.notimp);
+        sum.other += g(&self.other);
+        sum.truncated += g(&self.truncated);
+        sum.forwarded += g(&self.forwarded);
+        sum.forward_timeouts += g(&self.forward_timeouts);
+        sum.dropped_short += g(&self.dropped_short);
+        sum.dropped_oversized += g(&self.dropped_oversized);
+        sum.dropped_responses += g(&self.dropped_responses);
     }
 
     fn count_code(&self, code: ResponseCode) {
@@ -381,16 +383,22 @@ fn error(code: ResponseCode) -> Decision<'static> {
 #[derive(Debug)]
 pub struct Handler {
     state: ArcSwap<Snapshot>,
-    stats: Stats,
+    /// Shard 0: TCP and tests; then one per UDP thread.
+    shards: Box<[Stats]>,
 }
 
 impl Handler {
-    /// A handler serving `snapshot`.
-    pub fn new(snapshot: Snapshot) -> Self {
+    /// A handler serving `snapshot`, counting in `shards` shards (at least
+    /// one).
+    pub fn new(snapshot: Snapshot, shards: usize) -> Self {
         Handler {
             state: ArcSwap::from_pointee(snapshot),
-            stats: Stats::default(),
+            shards: (0..shards.max(1)).map(|_| Stats::default()).collect(),
         }
+    }
+
+    fn shard(&self, shard: usize) -> &Stats {
+        &self.shards[shard % self.shards.len()]
     }
 
     /// Swaps in the next snapshot: every query that starts afterwards
@@ -404,9 +412,13 @@ impl Handler {
         self.state.load_full()
     }
 
-    /// The counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// Every counter, all shards added up.
+    pub fn stats(&self) -> StatsSnapshot {
+        let mut sum = StatsSnapshot::default();
+        for shard in self.shards.iter() {
+            shard.add_to(&mut sum);
+        }
+        sum
     }
 
     /// Decides what `request` gets from `snapshot`.
@@ -447,26 +459,32 @@ impl Handler {
         }
     }
 
-    /// The UDP path for one datagram from `src`: an answer, a question to
-    /// forward, or a drop.
+    /// The UDP path for one datagram from `src`, counted in shard 0.
     pub fn on_datagram(&self, raw: &[u8], src: SocketAddr) -> Reply {
-        self.stats.udp.fetch_add(1, Ordering::Relaxed);
+        self.on_datagram_in(0, raw, src)
+    }
+
+    /// The UDP path for one datagram from `src`, counted in `shard`: an
+    /// answer, a question to forward, or a drop.
+    pub fn on_datagram_in(&self, shard: usize, raw: &[u8], src: SocketAddr) -> Reply {
+        let stats = self.shard(shard);
+        stats.udp.fetch_add(1, Ordering::Relaxed);
         if raw.len() > MAX_UDP_QUERY {
-            self.stats.dropped_oversized.fetch_add(1, Ordering::Relaxed);
+            stats.dropped_oversized.fetch_add(1, Ordering::Relaxed);
             return Reply::Drop;
         }
         let Ok(header) = Header::read(&mut BinDecoder::new(raw)) else {
-            self.stats.dropped_short.fetch_add(1, Ordering::Relaxed);
+            stats.dropped_short.fetch_add(1, Ordering::Relaxed);
             return Reply::Drop;
         };
         if header.metadata.message_type == MessageType::Response {
-            self.stats.dropped_responses.fetch_add(1, Ordering::Relaxed);
+            stats.dropped_responses.fetch_add(1, Ordering::Relaxed);
             return Reply::Drop;
         }
         let request = match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
             Ok(request) => request,
             Err(_) => {
-                self.stats.count_code(ResponseCode::FormErr);
+                stats.count_code(ResponseCode::FormErr);
                 return Reply::Send(formerr(&header));
             }
         };
@@ -483,40 +501,48 @@ impl Handler {
                     authorities: no_rrs(),
                     additionals: no_rrs(),
                 });
-                Reply::Send(self.encode_udp(&request, code, authoritative, records))
+                Reply::Send(self.encode_udp(stats, &request, code, authoritative, records))
             }
             Decision::Forward(forwarder) => Reply::Forward(Box::new(request), forwarder),
         }
     }
 
-    /// Forwards `request` and encodes the UDP reply.
-    pub async fn forward_udp(&self, request: &Request, forwarder: &Forwarder) -> Vec<u8> {
+    /// Forwards `request` and encodes the UDP reply, counted in `shard`.
+    pub async fn forward_udp(
+        &self,
+        shard: usize,
+        request: &Request,
+        forwarder: &Forwarder,
+    ) -> Vec<u8> {
+        let stats = self.shard(shard);
         let Some(query) = the_query(request) else {
             return self.encode_udp(
+                stats,
                 request,
                 ResponseCode::FormErr,
                 false,
                 empty(ResponseCode::FormErr),
             );
         };
-        let got = forwarder.resolve(query, &self.stats).await;
+        let got = forwarder.resolve(query, stats).await;
         let records = AuthAnswer {
             code: got.code,
             answers: rrs(&got.answers),
             authorities: rrs(&got.authorities),
             additionals: no_rrs(),
         };
-        self.encode_udp(request, got.code, false, records)
+        self.encode_udp(stats, request, got.code, false, records)
     }
 
     fn encode_udp(
         &self,
+        stats: &Stats,
         request: &Request,
         code: ResponseCode,
         authoritative: bool,
         records: AuthAnswer<'_>,
     ) -> Vec<u8> {
-        self.stats.count_code(code);
+        stats.count_code(code);
         let edns = response_edns(request);
         let max = match &request.edns {
             Some(e) => e.max_payload().clamp(PLAIN_UDP_SIZE, EDNS_PAYLOAD),
@@ -538,7 +564,7 @@ impl Handler {
             Ok(_) => {
                 // Cut: the question, TC and the OPT record only (a partial
                 // set would lose OPT, and the client retries over TCP).
-                self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                stats.truncated.fetch_add(1, Ordering::Relaxed);
                 let mut meta = meta;
                 meta.truncation = true;
                 let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
@@ -629,7 +655,8 @@ impl RequestHandler for TcpHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let handler = &self.0;
-        handler.stats.tcp.fetch_add(1, Ordering::Relaxed);
+        let stats = handler.shard(0);
+        stats.tcp.fetch_add(1, Ordering::Relaxed);
         let snapshot = handler.snapshot();
         let edns = response_edns(request);
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
@@ -647,7 +674,7 @@ impl RequestHandler for TcpHandler {
                         counts: HeaderCounts::default(),
                     });
                 };
-                forwarded = forwarder.resolve(query, &handler.stats).await;
+                forwarded = forwarder.resolve(query, stats).await;
                 let records = AuthAnswer {
                     code: forwarded.code,
                     answers: rrs(&forwarded.answers),
@@ -657,7 +684,7 @@ impl RequestHandler for TcpHandler {
                 (forwarded.code, false, records)
             }
         };
-        handler.stats.count_code(code);
+        stats.count_code(code);
         let meta = metadata(request, code, authoritative);
         let response = builder.build(
             meta,
@@ -746,7 +773,10 @@ impl Server {
             forwarder: forwarder.map(Arc::new),
         };
         Ok(Server {
-            handler: Arc::new(Handler::new(snapshot)),
+            handler: Arc::new(Handler::new(
+                snapshot,
+                1 + kiwi.listen.len() * kiwi.udp_workers,
+            )),
             runtime: Some(runtime),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
@@ -795,7 +825,7 @@ impl Server {
             let handle = handle.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("kiwi-udp{n}"))
-                .spawn(move || udp_loop(&socket, &handler, &stop, &handle))
+                .spawn(move || udp_loop(n + 1, &socket, &handler, &stop, &handle))
                 .context("kiwi: udp thread")?;
             self.threads.push(thread);
         }
@@ -848,12 +878,17 @@ impl Drop for Server {
     }
 }
 
+/// One UDP receive loop, counting in `shard`. A forwarded question is
+/// polled once here, inside the runtime's context: a cache hit completes at
+/// once and is answered from this thread; only a miss becomes a task.
 fn udp_loop(
+    shard: usize,
     socket: &Arc<UdpSocket>,
     handler: &Arc<Handler>,
     stop: &AtomicBool,
     runtime: &tokio::runtime::Handle,
 ) {
+    let _runtime = runtime.enter();
     let mut buf = vec![0u8; MAX_UDP_QUERY + 1];
     while !stop.load(Ordering::Relaxed) {
         let (len, src) = match socket.recv_from(&mut buf) {
@@ -874,17 +909,21 @@ fn udp_loop(
                 continue;
             }
         };
-        match handler.on_datagram(&buf[..len], src) {
+        match handler.on_datagram_in(shard, &buf[..len], src) {
             Reply::Send(bytes) => {
                 let _ = socket.send_to(&bytes, src);
             }
             Reply::Forward(request, forwarder) => {
                 let socket = socket.clone();
                 let handler = handler.clone();
-                runtime.spawn(async move {
-                    let bytes = handler.forward_udp(&request, &forwarder).await;
+                let mut task = Box::pin(async move {
+                    let bytes = handler.forward_udp(shard, &request, &forwarder).await;
                     let _ = socket.send_to(&bytes, request.src());
                 });
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if task.as_mut().poll(&mut cx).is_pending() {
+                    runtime.spawn(task);
+                }
             }
             Reply::Drop => {}
         }

@@ -116,10 +116,7 @@ impl Role for KiwiRole {
     }
 
     fn status(&self) -> Vec<String> {
-        vec![format!(
-            "kiwi: {}",
-            self.server.handler().stats().snapshot()
-        )]
+        vec![format!("kiwi: {}", self.server.handler().stats())]
     }
 
     fn shutdown(&mut self) {
