@@ -3,8 +3,8 @@
 //! one run.
 //!
 //! ```text
-//!  [load] eth0 10.53.0.2/24 ── kw-dns 10.53.0.1/24 [srv]   server on 10.53.0.1:53 (Kiwi, then unbound, ...)
-//!         dnsperf                                           stub recursor on 127.0.0.1:5300
+//!  [load] eth0 10.53.0.2/24 ── kw-dns 10.53.0.1/24 + 10.53.0.3/24 [srv]   Kiwi on 10.53.0.1:53, unbound on 10.53.0.3:53
+//!         dnsperf                                                          stub recursor on 127.0.0.1:5300
 //! ```
 //!
 //! Both servers get the same zone (`acme.local`: 1,000 instance names, 20
@@ -13,10 +13,13 @@
 //! [`super::dns`], answering `*.example.test`) and 2 threads each. The
 //! query mix, one file for both: 40 % instance names, 20 % multi-address
 //! names, 20 % NXDOMAIN in the zone, 20 % forwarded names (200 of them,
-//! cached after the warm-up). Each round measures each server twice, in
-//! alternation: throughput (`dnsperf -c 8 -q 256`, as fast as it answers)
-//! and latency at a fixed rate (`-Q`, per-query latencies from `-v`). The
-//! table shows the median round.
+//! cached after the warm-up). Both servers run side by side (an idle one
+//! costs nothing) and are measured in alternation, so that the load of
+//! the machine hits both alike: each round is one throughput pass of each
+//! (`dnsperf -c 8 -q 256`, as fast as it answers), the first one swapping
+//! every round; then one latency pass of each at a fixed rate (`-Q`,
+//! per-query latencies from `-v`). The table shows the round of median
+//! ratio.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,8 +34,10 @@ use super::netns::{unique_prefix, Netns};
 use super::topology::{ensure_bpffs, BPFFS};
 use super::traffic::{run_bounded, Agent, Background};
 
-/// The server's address.
+/// Kiwi's address.
 pub const SERVER: &str = "10.53.0.1";
+/// unbound's address.
+pub const UNBOUND: &str = "10.53.0.3";
 /// dnsperf's address.
 pub const LOAD: &str = "10.53.0.2";
 /// The stub recursor, on the server's loopback.
@@ -127,7 +132,7 @@ fn kiwi_config(pin_dir: &Path) -> String {
 
 fn unbound_config(dir: &Path) -> String {
     let mut c = format!(
-        "server:\n  interface: {SERVER}\n  port: 53\n  num-threads: 2\n  so-reuseport: yes\n  \
+        "server:\n  interface: {UNBOUND}\n  port: 53\n  num-threads: 2\n  so-reuseport: yes\n  \
          username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"{dir}/unbound.pid\"\n  \
          logfile: \"\"\n  use-syslog: no\n  verbosity: 0\n  do-daemonize: no\n  \
          module-config: \"iterator\"\n  do-not-query-localhost: no\n  qname-minimisation: no\n  \
@@ -160,6 +165,14 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// Where it listens.
+    pub fn addr(self) -> &'static str {
+        match self {
+            Subject::Kiwi => SERVER,
+            Subject::Unbound => UNBOUND,
+        }
+    }
+
     /// Column title.
     pub fn title(self) -> &'static str {
         match self {
@@ -196,6 +209,7 @@ impl Bench {
         let load = Netns::new(&format!("{prefix}-dload"))?;
         srv.veth("kw-dns", &load, "eth0")?;
         srv.addr("kw-dns", &format!("{SERVER}/24"))?;
+        srv.ip(&["addr", "add", &format!("{UNBOUND}/24"), "dev", "kw-dns"])?;
         load.addr("eth0", &format!("{LOAD}/24"))?;
         let pin_dir = Path::new(BPFFS).join(&prefix);
         std::fs::write(dir.join("kiwi.yaml"), kiwi_config(&pin_dir))?;
@@ -236,7 +250,7 @@ impl Bench {
         // Ready when it answers an instance name.
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let out = self.dig("host-0001.acme.local")?;
+            let out = self.dig(subject, "host-0001.acme.local")?;
             if out.contains("10.1.0.2") {
                 break;
             }
@@ -250,17 +264,18 @@ impl Bench {
         Ok(running)
     }
 
-    fn dig(&self, name: &str) -> Result<String> {
+    fn dig(&self, subject: Subject, name: &str) -> Result<String> {
         let mut cmd = self.load.command("dig");
-        cmd.args([&format!("@{SERVER}"), "+short", "+time=1", "+tries=1", name]);
+        let at = format!("@{}", subject.addr());
+        cmd.args([&at, "+short", "+time=1", "+tries=1", name]);
         Ok(run_bounded(cmd, Duration::from_secs(5))?.stdout)
     }
 
-    fn dnsperf(&self, args: &[&str], seconds: u64) -> Result<String> {
+    fn dnsperf(&self, subject: Subject, args: &[&str], seconds: u64) -> Result<String> {
         let mut cmd: Command = self.load.command("dnsperf");
         let secs = seconds.to_string();
         let data = self.dir.join("queries.txt");
-        cmd.args(["-s", SERVER, "-d"])
+        cmd.args(["-s", subject.addr(), "-d"])
             .arg(&data)
             .args(["-l", &secs, "-t", "2"])
             .args(args);
@@ -272,51 +287,57 @@ impl Bench {
         Ok(out.stdout)
     }
 
-    /// Measures `subject` once: warm-up, throughput, latency.
-    pub fn measure(&self, subject: Subject) -> Result<Figures> {
-        let running = self.start(subject)?;
-        // Warm-up: fills the forwarders' caches.
-        self.dnsperf(&["-c", "8", "-q", "64"], 2)?;
-        let through = self.dnsperf(&["-c", "8", "-q", "256"], self.opts.seconds)?;
+    /// Throughput of `subject`: queries per second, lost, codes.
+    fn throughput(&self, subject: Subject) -> Result<Figures> {
+        let out = self.dnsperf(subject, &["-c", "8", "-q", "256"], self.opts.seconds)?;
+        parse_summary(&out)
+    }
+
+    /// Latency percentiles of `subject` at the fixed rate.
+    fn latency(&self, subject: Subject) -> Result<([f64; 4], usize)> {
         let rate = self.opts.latency_qps.to_string();
-        let latency = self.dnsperf(&["-c", "8", "-Q", &rate, "-v"], self.opts.seconds)?;
-        drop(running);
-        let mut f = parse_summary(&through)?;
-        let (pct, answered) = latencies(&latency)?;
-        f.latency_ms = pct;
-        f.answered = answered;
-        Ok(f)
+        let out = self.dnsperf(subject, &["-c", "8", "-Q", &rate, "-v"], self.opts.seconds)?;
+        latencies(&out)
     }
 
     /// Runs the rounds and returns the table.
     pub fn run(&self) -> Result<String> {
-        let mut kiwi = Vec::new();
-        let mut unbound = Vec::new();
+        let _kiwi = self.start(Subject::Kiwi)?;
+        let _unbound = self.start(Subject::Unbound)?;
+        for subject in [Subject::Kiwi, Subject::Unbound] {
+            // Warm-up: fills the forwarders' caches.
+            self.dnsperf(subject, &["-c", "8", "-q", "64"], 2)?;
+        }
+        let mut rounds: Vec<(Figures, Figures)> = Vec::new();
         for round in 0..self.opts.rounds {
-            // Alternate who goes first, so drift hits both.
             let order = if round % 2 == 0 {
                 [Subject::Kiwi, Subject::Unbound]
             } else {
                 [Subject::Unbound, Subject::Kiwi]
             };
+            let mut pair = (Figures::default(), Figures::default());
             for subject in order {
-                let f = self.measure(subject)?;
-                println!(
-                    "round {}: {:<18} {:>9.0} q/s, p50 {:.3} ms, p99 {:.3} ms, lost {}",
-                    round + 1,
-                    subject.title(),
-                    f.qps,
-                    f.latency_ms[0],
-                    f.latency_ms[2],
-                    f.lost
-                );
+                let f = self.throughput(subject)?;
                 match subject {
-                    Subject::Kiwi => kiwi.push(f),
-                    Subject::Unbound => unbound.push(f),
+                    Subject::Kiwi => pair.0 = f,
+                    Subject::Unbound => pair.1 = f,
                 }
             }
+            println!(
+                "round {}: Kiwi {:>9.0} q/s, unbound {:>9.0} q/s, ratio {:.2}",
+                round + 1,
+                pair.0.qps,
+                pair.1.qps,
+                pair.0.qps / pair.1.qps.max(1.0)
+            );
+            rounds.push(pair);
         }
-        Ok(table(&median(kiwi), &median(unbound), &self.opts))
+        rounds
+            .sort_by(|a, b| (a.0.qps / a.1.qps.max(1.0)).total_cmp(&(b.0.qps / b.1.qps.max(1.0))));
+        let (mut kiwi, mut unbound) = rounds.swap_remove(rounds.len() / 2);
+        (kiwi.latency_ms, kiwi.answered) = self.latency(Subject::Kiwi)?;
+        (unbound.latency_ms, unbound.answered) = self.latency(Subject::Unbound)?;
+        Ok(table(&kiwi, &unbound, &self.opts))
     }
 }
 
@@ -325,11 +346,6 @@ impl Drop for Bench {
         let _ = std::fs::remove_dir_all(&self.pin_dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn median(mut rounds: Vec<Figures>) -> Figures {
-    rounds.sort_by(|a, b| a.qps.total_cmp(&b.qps));
-    rounds.get(rounds.len() / 2).cloned().unwrap_or_default()
 }
 
 fn field<'a>(text: &'a str, label: &str) -> Option<&'a str> {
@@ -384,7 +400,7 @@ fn table(kiwi: &Figures, unbound: &Figures, opts: &Options) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\nDNS: Kiwi vs unbound, same zone and query mix ({} rounds of {} s passes, median round; 2 cores shared with dnsperf)\n",
+        "\nDNS: Kiwi vs unbound, same zone and query mix ({} rounds of {} s passes, the round of median ratio; 2 cores shared with dnsperf)\n",
         opts.rounds, opts.seconds
     );
     let _ = writeln!(
