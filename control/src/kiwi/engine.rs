@@ -878,9 +878,11 @@ impl Drop for Server {
     }
 }
 
-/// One UDP receive loop, counting in `shard`. A forwarded question is
-/// polled once here, inside the runtime's context: a cache hit completes at
-/// once and is answered from this thread; only a miss becomes a task.
+/// One UDP receive loop, counting in `shard`: takes every waiting
+/// datagram in one call ([`super::udp::Batch`]), answers zone names on the
+/// spot and sends the answers in one call. A forwarded question is polled
+/// once here, inside the runtime's context: a cache hit completes at once
+/// and is answered from this thread; only a miss becomes a task.
 fn udp_loop(
     shard: usize,
     socket: &Arc<UdpSocket>,
@@ -889,10 +891,13 @@ fn udp_loop(
     runtime: &tokio::runtime::Handle,
 ) {
     let _runtime = runtime.enter();
-    let mut buf = vec![0u8; MAX_UDP_QUERY + 1];
+    // One byte more than the longest query accepted, so a longer one shows.
+    let mut batch = super::udp::Batch::new(MAX_UDP_QUERY + 1);
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(super::udp::BATCH);
+    let oversized = vec![0u8; MAX_UDP_QUERY + 1];
     while !stop.load(Ordering::Relaxed) {
-        let (len, src) = match socket.recv_from(&mut buf) {
-            Ok(got) => got,
+        let n = match batch.recv(socket) {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -909,24 +914,30 @@ fn udp_loop(
                 continue;
             }
         };
-        match handler.on_datagram_in(shard, &buf[..len], src) {
-            Reply::Send(bytes) => {
-                let _ = socket.send_to(&bytes, src);
-            }
-            Reply::Forward(request, forwarder) => {
-                let socket = socket.clone();
-                let handler = handler.clone();
-                let mut task = Box::pin(async move {
-                    let bytes = handler.forward_udp(shard, &request, &forwarder).await;
-                    let _ = socket.send_to(&bytes, request.src());
-                });
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                if task.as_mut().poll(&mut cx).is_pending() {
-                    runtime.spawn(task);
+        for i in 0..n {
+            let (bytes, cut, src) = batch.get(i);
+            let Some(src) = src else { continue };
+            // A cut datagram was longer than any query: count it as such.
+            let bytes = if cut { &oversized[..] } else { bytes };
+            match handler.on_datagram_in(shard, bytes, src) {
+                Reply::Send(answer) => replies.push((answer, src)),
+                Reply::Forward(request, forwarder) => {
+                    let socket = socket.clone();
+                    let handler = handler.clone();
+                    let mut task = Box::pin(async move {
+                        let bytes = handler.forward_udp(shard, &request, &forwarder).await;
+                        let _ = socket.send_to(&bytes, request.src());
+                    });
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    if task.as_mut().poll(&mut cx).is_pending() {
+                        runtime.spawn(task);
+                    }
                 }
+                Reply::Drop => {}
             }
-            Reply::Drop => {}
         }
+        super::udp::send_all(socket, &replies);
+        replies.clear();
     }
 }
 

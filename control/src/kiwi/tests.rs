@@ -602,12 +602,18 @@ fn a_live_server_on_the_loopback() {
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{name}");
         assert!(took < Duration::from_millis(1500), "{name}: {took:?}");
     }
+    // A datagram longer than any query, and a runt: dropped and counted
+    // by the receive loops, which go on answering.
+    let junk = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    junk.send_to(&vec![0x55u8; 5000], at).expect("send");
+    junk.send_to(&[1, 2, 3], at).expect("send");
     // Zone names keep answering whatever the recursors do.
     let m = ask_udp(at, &query(8, "ad.acme.local.", RecordType::A, None), t).expect("zone");
     assert_eq!(addresses(&m).len(), 2);
     stop_silent.store(true, Ordering::Relaxed);
     let s = server.handler().stats();
     assert!(s.servfail >= 2 && s.forwarded >= 5 && s.tcp == 3, "{s}");
+    assert_eq!((s.dropped_oversized, s.dropped_short), (1, 1), "{s}");
     server.stop();
     assert!(ask_udp(
         at,
