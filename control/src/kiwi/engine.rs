@@ -236,11 +236,21 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
-    fn failed() -> Self {
+    fn failed(code: ResponseCode) -> Self {
         Forwarded {
-            code: ResponseCode::ServFail,
+            code,
             answers: Vec::new(),
             authorities: Vec::new(),
+        }
+    }
+
+    /// As an answer to send.
+    pub fn answer(&self) -> AuthAnswer<'_> {
+        AuthAnswer {
+            code: self.code,
+            answers: rrs(&self.answers),
+            authorities: rrs(&self.authorities),
+            additionals: no_rrs(),
         }
     }
 }
@@ -298,8 +308,11 @@ impl Forwarder {
         self.key == Self::key_of(kiwi)
     }
 
-    /// Resolves one question within the bound.
-    pub async fn resolve(&self, query: &LowerQuery, stats: &Stats) -> Forwarded {
+    /// Resolves the question of `request` within the bound.
+    pub async fn resolve(&self, request: &Request, stats: &Stats) -> Forwarded {
+        let Some(query) = the_query(request) else {
+            return Forwarded::failed(ResponseCode::FormErr);
+        };
         stats.forwarded.fetch_add(1, Ordering::Relaxed);
         let name = query.original().name().clone();
         let lookup = self.resolver.lookup(name, query.query_type());
@@ -323,12 +336,12 @@ impl Forwarder {
             },
             Ok(Err(e)) => {
                 debug!("kiwi: forwarding {} failed: {e}", query.name());
-                Forwarded::failed()
+                Forwarded::failed(ResponseCode::ServFail)
             }
             Err(_) => {
                 stats.forward_timeouts.fetch_add(1, Ordering::Relaxed);
                 debug!("kiwi: forwarding {} timed out", query.name());
-                Forwarded::failed()
+                Forwarded::failed(ResponseCode::ServFail)
             }
         }
     }
@@ -347,14 +360,12 @@ pub struct Snapshot {
 /// What the query path decided for one request.
 #[derive(Debug)]
 pub enum Decision<'a> {
-    /// Answer now with this code and these records.
+    /// Answer now: the code and records (none for errors).
     Local {
-        /// RCODE.
-        code: ResponseCode,
         /// Authoritative (a zone answered).
         authoritative: bool,
-        /// Records; empty for errors.
-        records: Option<AuthAnswer<'a>>,
+        /// The answer.
+        answer: AuthAnswer<'a>,
     },
     /// Ask the forwarder.
     Forward(Arc<Forwarder>),
@@ -373,9 +384,8 @@ pub enum Reply {
 
 fn error(code: ResponseCode) -> Decision<'static> {
     Decision::Local {
-        code,
         authoritative: false,
-        records: None,
+        answer: empty(code),
     }
 }
 
@@ -447,9 +457,8 @@ impl Handler {
             .answer(request.src().ip(), query.name(), query.query_type())
         {
             Verdict::Answer(answer) => Decision::Local {
-                code: answer.code,
                 authoritative: true,
-                records: Some(answer),
+                answer,
             },
             Verdict::Refused => error(ResponseCode::Refused),
             Verdict::NotOurs => match &snapshot.forwarder {
@@ -491,18 +500,9 @@ impl Handler {
         let snapshot = self.state.load();
         match Self::decide(&snapshot, &request) {
             Decision::Local {
-                code,
                 authoritative,
-                records,
-            } => {
-                let records = records.unwrap_or_else(|| AuthAnswer {
-                    code,
-                    answers: no_rrs(),
-                    authorities: no_rrs(),
-                    additionals: no_rrs(),
-                });
-                Reply::Send(self.encode_udp(stats, &request, code, authoritative, records))
-            }
+                answer,
+            } => Reply::Send(self.encode_udp(stats, &request, authoritative, answer)),
             Decision::Forward(forwarder) => Reply::Forward(Box::new(request), forwarder),
         }
     }
@@ -515,33 +515,18 @@ impl Handler {
         forwarder: &Forwarder,
     ) -> Vec<u8> {
         let stats = self.shard(shard);
-        let Some(query) = the_query(request) else {
-            return self.encode_udp(
-                stats,
-                request,
-                ResponseCode::FormErr,
-                false,
-                empty(ResponseCode::FormErr),
-            );
-        };
-        let got = forwarder.resolve(query, stats).await;
-        let records = AuthAnswer {
-            code: got.code,
-            answers: rrs(&got.answers),
-            authorities: rrs(&got.authorities),
-            additionals: no_rrs(),
-        };
-        self.encode_udp(stats, request, got.code, false, records)
+        let got = forwarder.resolve(request, stats).await;
+        self.encode_udp(stats, request, false, got.answer())
     }
 
     fn encode_udp(
         &self,
         stats: &Stats,
         request: &Request,
-        code: ResponseCode,
         authoritative: bool,
         records: AuthAnswer<'_>,
     ) -> Vec<u8> {
+        let code = records.code;
         stats.count_code(code);
         let edns = response_edns(request);
         let max = match &request.edns {
@@ -661,29 +646,17 @@ impl RequestHandler for TcpHandler {
         let edns = response_edns(request);
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
         let forwarded;
-        let (code, authoritative, records) = match Handler::decide(&snapshot, request) {
+        let (authoritative, records) = match Handler::decide(&snapshot, request) {
             Decision::Local {
-                code,
                 authoritative,
-                records,
-            } => (code, authoritative, records.unwrap_or_else(|| empty(code))),
+                answer,
+            } => (authoritative, answer),
             Decision::Forward(forwarder) => {
-                let Some(query) = the_query(request) else {
-                    return ResponseInfo::from(Header {
-                        metadata: metadata(request, ResponseCode::FormErr, false),
-                        counts: HeaderCounts::default(),
-                    });
-                };
-                forwarded = forwarder.resolve(query, stats).await;
-                let records = AuthAnswer {
-                    code: forwarded.code,
-                    answers: rrs(&forwarded.answers),
-                    authorities: rrs(&forwarded.authorities),
-                    additionals: no_rrs(),
-                };
-                (forwarded.code, false, records)
+                forwarded = forwarder.resolve(request, stats).await;
+                (false, forwarded.answer())
             }
         };
+        let code = records.code;
         stats.count_code(code);
         let meta = metadata(request, code, authoritative);
         let response = builder.build(
