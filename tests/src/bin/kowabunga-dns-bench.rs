@@ -2,7 +2,7 @@
 //! with dnsperf, in namespaces; see [`kowabunga_tests::lab::dns_bench`].
 //!
 //! Options: `--seconds N` (each dnsperf pass, default 8), `--rounds N`
-//! (default 3), `--latency-qps N` (rate of the latency pass, default
+//! (default 5), `--latency-qps N` (rate of the latency pass, default
 //! 20000), `--kowabungad PATH`.
 
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ use kowabunga_tests::lab::{find_agent, find_kowabungad};
 fn parse() -> Result<Options> {
     let mut opts = Options {
         seconds: 8,
-        rounds: 3,
+        rounds: 5,
         latency_qps: 20_000,
         kowabungad: find_kowabungad()?,
         agent: find_agent()?,

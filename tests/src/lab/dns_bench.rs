@@ -435,7 +435,14 @@ fn table(kiwi: &Figures, unbound: &Figures, opts: &Options) -> String {
         "| {:<34} | {:>18} | {:>18} | {:>7} |",
         "lost queries (throughput pass)", kiwi.lost, unbound.lost, ""
     );
-    let _ = writeln!(t, "\nresponse codes, Kiwi:    {}", kiwi.codes);
+    let _ = writeln!(
+        t,
+        "\nload average at the end (other work on the machine skews both): {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    let _ = writeln!(t, "response codes, Kiwi:    {}", kiwi.codes);
     let _ = writeln!(t, "response codes, unbound: {}", unbound.codes);
     t
 }
