@@ -607,12 +607,32 @@ fn a_live_server_on_the_loopback() {
     let junk = UdpSocket::bind("127.0.0.1:0").expect("bind");
     junk.send_to(&vec![0x55u8; 5000], at).expect("send");
     junk.send_to(&[1, 2, 3], at).expect("send");
+    // Garbage over TCP: hickory's framing answers FORMERR or closes; the
+    // server keeps serving.
+    {
+        use std::io::{Read, Write};
+        let mut rng = ChaCha8Rng::seed_from_u64(53);
+        for _ in 0..20 {
+            let len: usize = rng.random_range(0..300);
+            let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let mut s = TcpStream::connect_timeout(&at, Duration::from_secs(2)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+            let mut framed = (len as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&body);
+            let _ = s.write_all(&framed);
+            let mut back = [0u8; 512];
+            let _ = s.read(&mut back);
+        }
+    }
+    let m = ask_tcp(at, &query(10, "ad.acme.local.", RecordType::A, None));
+    assert_eq!(addresses(&m).len(), 2);
     // Zone names keep answering whatever the recursors do.
     let m = ask_udp(at, &query(8, "ad.acme.local.", RecordType::A, None), t).expect("zone");
     assert_eq!(addresses(&m).len(), 2);
     stop_silent.store(true, Ordering::Relaxed);
     let s = server.handler().stats();
-    assert!(s.servfail >= 2 && s.forwarded >= 5 && s.tcp == 3, "{s}");
+    assert!(s.servfail >= 2 && s.forwarded >= 5 && s.tcp >= 4, "{s}");
     assert_eq!((s.dropped_oversized, s.dropped_short), (1, 1), "{s}");
     server.stop();
     assert!(ask_udp(
