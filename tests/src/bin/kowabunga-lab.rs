@@ -9,6 +9,7 @@
 //! bridge), runs `kowabungad` in the balancer and shows round-robin across the
 //! three backends (which backend answered each TCP connection and UDP flow), a
 //! backend leaving the rotation when it stops and coming back, and the counters.
+//!
 //! Kiwi: last, the library's inventory renders the Kiwi section, `kowabungad`
 //! serves it, and a Kompute's name resolves through it
 //! ([`kowabunga_tests::lab::kiwi_demo`]).
@@ -496,7 +497,7 @@ fn cleanup_stale() -> Result<()> {
         name.starts_with("kwl")
             && [
                 "-priv", "-gw", "-inet", "-sw", "-client", "-lb", "-b1", "-b2", "-b3", "-kiwi",
-                "-cli", "-rec",
+                "-cli", "-rec", "-dsrv", "-dload",
             ]
             .iter()
             .any(|s| name.ends_with(s))
