@@ -513,7 +513,11 @@ fn cleanup_stale() -> Result<()> {
             }
         }
     }
-    if let Ok(entries) = std::fs::read_dir(BPFFS) {
+    // BPFFS: pins; /etc/netns: the Kiwi lab client's resolv.conf.
+    for dir in [BPFFS, "/etc/netns"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with("kwl") {
                 println!("removing {}", entry.path().display());
