@@ -895,15 +895,22 @@ fn udp_loop(
             match handler.on_datagram_in(shard, bytes, src) {
                 Reply::Send(answer) => replies.push((answer, src)),
                 Reply::Forward(request, forwarder) => {
-                    let socket = socket.clone();
                     let handler = handler.clone();
-                    let mut task = Box::pin(async move {
-                        let bytes = handler.forward_udp(shard, &request, &forwarder).await;
-                        let _ = socket.send_to(&bytes, request.src());
-                    });
+                    let mut task =
+                        Box::pin(
+                            async move { handler.forward_udp(shard, &request, &forwarder).await },
+                        );
                     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                    if task.as_mut().poll(&mut cx).is_pending() {
-                        runtime.spawn(task);
+                    match task.as_mut().poll(&mut cx) {
+                        // From the cache: goes out with this batch.
+                        std::task::Poll::Ready(answer) => replies.push((answer, src)),
+                        std::task::Poll::Pending => {
+                            let socket = socket.clone();
+                            runtime.spawn(async move {
+                                let answer = task.await;
+                                let _ = socket.send_to(&answer, src);
+                            });
+                        }
                     }
                 }
                 Reply::Drop => {}
