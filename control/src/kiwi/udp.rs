@@ -19,10 +19,6 @@ pub struct Batch {
     msgs: Vec<libc::mmsghdr>,
 }
 
-// SAFETY: the raw pointers inside only ever point into this struct's own
-// vectors, rebuilt before each system call.
-unsafe impl Send for Batch {}
-
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch")
