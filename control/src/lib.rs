@@ -11,6 +11,7 @@
 //! | [`kawaii`] | Kawaii, the project's Internet gateway (XDP NAT and firewall) |
 //! | [`konvey`] | Konvey, the L4 load balancer (XDP, health checks, rotations) |
 //! | [`vrrp`] | VIP failover, a VRRPv3 engine interoperable with keepalived |
+//! | [`kiwi`] | Kiwi, the region's DNS server (authoritative zones, forwarding; hickory) |
 //! | [`ipsec`] | IPsec peering: connections and strongSwan proposals |
 //! | [`daemon`] | `kowabungad`'s command line, start-up, registry of roles, supervisor loop, node discovery |
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod ipsec;
 pub mod kawaii;
+pub mod kiwi;
 pub mod konvey;
 pub mod role;
 pub mod vrrp;

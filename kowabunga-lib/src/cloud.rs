@@ -50,6 +50,7 @@ use crate::hypervisor::{
     DirectBoot, DiskDevice, DiskSpec, DomainSpec, DomainState, Hypervisor, HypervisorError, NicSpec,
 };
 use crate::kylo::{FileShares, Share, ShareError, ShareRequest};
+use crate::model::kiwi::{Kiwi, KiwiRecord, KiwiZone};
 use crate::model::{
     validate_name, DnsRecord, Kompute, Kylo, Project, Region, Secret, Template, ValidationError,
     Volume, VolumeType, Zone,
@@ -78,6 +79,35 @@ pub struct RegionConfig {
     /// The region's public network, for `public` instances (none: `public`
     /// instances are refused).
     pub public: Option<PublicNetwork>,
+    /// The region's Kiwi DNS server (none: instances get no nameserver).
+    pub dns: Option<RegionDns>,
+}
+
+/// A region's Kiwi DNS server: what instances are told, and the `kiwi`
+/// section its nodes run ([`Cloud::kiwi_section`] adds the zones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionDns {
+    /// The addresses instances use as nameserver (Kiwi's service addresses,
+    /// reachable from the project subnets).
+    pub nameservers: Vec<Ipv4Addr>,
+    /// The section without zones: listen addresses, recursors, bounds.
+    pub kiwi: Kiwi,
+    /// Isolation: each project's zone answers that project's subnet only
+    /// (an embedder adds peered subnets to `allow_from`).
+    pub isolate: bool,
+}
+
+impl RegionDns {
+    /// Kiwi on `nameservers` (listening there on port 53), forwarding to
+    /// `recursors`, with isolation.
+    pub fn new(nameservers: Vec<Ipv4Addr>, recursors: Vec<String>) -> Self {
+        let listen = nameservers.iter().map(ToString::to_string).collect();
+        RegionDns {
+            nameservers,
+            kiwi: Kiwi::new(listen, recursors),
+            isolate: true,
+        }
+    }
 }
 
 /// A region's public (Internet-facing) network.
@@ -104,6 +134,7 @@ impl RegionConfig {
             subnet_pools,
             gateway_pool_size: DEFAULT_GATEWAY_POOL_SIZE,
             public: None,
+            dns: None,
         }
     }
 }
@@ -1162,6 +1193,7 @@ impl Cloud {
                     .map_err(|e| CloudError::Conflict(e.to_string()))?,
                 routes: vec![Route::default_via(pn.subnet.gateway, PUBLIC_GATEWAY_METRIC)],
                 nameservers: vec![],
+                search: vec![],
             });
             nic_specs.push(NicSpec {
                 mac,
@@ -1173,7 +1205,18 @@ impl Cloud {
             mac: info.mac,
             address,
             routes,
-            nameservers: vec![network.subnet.gateway],
+            nameservers: self
+                .inner
+                .config
+                .region(&info.region)
+                .and_then(|r| r.dns.as_ref())
+                .map(|dns| dns.nameservers.clone())
+                .unwrap_or_default(),
+            search: if p.domain.is_empty() {
+                vec![]
+            } else {
+                vec![p.domain.clone()]
+            },
         });
         nic_specs.push(NicSpec {
             mac: info.mac,
@@ -1724,6 +1767,72 @@ impl Cloud {
             }
         }
         out
+    }
+
+    /// The `kiwi` section of `region`'s DNS nodes, rendered from the
+    /// inventory: the region's [`RegionDns::kiwi`] settings plus one zone
+    /// per project domain with a network in the region, holding an address
+    /// record per ready instance of the region (its private address) and the
+    /// project's custom records (all their addresses); with
+    /// [`RegionDns::isolate`], each zone answers its project's subnet only.
+    /// Projects sharing a domain share its zone. Write it as the `kiwi:` key
+    /// of the nodes' `kowabungad` file ([`Kiwi::to_yaml`]) and reload them
+    /// (`SIGHUP`) after every change.
+    ///
+    /// # Errors
+    /// [`CloudError::NotFound`]: no such region, or it has no Kiwi
+    /// ([`RegionConfig::dns`]).
+    pub async fn kiwi_section(&self, region: &str) -> Result<Kiwi, CloudError> {
+        let rc = self
+            .inner
+            .config
+            .region(region)
+            .ok_or_else(|| CloudError::NotFound {
+                kind: "region",
+                name: region.to_owned(),
+            })?;
+        let dns = rc.dns.as_ref().ok_or_else(|| CloudError::NotFound {
+            kind: "kiwi of region",
+            name: region.to_owned(),
+        })?;
+        let st = self.inner.state.lock().await;
+        let mut zones: BTreeMap<String, KiwiZone> = BTreeMap::new();
+        for (name, p) in &st.projects {
+            let domain = p.project.domain.trim_end_matches('.').to_ascii_lowercase();
+            let Some(network) = p.networks.get(region) else {
+                continue;
+            };
+            if domain.is_empty() {
+                continue;
+            }
+            let zone = zones.entry(domain.clone()).or_insert_with(|| KiwiZone {
+                domain,
+                allow_from: Vec::new(),
+                records: Vec::new(),
+            });
+            if dns.isolate {
+                zone.allow_from.push(network.subnet.cidr.to_string());
+            }
+            let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for i in st.instances.values() {
+                if i.kompute.project == *name && i.region == region && i.ready {
+                    names.insert(i.kompute.name.clone(), vec![i.ip.to_string()]);
+                }
+            }
+            for ((p, n), r) in &st.dns {
+                if p == name {
+                    names.insert(n.clone(), r.addresses.clone());
+                }
+            }
+            for (n, addresses) in names {
+                if !zone.records.iter().any(|r| r.name == n) {
+                    zone.records.push(KiwiRecord { name: n, addresses });
+                }
+            }
+        }
+        let mut kiwi = dns.kiwi.clone();
+        kiwi.zones = zones.into_values().collect();
+        Ok(kiwi)
     }
 
     /// Creates a Kylo share reachable from the project's subnet in the

@@ -20,10 +20,12 @@
 //!         address: "10.0.0.5/25".parse().unwrap(),
 //!         routes: vec![Route::default_via("10.0.0.2".parse().unwrap(), 100)],
 //!         nameservers: vec!["10.0.0.1".parse().unwrap()],
+//!         search: vec!["acme.local".into()],
 //!     }],
 //! };
 //! let net = seed.network_config();
 //! assert!(net.contains("via: 10.0.0.2"));
+//! assert!(net.contains("- acme.local"));
 //! assert!(!format!("{seed:?}").contains("s3cret"));
 //! ```
 
@@ -77,8 +79,10 @@ pub struct NicConfig {
     pub address: Ipv4Net,
     /// Routes through this NIC.
     pub routes: Vec<Route>,
-    /// DNS servers.
+    /// DNS servers (the region's Kiwi).
     pub nameservers: Vec<Ipv4Addr>,
+    /// DNS search domains (the project's domain).
+    pub search: Vec<String>,
 }
 
 /// A route with a metric (lower wins).
@@ -203,7 +207,10 @@ struct RouteEntry {
 
 #[derive(Serialize)]
 struct Nameservers {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    search: Vec<String>,
 }
 
 fn yaml<T: Serialize>(file: &'static str, value: &T) -> Result<String, SeedError> {
@@ -289,9 +296,12 @@ impl Seed {
                                 metric: r.metric,
                             })
                             .collect(),
-                        nameservers: (!n.nameservers.is_empty()).then(|| Nameservers {
-                            addresses: n.nameservers.iter().map(|a| a.to_string()).collect(),
-                        }),
+                        nameservers: (!n.nameservers.is_empty() || !n.search.is_empty()).then(
+                            || Nameservers {
+                                addresses: n.nameservers.iter().map(|a| a.to_string()).collect(),
+                                search: n.search.clone(),
+                            },
+                        ),
                     },
                 )
             })
@@ -401,6 +411,7 @@ mod tests {
                     Route::default_via("10.0.0.3".parse().expect("gw"), 200),
                 ],
                 nameservers: vec!["10.0.0.1".parse().expect("dns")],
+                search: vec!["acme.local".into()],
             }],
         }
     }
@@ -437,6 +448,7 @@ mod tests {
         assert_eq!(e["routes"][0]["metric"].as_u64(), Some(100));
         assert_eq!(e["routes"][1]["metric"].as_u64(), Some(200));
         assert_eq!(e["nameservers"]["addresses"][0].as_str(), Some("10.0.0.1"));
+        assert_eq!(e["nameservers"]["search"][0].as_str(), Some("acme.local"));
     }
 
     #[test]

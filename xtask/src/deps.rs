@@ -29,6 +29,8 @@ pub enum For {
     LiveBench,
     /// `cargo xtask vrrp-report`: our VRRP engine against keepalived.
     VrrpReport,
+    /// `cargo xtask bench dns`: Kiwi against unbound with dnsperf.
+    BenchDns,
     /// `cargo xtask test` and `ci`: the whole suite, kowabunga-lib's real
     /// libvirt/QEMU/Ceph tests included, and the test guests' kernel.
     Test,
@@ -45,6 +47,7 @@ impl For {
             For::Bench => "cargo xtask bench",
             For::LiveBench => "cargo xtask bench --live",
             For::VrrpReport => "cargo xtask vrrp-report",
+            For::BenchDns => "cargo xtask bench dns",
             For::Test => "cargo xtask test",
             For::All => "cargo xtask deps",
         }
@@ -54,15 +57,18 @@ impl For {
     pub fn groups(self) -> &'static [Group] {
         use Group::*;
         match self {
-            For::Lab => &[Build, Netns, Probes, Lab, Nft, Ipsec],
+            For::Lab => &[Build, Netns, Probes, Lab, Nft, Ipsec, Dns],
             For::Bench => &[Build, Netns],
             For::LiveBench => &[Build, Netns, Probes, Nft],
             For::VrrpReport => &[Build, Netns, Probes, Vrrp],
+            For::BenchDns => &[Build, Netns, Probes, Dns, DnsBench],
             For::Test => &[
-                Build, Netns, Probes, Lab, Nft, Ipsec, Vrrp, LibBuild, Guests, Ceph,
+                Build, Netns, Probes, Lab, Nft, Ipsec, Dns, DnsBench, Vrrp, LibBuild, Guests,
+                Ceph,
             ],
             For::All => &[
-                Build, Netns, Probes, Lab, Nft, Ipsec, Vrrp, LibBuild, Guests, Ceph, Tools,
+                Build, Netns, Probes, Lab, Nft, Ipsec, Dns, DnsBench, Vrrp, LibBuild, Guests,
+                Ceph, Tools,
             ],
         }
     }
@@ -96,6 +102,10 @@ pub enum Group {
     Nft,
     /// strongSwan's charon, driven by kowabungad over VICI.
     Ipsec,
+    /// Kiwi's lab and tests: a DNS client, the lab Kompute's seed.
+    Dns,
+    /// Kiwi's benchmark against unbound.
+    DnsBench,
     /// VRRP interop with keepalived.
     Vrrp,
     /// Building kowabunga-lib's libvirt and Ceph backends.
@@ -118,6 +128,8 @@ impl Group {
             Group::Lab => "lab",
             Group::Nft => "nft",
             Group::Ipsec => "ipsec",
+            Group::Dns => "dns",
+            Group::DnsBench => "dns-bench",
             Group::Vrrp => "vrrp",
             Group::LibBuild => "lib-build",
             Group::Guests => "guests",
@@ -137,6 +149,8 @@ impl Group {
             }
             Group::Nft => "nftables: kowabungad's kernel backstop, the live bench's NAT baselines",
             Group::Ipsec => "IPsec tunnels: charon driven over VICI, ESP in userspace here",
+            Group::Dns => "Kiwi: dig in its lab and tests, the seed ISO of the lab's Kompute",
+            Group::DnsBench => "Kiwi's benchmark: dnsperf against Kiwi and unbound",
             Group::Vrrp => "VRRP interop and takeover comparison with keepalived",
             Group::LibBuild => "builds kowabunga-lib's libvirt and Ceph backends (its tests)",
             Group::Guests => "libvirtd and QEMU guests started by kowabunga-lib's tests",
@@ -236,6 +250,26 @@ const PACKAGES: &[Package] = &[
         group: Group::Ipsec,
     },
     Package {
+        name: "dnsutils",
+        why: "dig: queries Kiwi in its lab and tests (TCP retry of truncated answers)",
+        group: Group::Dns,
+    },
+    Package {
+        name: "genisoimage",
+        why: "cloud-init NoCloud seed ISO (label cidata), also of the Kiwi lab's Kompute",
+        group: Group::Dns,
+    },
+    Package {
+        name: "dnsperf",
+        why: "load and latency of `cargo xtask bench dns`",
+        group: Group::DnsBench,
+    },
+    Package {
+        name: "unbound",
+        why: "what Kiwi is measured against in `cargo xtask bench dns`",
+        group: Group::DnsBench,
+    },
+    Package {
         name: "keepalived",
         why: "VRRP interop and failover comparison tests (control/src/vrrp)",
         group: Group::Vrrp,
@@ -298,11 +332,6 @@ const PACKAGES: &[Package] = &[
     Package {
         name: "busybox-static",
         why: "initramfs of the test guests",
-        group: Group::Guests,
-    },
-    Package {
-        name: "genisoimage",
-        why: "cloud-init NoCloud seed ISO (label cidata)",
         group: Group::Guests,
     },
     Package {
@@ -615,6 +644,7 @@ fn deps_arg(cmd: For) -> String {
         For::Bench => " bench".into(),
         For::LiveBench => " live-bench".into(),
         For::VrrpReport => " vrrp-report".into(),
+        For::BenchDns => " bench-dns".into(),
         For::Test => " test".into(),
     }
 }
@@ -824,9 +854,11 @@ mod tests {
                 "libcharon-extra-plugins",
                 "libstrongswan-standard-plugins",
                 "libstrongswan-extra-plugins",
+                "dnsutils",
+                "genisoimage",
             ]
         );
-        for cmd in [For::Lab, For::Bench, For::LiveBench, For::VrrpReport] {
+        for cmd in [For::Lab, For::Bench, For::LiveBench, For::VrrpReport, For::BenchDns] {
             assert!(!cmd.needs_guest_kernel(), "{cmd:?}");
             for n in names_for(cmd) {
                 for bad in [
@@ -860,6 +892,9 @@ mod tests {
         assert!(vrrp.contains(&"keepalived") && vrrp.contains(&"arping"));
         assert!(!vrrp.contains(&"ethtool"));
         assert!(!names_for(For::Lab).contains(&"keepalived"));
+        let dns = names_for(For::BenchDns);
+        assert!(dns.contains(&"dnsperf") && dns.contains(&"unbound") && dns.contains(&"dnsutils"));
+        assert!(!names_for(For::Lab).contains(&"unbound"));
     }
 
     #[test]
@@ -901,7 +936,7 @@ mod tests {
         }
         assert!(For::Test.needs_guest_kernel());
         // Every smaller command's packages are part of the suite's.
-        for cmd in [For::Lab, For::Bench, For::LiveBench, For::VrrpReport] {
+        for cmd in [For::Lab, For::Bench, For::LiveBench, For::VrrpReport, For::BenchDns] {
             for n in names_for(cmd) {
                 assert!(test.contains(&n), "{cmd:?}: {n}");
             }

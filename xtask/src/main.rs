@@ -4,7 +4,8 @@
 //!   (`--list` prints them, `--purge` removes what xtask installed)
 //! * `test`  — deps, build everything, run every test
 //! * `lab`   — deps, build, run the Kawaii namespace lab demo
-//! * `bench` — deps, run the benchmarks (`--live`: real traffic through namespaces)
+//! * `bench` — deps, run the benchmarks (`--live`: real traffic through namespaces;
+//!   `bench dns`: Kiwi vs unbound with dnsperf)
 //! * `vrrp-report` — deps, takeover times of our VRRP engine vs keepalived (root)
 //! * `ci`    — what `.ci/run` does: privileged tests, fmt check, clippy
 
@@ -59,7 +60,8 @@ enum Cmd {
         args: Vec<OsString>,
     },
     /// deps, `cargo bench -p kowabunga-benches [ARGS]`; with --live, the
-    /// live-traffic bench (root): `kowabunga-live-bench [ARGS]`.
+    /// live-traffic bench (root): `kowabunga-live-bench [ARGS]`; `bench dns
+    /// [ARGS]`: Kiwi vs unbound with dnsperf (root).
     Bench {
         /// Real frames through namespaces, every mode interleaved and
         /// verified (`--live --help` for its options, e.g. `--reps 1 --secs 1
@@ -229,6 +231,9 @@ fn target_dir() -> PathBuf {
 }
 
 fn bench(args: &[OsString]) -> Result<ExitCode> {
+    if args.first().is_some_and(|a| a == "dns") {
+        return bench_dns(&args[1..]);
+    }
     deps::ensure(deps::For::Bench, &target_dir())?;
     let mut cmd = cargo();
     cmd.args(["bench", "-p", "kowabunga-benches"]).args(args);
@@ -256,6 +261,28 @@ fn live_bench(args: &[OsString]) -> Result<ExitCode> {
     ]);
     run_ok(bench)?;
     let mut cmd = Command::new(target_dir().join("release").join("kowabunga-live-bench"));
+    cmd.args(args).env("RUST_BACKTRACE", "1");
+    run(cmd)
+}
+
+/// `cargo xtask bench dns`: deps, release build, `kowabunga-dns-bench ARGS`.
+fn bench_dns(args: &[OsString]) -> Result<ExitCode> {
+    deps::ensure(deps::For::BenchDns, &target_dir())?;
+    if !deps::is_root() {
+        bail!("the DNS bench creates network namespaces: run it as root");
+    }
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "kowabunga-control",
+        "-p",
+        "kowabunga-tests",
+        "--bins",
+    ]);
+    run_ok(build)?;
+    let mut cmd = Command::new(target_dir().join("release").join("kowabunga-dns-bench"));
     cmd.args(args).env("RUST_BACKTRACE", "1");
     run(cmd)
 }

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     /// A `node.vrrp` setting (the message carries the value).
     #[error("{0}")]
     Vrrp(String),
+    /// A `kiwi` setting (the message carries the value).
+    #[error("{0}")]
+    Kiwi(String),
     /// Not a dotted-quad IPv4 address.
     #[error("{} is not an IPv4 address", quote(.0))]
     NotAnAddress(String),
@@ -253,7 +256,7 @@ pub enum ErrorKind {
     #[error("{} is not an absolute path", quote(.0))]
     NotAbsolute(String),
     /// Neither a `kawaii` nor a `konvey` section.
-    #[error("missing: a node runs kawaii, konvey or both, and this file has neither section")]
+    #[error("missing: a node runs kawaii, konvey, kiwi or several, and this file has none of these sections")]
     NoService,
     /// A field that is optional in general but required here.
     #[error("missing: {0}")]

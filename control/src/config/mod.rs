@@ -41,6 +41,7 @@ pub use error::{ErrorKind, ValidationError};
 pub use node::ValidNode;
 
 use crate::kawaii::config::{validate_kawaii, ValidKawaii};
+use crate::kiwi::config::{validate_kiwi, ValidKiwi};
 use crate::konvey::config::{validate_konvey, ValidKonvey};
 
 /// A configuration that passed validation: every role can compile or
@@ -53,6 +54,8 @@ pub struct ValidConfig {
     pub kawaii: Option<ValidKawaii>,
     /// Konvey settings, if this node is a Konvey load balancer.
     pub konvey: Option<ValidKonvey>,
+    /// Kiwi settings, if this node is the region's DNS server.
+    pub kiwi: Option<ValidKiwi>,
 }
 
 /// Validates a parsed configuration; returns the first problem found.
@@ -86,10 +89,12 @@ pub fn validate(config: &model::Config) -> Result<ValidConfig, ValidationError> 
         Some(k) => Some(validate_konvey(&node, k)?),
         None => None,
     };
+    let kiwi = config.kiwi.as_ref().map(validate_kiwi).transpose()?;
     Ok(ValidConfig {
         node,
         kawaii,
         konvey,
+        kiwi,
     })
 }
 

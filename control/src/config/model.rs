@@ -45,6 +45,10 @@ pub use kowabunga::model::kawaii::{
 /// The `konvey` section's types come from the `kowabunga` library too.
 pub use kowabunga::model::konvey::{Konvey, KonveyEndpoint};
 
+/// The `kiwi` section (the region's DNS server), rendered by the library
+/// from its inventory ([`kowabunga::model::kiwi`]).
+pub use kowabunga::model::kiwi::{Kiwi, KiwiRecord, KiwiZone};
+
 /// Default bpffs directory where maps and links are pinned.
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/kowabunga";
 
@@ -64,6 +68,9 @@ pub struct Config {
     /// The Konvey load balancer of the project (optional).
     #[serde(default)]
     pub konvey: Option<Konvey>,
+    /// The region's DNS server (optional, see [`crate::kiwi`]).
+    #[serde(default)]
+    pub kiwi: Option<Kiwi>,
 }
 
 /// Node-level settings, owned by the daemon rather than by Kowabunga's API.

@@ -60,7 +60,7 @@ pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
     let node = &config.node;
     check_name("node.zone", &node.zone)?;
 
-    if config.kawaii.is_none() && config.konvey.is_none() {
+    if config.kawaii.is_none() && config.konvey.is_none() && config.kiwi.is_none() {
         return err("kawaii", ErrorKind::NoService);
     }
 

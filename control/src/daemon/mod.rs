@@ -95,9 +95,16 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Line logged once the programs are attached and the config applied.
 pub const READY_LINE: &str = "kowabungad ready";
 
+/// Crates whose `info` lines are per request (hickory's): `warn` and up
+/// only, unless `RUST_LOG` says otherwise.
+pub const QUIET_CRATES: &str =
+    "hickory_server=warn,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn";
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // hickory logs every request at info: Kiwi counts them instead.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_CRATES}")));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = tracing_subscriber::fmt()
@@ -178,10 +185,13 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
             .map(|(_, n)| n)
             .collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let changed = sysctl::apply(
-            Path::new(sysctl::PROC_SYS),
-            &sysctl::gateway_settings(&name_refs),
-        )?;
+        // A node without interface roles (Kiwi alone) forwards nothing.
+        let settings = if name_refs.is_empty() {
+            Vec::new()
+        } else {
+            sysctl::gateway_settings(&name_refs)
+        };
+        let changed = sysctl::apply(Path::new(sysctl::PROC_SYS), &settings)?;
         if !changed.is_empty() {
             let keys: Vec<String> = changed.iter().map(sysctl::Previous::key).collect();
             info!("sysctls set: {}", keys.join(", "));

@@ -70,6 +70,7 @@ pub const ROLES: &[RoleSpec] = &[
     crate::konvey::role::SPEC,
     crate::ipsec::role::SPEC,
     crate::vrrp::role::SPEC,
+    crate::kiwi::role::SPEC,
 ];
 
 /// The roles `config` asks for.

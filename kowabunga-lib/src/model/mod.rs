@@ -30,6 +30,7 @@
 //! ```
 
 pub mod kawaii;
+pub mod kiwi;
 mod kompute;
 pub mod konvey;
 mod org;
@@ -37,6 +38,7 @@ mod project;
 mod services;
 
 pub use kawaii::{Kawaii, Secret};
+pub use kiwi::{Kiwi, KiwiRecord, KiwiZone};
 pub use kompute::{Kompute, Template, Volume, VolumeType};
 pub use konvey::{Konvey, KonveyEndpoint};
 pub use org::{Region, Role, Team, User, Zone};

@@ -11,6 +11,7 @@
 //! * [`charon`]: strongSwan's charon run by hand in a namespace;
 //! * [`ipsec`]: the IPsec lab (site A: the Kawaii lab with charon; site B: a remote office);
 //! * [`ipsec_failover`]: site A as two Kawaii nodes sharing the VIPs by VRRP.
+//! * [`kiwi`], [`dns`]: the Kiwi DNS lab (node, client, stub recursor) and its DNS tools.
 //!
 //! Everything here needs root (CAP_NET_ADMIN + CAP_BPF). Tests call
 //! [`kowabunga_testkit::privileged`] first: it skips with a message when not privileged,
@@ -36,8 +37,13 @@ pub mod counters;
 pub mod daemon;
 pub mod ipsec;
 pub mod ipsec_failover;
+pub mod dns;
+pub mod dns_bench;
+pub mod kiwi;
+pub mod kiwi_demo;
 pub mod konvey;
 pub mod netns;
+pub mod paper;
 pub mod topology;
 pub mod traffic;
 

@@ -89,7 +89,7 @@ fn both_services_on_one_node() {
 fn section_and_interface_errors() {
     assert_eq!(
         invalid("node: {zone: a, interfaces: {public: a, private: b}}\n"),
-        "kawaii: missing: a node runs kawaii, konvey or both, and this file has neither section"
+        "kawaii: missing: a node runs kawaii, konvey, kiwi or several, and this file has none of these sections"
     );
     assert_eq!(
         invalid(&format!("node: {{zone: a, interfaces: {{}}}}\n{KONVEY}")),

@@ -14,6 +14,11 @@
 //! and a remote office (strongSwan); a ping and a TCP exchange through the
 //! tunnel, a capture summary of the Internet side, and the tunnel's peer
 //! stopping (nothing crosses, drops counted).
+//!
+//! Kiwi: last, the library's inventory renders the Kiwi section, `kowabungad`
+//! serves it, and a Kompute's name resolves through it
+//! ([`kowabunga_tests::lab::kiwi_demo`]).
+//!
 //! Exits non-zero if any expectation fails.
 //!
 //! Options: `--kowabungad PATH` (default: next to this binary, or `$KOWABUNGAD`),
@@ -312,6 +317,11 @@ fn run(opts: &Options) -> Result<bool> {
     if let Err(e) = ipsec::demo(&bin, &agent, &mut report) {
         report.check("the IPsec lab ran to the end", false, &format!("{e:#}"));
     }
+    let mut check = |what: &str, ok: bool, detail: &str| report.check(what, ok, detail);
+    let kiwi = kowabunga_tests::lab::kiwi_demo::demo(&bin, &agent, &section, &mut check);
+    if let Err(e) = kiwi {
+        report.check("the Kiwi lab ran to the end", false, &format!("{e:#}"));
+    }
 
     println!(
         "\n{} checks passed, {} failed",
@@ -497,6 +507,7 @@ fn cleanup_stale() -> Result<()> {
         name.starts_with("kwl")
             && [
                 "-priv", "-gw", "-inet", "-sw", "-client", "-lb", "-b1", "-b2", "-b3", "-b", "-bh",
+                "-kiwi", "-cli", "-rec", "-dsrv", "-dload",
             ]
             .iter()
             .any(|s| name.ends_with(s))
@@ -512,7 +523,11 @@ fn cleanup_stale() -> Result<()> {
             }
         }
     }
-    if let Ok(entries) = std::fs::read_dir(BPFFS) {
+    // BPFFS: pins; /etc/netns: the Kiwi lab client's resolv.conf.
+    for dir in [BPFFS, "/etc/netns"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with("kwl") {
                 println!("removing {}", entry.path().display());
