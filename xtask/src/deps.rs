@@ -63,12 +63,11 @@ impl For {
             For::VrrpReport => &[Build, Netns, Probes, Vrrp],
             For::BenchDns => &[Build, Netns, Probes, Dns, DnsBench],
             For::Test => &[
-                Build, Netns, Probes, Lab, Nft, Ipsec, Dns, DnsBench, Vrrp, LibBuild, Guests,
-                Ceph,
+                Build, Netns, Probes, Lab, Nft, Ipsec, Dns, DnsBench, Vrrp, LibBuild, Guests, Ceph,
             ],
             For::All => &[
-                Build, Netns, Probes, Lab, Nft, Ipsec, Dns, DnsBench, Vrrp, LibBuild, Guests,
-                Ceph, Tools,
+                Build, Netns, Probes, Lab, Nft, Ipsec, Dns, DnsBench, Vrrp, LibBuild, Guests, Ceph,
+                Tools,
             ],
         }
     }
@@ -858,7 +857,13 @@ mod tests {
                 "genisoimage",
             ]
         );
-        for cmd in [For::Lab, For::Bench, For::LiveBench, For::VrrpReport, For::BenchDns] {
+        for cmd in [
+            For::Lab,
+            For::Bench,
+            For::LiveBench,
+            For::VrrpReport,
+            For::BenchDns,
+        ] {
             assert!(!cmd.needs_guest_kernel(), "{cmd:?}");
             for n in names_for(cmd) {
                 for bad in [
@@ -936,7 +941,13 @@ mod tests {
         }
         assert!(For::Test.needs_guest_kernel());
         // Every smaller command's packages are part of the suite's.
-        for cmd in [For::Lab, For::Bench, For::LiveBench, For::VrrpReport, For::BenchDns] {
+        for cmd in [
+            For::Lab,
+            For::Bench,
+            For::LiveBench,
+            For::VrrpReport,
+            For::BenchDns,
+        ] {
             for n in names_for(cmd) {
                 assert!(test.contains(&n), "{cmd:?}: {n}");
             }
