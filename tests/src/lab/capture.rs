@@ -18,11 +18,15 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts `tcpdump -n -i IFACE -w FILE` inside `ns` (IPv4 and IPv6, no
-    /// filter) and waits until it listens (at most 5 s).
+    /// Starts `tcpdump -n --immediate-mode -i IFACE -w FILE` inside `ns`
+    /// (IPv4 and IPv6, no filter; immediate mode: libpcap's ring otherwise
+    /// hands packets over a block at a time, up to 1 s late, and the last
+    /// block is lost when the capture stops) and waits until it listens (at
+    /// most 5 s).
     pub fn start(ns: &Netns, iface: &str, file: &Path) -> Result<Self> {
         let mut cmd = ns.command("tcpdump");
-        cmd.args(["-n", "-U", "-i", iface, "-w"]).arg(file);
+        cmd.args(["-n", "-U", "--immediate-mode", "-i", iface, "-w"])
+            .arg(file);
         let mut process = Background::spawn(&format!("tcpdump in {}", ns.name()), cmd)
             .context("starting tcpdump (apt-get install tcpdump)")?;
         process

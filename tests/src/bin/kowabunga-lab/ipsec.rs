@@ -64,8 +64,6 @@ pub fn demo(bin: &std::path::Path, agent: &Agent, report: &mut Report) -> Result
         &out.to_string(),
     );
     drop(server);
-    // let tcpdump write the last packets before it is stopped
-    std::thread::sleep(Duration::from_millis(500));
     let lines = cap.finish().context("reading the capture")?;
     let ip: Vec<&String> = lines.iter().filter(|l| l.contains(" IP ")).collect();
     let clear = ip
