@@ -9,9 +9,6 @@
 //! `ingress` rules say and counted when dropped. A tunnel without
 //! `firewall` is not filtered (upstream's behaviour).
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use anyhow::Context as _;
 use ipnet::Ipv4Net;
 
@@ -146,28 +143,10 @@ impl TunnelFirewalls {
     }
 }
 
+/// One `nft -f -` transaction, with the backstop's loader (its errors name
+/// `nft` and its one-line refusal).
 fn nft(script: &str) -> anyhow::Result<()> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run nft (package nftables)")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(script.as_bytes())
-        .context("writing to nft")?;
-    let out = child.wait_with_output().context("waiting for nft")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "nft refused the IPsec firewall: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    crate::kawaii::backstop::install(script).context("the IPsec tunnels' firewall")
 }
 
 #[cfg(test)]
