@@ -253,6 +253,7 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 
 	if (kw_trackable(p.kind)) {
 		v = kw_ct_lookup(&p.key, &emb);
+		p.ct_absent = !v;
 		if (v && v->in_role == role)
 			return kw_established(ctx, &p, v, emb, env.cfg->sample_shift);
 	} else if (p.kind == KW_L4_ICMP_ERROR) {

@@ -136,6 +136,7 @@ int konvey(struct xdp_md *ctx)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED_L4, fe.sample_shift);
 
 	v = kw_ct_lookup(&p.key, &emb);
+	p.ct_absent = !v;
 	if (v && v->in_role == KW_ROLE_KONVEY)
 		return kw_established(ctx, &p, v, emb, fe.sample_shift);
 	if (!to_vip)

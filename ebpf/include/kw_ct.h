@@ -122,8 +122,13 @@ static __always_inline void kw_ct_touch(struct kw_ct_value *v, const struct kw_p
 	__u64 now = bpf_ktime_get_coarse_ns();
 	__u8 state = v->state;
 
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, p->len);
+	/*
+	 * Plain adds: an entry keys one direction of one flow, which one receive
+	 * queue (one CPU) carries, so a lost increment is rare and only costs an
+	 * operator's counter; a locked add on every packet costs every packet.
+	 */
+	v->packets += 1;
+	v->bytes += p->len;
 	if (now - v->last_seen_ns > KW_CT_REFRESH_NS)
 		v->last_seen_ns = now;
 
@@ -186,12 +191,17 @@ static __always_inline int kw_ct_insert_reply(const struct kw_ct_key *rk,
 	return rc == -17 /* EEXIST */ ? KW_CT_EXISTS : KW_CT_ERROR;
 }
 
-/* Insert the original entry once the reply entry is in; undo on failure. */
+/*
+ * Insert the original entry once the reply entry is in; undo on failure.
+ * known_absent: the caller's lookup of ok found nothing in either table a
+ * moment ago (kw_pkt.ct_absent), so only kw_ct4_new's BPF_NOEXIST
+ * guards the race; else kw_ct4 is looked at first.
+ */
 static __always_inline int kw_ct_insert_orig(const struct kw_ct_key *ok,
 					     const struct kw_ct_value *ov,
-					     const struct kw_ct_key *rk)
+					     const struct kw_ct_key *rk, int known_absent)
 {
-	if (!bpf_map_lookup_elem(&kw_ct4, ok) &&
+	if ((known_absent || !bpf_map_lookup_elem(&kw_ct4, ok)) &&
 	    bpf_map_update_elem(&kw_ct4_new, ok, ov, BPF_NOEXIST) == 0)
 		return KW_CT_OK;
 	bpf_map_delete_elem(&kw_ct4_new, rk);

@@ -131,7 +131,7 @@ static __always_inline int kw_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	kw_ct_fill(&ov, n->saddr, n->daddr, n->sport, n->dport, in_role, flags, now);
 	ov.packets = 1;
 	ov.bytes = p->len;
-	if (kw_ct_insert_orig(&p->key, &ov, &rk) != KW_CT_OK)
+	if (kw_ct_insert_orig(&p->key, &ov, &rk, p->ct_absent) != KW_CT_OK)
 		return kw_drop(ctx, p, KW_STAT_DROP_CT_COLLISION, shift);
 	return kw_translate_forward(ctx, p, n, shift);
 }

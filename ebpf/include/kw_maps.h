@@ -17,12 +17,25 @@
  * confirmations and the daemon removes expired flows. kw_ct4_new: embryonic
  * flows (one direction seen), an LRU hash: a flood of new flows only evicts
  * other embryonic entries.
+ *
+ * kw_ct4 is not preallocated: its entries come from the kernel's slab, in
+ * the direct mapping (huge pages), where a preallocated table lives in
+ * vmalloc space (4 KiB pages). With tens of thousands of flows every lookup
+ * misses the cache; without preallocation it misses the TLB far less (a
+ * page walk costs as much as the miss itself in a VM). The limit stays
+ * max_entries (E2BIG). An LRU hash is always preallocated.
+ *
+ * kw_ct4_new has one LRU list per CPU (BPF_F_NO_COMMON_LRU): taking a free
+ * entry from the shared list (a global lock, a shrink of the shared list)
+ * dominated the new-flow path; the entries are split evenly among the CPUs,
+ * so a flood on one receive queue evicts only that CPU's embryonic flows.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct kw_ct_key);
 	__type(value, struct kw_ct_value);
 	__uint(max_entries, KW_CT_DEFAULT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } kw_ct4 SEC(".maps");
 
 struct {
@@ -30,6 +43,7 @@ struct {
 	__type(key, struct kw_ct_key);
 	__type(value, struct kw_ct_value);
 	__uint(max_entries, KW_CT_DEFAULT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 } kw_ct4_new SEC(".maps");
 
 /*

@@ -55,6 +55,7 @@ struct kw_pkt {
 	__u32 len;            /* frame length, for counters */
 	__u8 kind;            /* enum kw_l4_kind */
 	__u8 tcp_flags;
+	__u8 ct_absent;       /* a conntrack lookup of key found nothing */
 };
 
 /* Is this ICMP / L4 kind one that connection tracking follows? */
