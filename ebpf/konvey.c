@@ -21,6 +21,7 @@
 #include "kw_flow.h"
 #include "kw_icmp.h"
 #include "kw_lb.h"
+#include "kw_lb_source.h"
 
 /* A TCP or UDP packet to a VIP that is not part of a tracked flow. */
 static __always_inline int kv_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
@@ -47,7 +48,9 @@ static __always_inline int kv_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	be = kv_pick(svc);
 	if (!be)
 		return kw_drop(ctx, p, KW_STAT_DROP_NO_BACKEND, fe->sample_shift);
-	n.saddr = cfg->snat_ip;
+	n.saddr = kv_source_of(cfg, p, be->addr, be->port, bpf_ktime_get_coarse_ns());
+	if (!n.saddr)
+		return kw_drop(ctx, p, KW_STAT_DROP_NO_PORT, fe->sample_shift);
 	n.daddr = be->addr;
 	n.sport = p->key.sport;
 	n.dport = be->port;
@@ -116,7 +119,7 @@ int konvey(struct xdp_md *ctx)
 
 	/* classify by destination: a VIP, the balancer's own address, or not ours */
 	to_vip = bpf_map_lookup_elem(&kv_vips, &p.key.daddr) != 0;
-	if (!to_vip && p.key.daddr != cfg->snat_ip)
+	if (!to_vip && !kv_is_source(cfg, p.key.daddr))
 		return kw_pass(&p, KW_STAT_PASS_NOT_OURS);
 	if (p.key.proto == IPPROTO_ICMP)
 		return kv_icmp(ctx, &p, to_vip, &fe);

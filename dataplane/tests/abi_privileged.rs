@@ -195,7 +195,7 @@ fn konvey_pins_carry_the_abi_version_and_others_are_refused() {
         let mut konvey = Konvey::load(&options).unwrap();
         konvey
             .set_config(&KonveyConfig {
-                source: "10.9.0.5".parse().unwrap(),
+                sources: vec!["10.9.0.5".parse().unwrap()],
                 port_min: 1024,
                 port_max: 32767,
                 sample_shift: 0,

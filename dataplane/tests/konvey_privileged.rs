@@ -38,7 +38,7 @@ fn backend(last: u8) -> Backend {
 
 fn config() -> KonveyConfig {
     KonveyConfig {
-        source: SOURCE,
+        sources: vec![SOURCE],
         port_min: 1024,
         port_max: 32767,
         sample_shift: 0,

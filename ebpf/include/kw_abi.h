@@ -35,7 +35,7 @@
  * ABI version"). Same-size changes are exactly what only this number
  * catches.
  */
-#define KW_ABI_VERSION 5 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags; 4: kw_ipsec_up, drop_ipsec_down; 5: IPv6 ingress rules (kw_rules6, kw_rule_addr6, kw_config.rule6_count) */
+#define KW_ABI_VERSION 6 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags; 4: kw_ipsec_up, drop_ipsec_down; 5: IPv6 ingress rules (kw_rules6, kw_rule_addr6, kw_config.rule6_count); 6: kv_config.snat_ips (several Konvey source addresses) */
 
 /* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
@@ -405,14 +405,23 @@ struct kw_drop_event {
 #define KV_MAX_SERVICES 1024
 #define KV_MAX_BACKENDS 64
 
+/* Most full-NAT source addresses of one balancer (node.konvey.source_ips). */
+#define KV_MAX_SOURCE_IPS 8
+
 /* Node-wide settings, kv_config[0]; configured = 0 passes everything. */
 struct kv_config {
-	__be32 snat_ip;     /* the balancer's own address: source of full NAT */
+	/*
+	 * The balancer's own addresses, sources of full NAT: the first
+	 * snat_count (1..KV_MAX_SOURCE_IPS) are used. Each multiplies the
+	 * concurrent flows a backend can take (one port range per address).
+	 */
+	__be32 snat_ips[KV_MAX_SOURCE_IPS];
 	__u16 port_min;     /* source port range, host order, inclusive */
 	__u16 port_max;
 	__u8 sample_shift;  /* drop events: one in 2^shift per reason and CPU */
 	__u8 configured;
-	__u8 _pad[2];
+	__u8 snat_count;
+	__u8 _pad;
 };
 
 /* A service: (VIP, protocol, port). */

@@ -134,6 +134,17 @@ static long kw_port_scan_step(__u32 i, void *data)
 }
 
 /*
+ * Was the port space (a reply tuple with dport 0) found full less than
+ * KW_NOPORT_HOLD_NS before now (bpf_ktime_get_coarse_ns)?
+ */
+static __always_inline int kw_noport_held(const struct kw_ct_key *space, __u64 now)
+{
+	__u64 *full = bpf_map_lookup_elem(&kw_noport, space);
+
+	return full && now - *full < KW_NOPORT_HOLD_NS;
+}
+
+/*
  * Reserve a translated port in [lo, hi] (host order) for a flow whose
  * original tuple is ok: insert the reply entry rk (its dport is the
  * candidate port) with BPF_NOEXIST. A port is unique per reply tuple, i.e.
@@ -155,7 +166,6 @@ static __always_inline int kw_snat_reserve(__u32 lo, __u32 hi, const struct kw_c
 	__u32 keep = bpf_ntohs(orig_port);
 	struct kw_port_scan scan;
 	struct kw_ct_key space;
-	__u64 *full;
 	__u32 range, h;
 	int rc;
 
@@ -164,8 +174,7 @@ static __always_inline int kw_snat_reserve(__u32 lo, __u32 hi, const struct kw_c
 	range = hi - lo + 1;
 	space = *rk;
 	space.dport = 0;
-	full = bpf_map_lookup_elem(&kw_noport, &space);
-	if (full && rv->last_seen_ns - *full < KW_NOPORT_HOLD_NS)
+	if (kw_noport_held(&space, rv->last_seen_ns))
 		return KW_CT_EXISTS;
 	if (keep >= lo && keep <= hi) {
 		rk->dport = orig_port;

@@ -35,6 +35,8 @@ pub const FRONT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 5);
 pub const SOURCE: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
 /// The VIP of the TCP and UDP services.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 100);
+/// Second and third full-NAT source addresses (configs with several).
+pub const SOURCES_MORE: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 20, 1, 6), Ipv4Addr::new(10, 20, 1, 7)];
 /// A second VIP, with one UDP service.
 pub const VIP2: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 101);
 /// Clients on the `front0` link, with their MACs.
@@ -69,7 +71,7 @@ pub const MTU: u16 = 1500;
 /// unprivileged port range, every drop sampled.
 pub fn config() -> KonveyConfig {
     KonveyConfig {
-        source: SOURCE,
+        sources: vec![SOURCE],
         port_min: 1024,
         port_max: 65535,
         sample_shift: 0,

@@ -179,9 +179,16 @@ impl KonveyGenerator {
         }
         if roll < 7 && rng.random_bool(0.5) {
             let (port_min, port_max) = pick(rng, &[(1024, 65535), (40000, 40003), (40000, 40000)]);
+            let [s2, s3] = crate::fixture_konvey::SOURCES_MORE;
+            let sources = match rng.random_range(0..3) {
+                0 => vec![crate::fixture_konvey::SOURCE],
+                1 => vec![crate::fixture_konvey::SOURCE, s2],
+                _ => vec![s3, crate::fixture_konvey::SOURCE, s2],
+            };
             return Input::SetConfig(KonveyConfig {
                 port_min,
                 port_max,
+                sources,
                 ..crate::fixture_konvey::config()
             });
         }

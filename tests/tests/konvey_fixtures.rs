@@ -856,6 +856,68 @@ fn exhausted_port_range_drops_but_the_turn_is_used() {
     );
 }
 
+/// Several source addresses: a flow takes the one its hash points at, or
+/// the next whose port space towards its backend is not full; with one port
+/// per address and one backend, two flows fit and a third is dropped.
+#[test]
+fn several_sources_multiply_the_ports_per_backend() {
+    let [s2, _] = net::SOURCES_MORE;
+    let cfg = KonveyConfig {
+        sources: vec![SOURCE, s2],
+        port_min: 40000,
+        port_max: 40000,
+        ..net::config()
+    };
+    run_with(
+        "several_sources_multiply_the_ports_per_backend",
+        cfg,
+        &[(tcp_service(), vec![backend(0, TCP_BACKEND_PORT)])],
+        |h| {
+            let src_of = |f: &[u8]| Ipv4Addr::new(f[26], f[27], f[28], f[29]);
+            let mut flows = Vec::new();
+            for (client, sport) in [(C0, 40000), (C1, 40000), (C0, 40001)] {
+                // a flow whose hashed source turns out full is dropped once
+                // (and the space marked); its retransmission takes the other
+                let mut s = step(h, &syn(client, sport));
+                if s.verdict == XDP_DROP {
+                    assert_eq!(s.stat, kw_stat::KW_STAT_DROP_NO_PORT);
+                    s = step(h, &syn(client, sport));
+                }
+                if s.verdict == XDP_REDIRECT {
+                    assert_eq!(sport_of(&s.data), 40000);
+                    flows.push((src_of(&s.data), client, sport));
+                } else {
+                    expect(&s, XDP_DROP, kw_stat::KW_STAT_DROP_NO_PORT);
+                }
+            }
+            flows.sort();
+            let sources: Vec<_> = flows.iter().map(|f| f.0).collect();
+            assert_eq!(sources, [SOURCE, s2], "one flow per source address");
+            // replies to either address find their client
+            for (source, client, sport) in flows {
+                let s = step(
+                    h,
+                    &tcp(
+                        BACKENDS[0].0,
+                        TCP_BACKEND_PORT,
+                        source,
+                        40000,
+                        TcpFlags::SYN_ACK,
+                    ),
+                );
+                expect(&s, XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+                assert_eq!(daddr_of(&s.data), client, "reply to {source}");
+                assert_eq!(
+                    u16::from_be_bytes([s.data[36], s.data[37]]),
+                    sport,
+                    "reply to {source}"
+                );
+            }
+            assert_eq!(h.konvey.conntrack_entries().unwrap().len(), 4);
+        },
+    );
+}
+
 #[test]
 fn udp_without_checksum_stays_without() {
     run("udp_without_checksum_stays_without", |h| {

@@ -261,6 +261,9 @@ pub enum ErrorKind {
     /// A field that is optional in general but required here.
     #[error("missing: {0}")]
     Required(&'static str),
+    /// Two fields that say the same thing in two ways, both given.
+    #[error("given together with {0}: use one of them")]
+    Exclusive(&'static str),
     /// An interface listed for both the Kawaii and the Konvey program.
     #[error(
         "{} already carries the Kawaii program ({other}); an interface runs one program",

@@ -147,6 +147,10 @@ pub struct NodeKonvey {
     /// first IPv4 address of the first `node.interfaces.konvey` interface.
     #[serde(default)]
     pub source_ip: Option<String>,
+    /// Several full-NAT source addresses (1 to 8; instead of `source_ip`):
+    /// each brings a whole port range per backend.
+    #[serde(default)]
+    pub source_ips: Option<Vec<String>>,
     /// Source ports of the flows sent to backends, `"min-max"` (default
     /// `"1024-32767"`); must not overlap `net.ipv4.ip_local_port_range`.
     #[serde(default = "default_konvey_nat_port_range")]
@@ -160,6 +164,7 @@ impl Default for NodeKonvey {
     fn default() -> Self {
         NodeKonvey {
             source_ip: None,
+            source_ips: None,
             nat_port_range: default_konvey_nat_port_range(),
             health: HealthSpec::default(),
         }

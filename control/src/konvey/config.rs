@@ -32,6 +32,9 @@ use crate::konvey::probe::UdpProbe;
 /// Most endpoints of one Konvey (the dataplane's `KV_MAX_SERVICES`).
 pub const MAX_ENDPOINTS: usize = kowabunga_dataplane::konvey::MAX_SERVICES;
 
+/// Most full-NAT source addresses (the dataplane's `KV_MAX_SOURCE_IPS`).
+pub const MAX_SOURCES: usize = kowabunga_dataplane::konvey::MAX_SOURCES;
+
 /// Most backends of one endpoint (the dataplane's `KV_MAX_BACKENDS`).
 pub const MAX_BACKENDS: usize = kowabunga_dataplane::konvey::MAX_BACKENDS;
 
@@ -44,9 +47,10 @@ pub const THRESHOLD: (u32, u32) = (1, 100);
 /// The validated `node.konvey`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidNodeKonvey {
-    /// Full-NAT source address; `None`: the first IPv4 address of the first
+    /// Full-NAT source addresses (`source_ip` or `source_ips`, in order,
+    /// at most [`MAX_SOURCES`]); empty: the first IPv4 address of the first
     /// Konvey interface, found at startup.
-    pub source_ip: Option<Ipv4Addr>,
+    pub source_ips: Vec<Ipv4Addr>,
     /// Full-NAT source ports, inclusive.
     pub nat_ports: (u16, u16),
     /// Probe timing and thresholds.
@@ -108,9 +112,45 @@ fn udp_probe(path: &str, spec: &UdpProbeSpec) -> Result<UdpProbe, ValidationErro
 /// # Errors
 /// The first wrong field.
 pub fn validate_node_konvey(k: &NodeKonvey) -> Result<ValidNodeKonvey, ValidationError> {
-    let source_ip = match &k.source_ip {
-        Some(text) => Some(addr("node.konvey.source_ip", text)?),
-        None => None,
+    let source_ips = match (&k.source_ip, &k.source_ips) {
+        (Some(_), Some(_)) => {
+            return err(
+                "node.konvey.source_ips",
+                ErrorKind::Exclusive("node.konvey.source_ip"),
+            )
+        }
+        (Some(text), None) => vec![addr("node.konvey.source_ip", text)?],
+        (None, Some(list)) => {
+            if list.is_empty() {
+                return err("node.konvey.source_ips", ErrorKind::EmptyList);
+            }
+            if list.len() > MAX_SOURCES {
+                return err(
+                    "node.konvey.source_ips",
+                    ErrorKind::TooMany {
+                        count: list.len(),
+                        max: MAX_SOURCES,
+                    },
+                );
+            }
+            let mut ips: Vec<Ipv4Addr> = Vec::with_capacity(list.len());
+            for (i, text) in list.iter().enumerate() {
+                let path = format!("node.konvey.source_ips[{i}]");
+                let ip = addr(&path, text)?;
+                if let Some(first) = ips.iter().position(|a| *a == ip) {
+                    return err(
+                        path,
+                        ErrorKind::Duplicate {
+                            value: text.clone(),
+                            other: format!("node.konvey.source_ips[{first}]"),
+                        },
+                    );
+                }
+                ips.push(ip);
+            }
+            ips
+        }
+        (None, None) => Vec::new(),
     };
     let nat_ports = parse_range("node.konvey.nat_port_range", &k.nat_port_range)?;
     let h = &k.health;
@@ -135,7 +175,7 @@ pub fn validate_node_konvey(k: &NodeKonvey) -> Result<ValidNodeKonvey, Validatio
         endpoint_probes.push((name.clone(), probe));
     }
     Ok(ValidNodeKonvey {
-        source_ip,
+        source_ips,
         nat_ports,
         health: HealthConfig {
             interval: Duration::from_millis(h.interval_ms),

@@ -181,7 +181,7 @@ pub(crate) mod fake {
     impl KonveyEngine for FakeKonvey {
         fn set_config(&mut self, config: &KonveyConfig) -> anyhow::Result<()> {
             self.check("set_config")?;
-            self.config = Some(*config);
+            self.config = Some(config.clone());
             Ok(())
         }
         fn set_service(&mut self, key: ServiceKey, rotation: &[Backend]) -> anyhow::Result<()> {

@@ -220,7 +220,7 @@ impl<E: KonveyEngine> Balancer<E> {
         health: HealthConfig,
         now: Instant,
     ) -> Result<(), ReconcileError> {
-        self.pending_config = Some(*config);
+        self.pending_config = Some(config.clone());
         self.health = health;
 
         let before: BTreeSet<Backend> = self
@@ -319,7 +319,7 @@ impl<E: KonveyEngine> Balancer<E> {
     pub fn reconcile(&mut self) -> Result<usize, ReconcileError> {
         let mut writes = 0;
         let mut first_error = None;
-        if let Some(config) = self.pending_config {
+        if let Some(config) = self.pending_config.clone() {
             match self.engine.set_config(&config) {
                 Ok(()) => {
                     writes += 1;

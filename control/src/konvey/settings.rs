@@ -9,8 +9,8 @@ use crate::config::ValidConfig;
 use crate::daemon::node::{parse_port_range_sysctl, NodeEnv, IP_LOCAL_PORT_RANGE};
 use crate::kawaii::compile::SAMPLE_SHIFT;
 
-/// Konvey's node-wide dataplane settings for `config`: the source address
-/// (`node.konvey.source_ip`, else the first IPv4 address of the first
+/// Konvey's node-wide dataplane settings for `config`: the source addresses
+/// (`node.konvey.source_ip` or `source_ips`, else the first IPv4 address of the first
 /// Konvey interface that is not the VIP, which VRRP moves between nodes)
 /// and the port range, checked against
 /// `net.ipv4.ip_local_port_range`. `None` without a `konvey` section.
@@ -22,9 +22,8 @@ pub fn konvey_config(config: &ValidConfig, env: &NodeEnv) -> Result<Option<Konve
         return Ok(None);
     }
     let node = &config.node.konvey;
-    let source = match node.source_ip {
-        Some(ip) => ip,
-        None => {
+    let sources = if node.source_ips.is_empty() {
+        vec![{
             let ifname = config
                 .node
                 .interfaces
@@ -40,7 +39,25 @@ pub fn konvey_config(config: &ValidConfig, env: &NodeEnv) -> Result<Option<Konve
                         "node.konvey.source_ip: not set, and interface {ifname:?} (node.interfaces.konvey[0]) has no IPv4 address besides the VIP"
                     )
                 })?
+        }]
+    } else {
+        // Backends answer to these addresses: one no Konvey interface
+        // carries gets its replies only if the network routes them here.
+        let local: Vec<_> = config
+            .node
+            .interfaces
+            .konvey
+            .iter()
+            .flat_map(|ifname| (env.interface_ipv4)(ifname))
+            .collect();
+        for ip in &node.source_ips {
+            if !local.contains(ip) {
+                warn!(
+                    "node.konvey.source_ips: {ip} is on none of node.interfaces.konvey; backends' replies to it must be routed to this node"
+                );
+            }
         }
+        node.source_ips.clone()
     };
     let (min, max) = node.nat_ports;
     let path = env.proc_sys.join(IP_LOCAL_PORT_RANGE);
@@ -61,7 +78,7 @@ pub fn konvey_config(config: &ValidConfig, env: &NodeEnv) -> Result<Option<Konve
         ),
     }
     Ok(Some(KonveyConfig {
-        source,
+        sources,
         port_min: min,
         port_max: max,
         sample_shift: SAMPLE_SHIFT,

@@ -19,7 +19,7 @@
 //!     ct_entries: None,
 //! })?;
 //! konvey.set_config(&KonveyConfig {
-//!     source: Ipv4Addr::new(10, 0, 0, 5),
+//!     sources: vec![Ipv4Addr::new(10, 0, 0, 5)],
 //!     port_min: 1024,
 //!     port_max: 32767,
 //!     sample_shift: 6,
@@ -44,7 +44,7 @@ use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, MapType};
 use aya::{programs::Xdp, Ebpf, EbpfLoader};
 use kowabunga_bindings::{
     kv_config, kv_service, kv_service_key, kw_counter, kw_ct_key, kw_ct_value, kw_role, kw_stat,
-    KV_MAX_BACKENDS, KV_MAX_SERVICES, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES,
+    KV_MAX_BACKENDS, KV_MAX_SERVICES, KV_MAX_SOURCE_IPS, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES,
 };
 
 pub mod service;
@@ -86,6 +86,9 @@ pub const MAP_NAMES: [&str; 9] = [
     kw::MAP_META,
 ];
 
+/// Most full-NAT source addresses (`KV_MAX_SOURCE_IPS`).
+pub const MAX_SOURCES: usize = KV_MAX_SOURCE_IPS as usize;
+
 /// Most services a node carries (`KV_MAX_SERVICES`).
 pub const MAX_SERVICES: usize = KV_MAX_SERVICES as usize;
 /// Most backends in one rotation (`KV_MAX_BACKENDS`).
@@ -126,9 +129,15 @@ pub enum Error {
         /// Last port.
         max: u16,
     },
-    /// The source address is unspecified.
+    /// A source address is unspecified.
     #[error("the source address must not be 0.0.0.0")]
     UnspecifiedSource,
+    /// No source address, or more than [`MAX_SOURCES`].
+    #[error("{0} source addresses, want 1 to {MAX_SOURCES}")]
+    SourceCount(usize),
+    /// A source address is given twice.
+    #[error("source address {0} given twice")]
+    DuplicateSource(Ipv4Addr),
     /// Too many backends in one rotation.
     #[error("service {service}: {count} backends, at most {MAX_BACKENDS}")]
     TooManyBackends {
@@ -324,8 +333,12 @@ impl Konvey {
     pub fn config(&self) -> Result<Option<KonveyConfig>, Error> {
         let map: Array<&MapData, kv_config> = self.typed(MAP_CONFIG)?;
         let v = map.get(&0, 0).map_err(map_err(MAP_CONFIG, "read"))?;
+        let count = usize::from(v.snat_count).min(MAX_SOURCES);
         Ok((v.configured != 0).then(|| KonveyConfig {
-            source: Ipv4Addr::from(v.snat_ip.to_ne_bytes()),
+            sources: v.snat_ips[..count]
+                .iter()
+                .map(|a| Ipv4Addr::from(a.to_ne_bytes()))
+                .collect(),
             port_min: v.port_min,
             port_max: v.port_max,
             sample_shift: v.sample_shift,
@@ -596,23 +609,48 @@ mod tests {
     #[test]
     fn configs_are_checked() {
         let ok = KonveyConfig {
-            source: Ipv4Addr::new(10, 0, 0, 5),
+            sources: vec![Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 6)],
             port_min: 1024,
             port_max: 32767,
             sample_shift: 0,
         };
         let kv = ok.to_kv().expect("valid");
         assert_eq!((kv.configured, kv.port_min, kv.port_max), (1, 1024, 32767));
+        assert_eq!(kv.snat_count, 2);
+        assert_eq!(
+            kv.snat_ips[..3],
+            [
+                u32::from_ne_bytes([10, 0, 0, 5]),
+                u32::from_ne_bytes([10, 0, 0, 6]),
+                0
+            ]
+        );
+        let nine: Vec<_> = (1..=9).map(|i| Ipv4Addr::new(10, 0, 1, i)).collect();
         for bad in [
-            KonveyConfig { port_min: 0, ..ok },
+            KonveyConfig {
+                port_min: 0,
+                ..ok.clone()
+            },
             KonveyConfig {
                 port_min: 2000,
                 port_max: 1999,
-                ..ok
+                ..ok.clone()
             },
             KonveyConfig {
-                source: Ipv4Addr::UNSPECIFIED,
-                ..ok
+                sources: vec![Ipv4Addr::UNSPECIFIED],
+                ..ok.clone()
+            },
+            KonveyConfig {
+                sources: vec![],
+                ..ok.clone()
+            },
+            KonveyConfig {
+                sources: nine,
+                ..ok.clone()
+            },
+            KonveyConfig {
+                sources: vec![Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 5)],
+                ..ok.clone()
             },
         ] {
             assert!(bad.to_kv().is_err(), "{bad:?}");

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use kowabunga_bindings::{kv_backend, kv_config, kv_service, kv_service_key};
 
-use super::{Error, MAX_BACKENDS};
+use super::{Error, MAX_BACKENDS, MAX_SOURCES};
 
 /// Transport protocol of a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -127,11 +127,14 @@ impl Backend {
 }
 
 /// Node-wide settings of the balancer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KonveyConfig {
-    /// The balancer's own address: the source of translated flows, where
-    /// backends send their replies.
-    pub source: Ipv4Addr,
+    /// The balancer's own addresses (1 to [`MAX_SOURCES`], no duplicates):
+    /// the sources of translated flows, where backends send their replies.
+    /// A new flow takes the one a hash of its tuple points at, or the next
+    /// whose ports towards its backend are not all taken: each address
+    /// brings a whole port range per backend.
+    pub sources: Vec<Ipv4Addr>,
     /// First source port of translated flows (host order, > 0).
     pub port_min: u16,
     /// Last source port (inclusive). Keep the range clear of
@@ -154,16 +157,28 @@ impl KonveyConfig {
                 max: self.port_max,
             });
         }
-        if self.source.is_unspecified() {
-            return Err(Error::UnspecifiedSource);
+        if self.sources.is_empty() || self.sources.len() > MAX_SOURCES {
+            return Err(Error::SourceCount(self.sources.len()));
+        }
+        let mut snat_ips = [0u32; MAX_SOURCES];
+        for (i, source) in self.sources.iter().enumerate() {
+            if source.is_unspecified() {
+                return Err(Error::UnspecifiedSource);
+            }
+            if self.sources[..i].contains(source) {
+                return Err(Error::DuplicateSource(*source));
+            }
+            snat_ips[i] = u32::from_ne_bytes(source.octets());
         }
         Ok(kv_config {
-            snat_ip: u32::from_ne_bytes(self.source.octets()),
+            snat_ips,
             port_min: self.port_min,
             port_max: self.port_max,
             sample_shift: self.sample_shift,
             configured: 1,
-            _pad: [0; 2],
+            // at most MAX_SOURCES (8): fits
+            snat_count: self.sources.len() as u8,
+            _pad: 0,
         })
     }
 }

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use kowabunga_bindings::{
-    kw_role, kw_stat, KV_MAX_BACKENDS, KV_MAX_SERVICES, KW_CT_F_DNAT, KW_CT_F_REPLY, KW_CT_F_SNAT,
+    kw_role, kw_stat, KV_MAX_BACKENDS, KV_MAX_SERVICES, KV_MAX_SOURCE_IPS, KW_CT_F_DNAT,
+    KW_CT_F_REPLY, KW_CT_F_SNAT,
 };
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
 
@@ -156,6 +157,32 @@ impl KonveyModel {
         self.ct.iter()
     }
 
+    // kv_source_of(): the hashed source, else the next whose port space
+    // towards the backend is not marked full, else the hashed one.
+    fn source_of(&self, cfg: &KonveyConfig, key: &Tuple, be: Backend) -> Option<u32> {
+        let count = cfg.sources.len();
+        if count == 0 || count > KV_MAX_SOURCE_IPS as usize {
+            return None;
+        }
+        let start = flow::port_hash(key) as usize % count;
+        if count == 1 {
+            return Some(u32::from(cfg.sources[0]));
+        }
+        (0..count)
+            .map(|i| u32::from(cfg.sources[(start + i) % count]))
+            .find(|&source| {
+                let space = Tuple {
+                    saddr: u32::from(be.addr),
+                    daddr: source,
+                    sport: be.port,
+                    dport: 0,
+                    proto: key.proto,
+                };
+                !self.ct.full_spaces.contains(&space)
+            })
+            .or(Some(u32::from(cfg.sources[start])))
+    }
+
     fn is_vip(&self, addr: u32) -> bool {
         // kv_vips holds a VIP while a service is on it, or while it drains
         self.services.keys().any(|k| u32::from(k.vip) == addr) || self.draining.contains(&addr)
@@ -174,16 +201,16 @@ impl KonveyModel {
 
     // konvey()
     fn konvey(&mut self, p: &mut Pkt) -> (u32, u32) {
-        let Some(cfg) = self.cfg else {
+        let Some(cfg) = self.cfg.clone() else {
             return pass(kw_stat::KW_STAT_PASS_NO_CONFIG);
         };
         let ihl = match p.parse_l3() {
             Ok(ihl) => ihl,
             Err(verdict) => return verdict,
         };
-        let snat_ip = u32::from(cfg.source);
         let to_vip = self.is_vip(p.key.daddr);
-        if !to_vip && p.key.daddr != snat_ip {
+        // kv_is_source()
+        if !to_vip && !cfg.sources.iter().any(|s| u32::from(*s) == p.key.daddr) {
             return pass(kw_stat::KW_STAT_PASS_NOT_OURS);
         }
         let host = if to_vip {
@@ -267,8 +294,11 @@ impl KonveyModel {
         let turn = *rr;
         *rr = rr.wrapping_add(1);
         let be = svc.rotation[(turn % count as u64) as usize];
+        let Some(source) = self.source_of(cfg, &p.key, be) else {
+            return drop(kw_stat::KW_STAT_DROP_NO_PORT);
+        };
         let n = Tuple {
-            saddr: u32::from(cfg.source),
+            saddr: source,
             daddr: u32::from(be.addr),
             sport: p.key.sport,
             dport: be.port,

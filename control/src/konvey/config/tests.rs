@@ -46,7 +46,7 @@ fn a_konvey_only_node_with_defaults() {
     assert_eq!(k.endpoints[0].udp_probe, None);
     assert_eq!(k.endpoints[1].udp_probe, Some(UdpProbe::default()));
     let n = &v.node.konvey;
-    assert_eq!(n.source_ip, None);
+    assert!(n.source_ips.is_empty());
     assert_eq!(n.nat_ports, (1024, 32767));
     assert_eq!(n.health.interval, Duration::from_millis(1000));
     assert_eq!(n.health.timeout, Duration::from_millis(500));
@@ -62,7 +62,7 @@ fn node_keys_and_per_endpoint_probes() {
         );
     let v = ok(&yaml);
     let n = &v.node.konvey;
-    assert_eq!(n.source_ip, Some(Ipv4Addr::new(10, 0, 0, 5)));
+    assert_eq!(n.source_ips, [Ipv4Addr::new(10, 0, 0, 5)]);
     assert_eq!(n.nat_ports, (2000, 3000));
     assert_eq!(n.health.interval, Duration::from_millis(200));
     assert_eq!((n.health.rise, n.health.fall), (3, 1));
@@ -199,6 +199,26 @@ fn node_konvey_errors() {
             r#"node.konvey.source_ip: "nope" is not an IPv4 address"#,
         ),
         (
+            "{source_ip: 10.0.0.5, source_ips: [10.0.0.6]}",
+            "node.konvey.source_ips: given together with node.konvey.source_ip: use one of them",
+        ),
+        (
+            "{source_ips: []}",
+            "node.konvey.source_ips: empty: at least one entry is required",
+        ),
+        (
+            "{source_ips: [10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, 10.0.0.6, 10.0.0.7, 10.0.0.8, 10.0.0.9]}",
+            "node.konvey.source_ips: 9 entries, at most 8 are supported",
+        ),
+        (
+            "{source_ips: [10.0.0.5, 10.0.0.6, 10.0.0.5]}",
+            r#"node.konvey.source_ips[2]: "10.0.0.5" is already used by node.konvey.source_ips[0]"#,
+        ),
+        (
+            "{source_ips: [10.0.0.5, 0.0.0.0]}",
+            r#"node.konvey.source_ips[1]: "0.0.0.0" is the unspecified address"#,
+        ),
+        (
             "{nat_port_range: \"3000-2000\"}",
             r#"node.konvey.nat_port_range: "3000-2000" is not a port range min-max (range "3000-2000" is reversed)"#,
         ),
@@ -240,5 +260,16 @@ fn node_konvey_errors() {
     assert!(
         err.to_string().contains("unknown field `intervall_ms`"),
         "{err}"
+    );
+}
+
+#[test]
+fn several_source_ips_keep_their_order() {
+    let c = ok(&format!(
+        "node:\n  zone: a\n  interfaces: {{konvey: [eth0]}}\n  konvey:\n    source_ips: [10.0.0.7, 10.0.0.5]\n{KONVEY}"
+    ));
+    assert_eq!(
+        c.node.konvey.source_ips,
+        [Ipv4Addr::new(10, 0, 0, 7), Ipv4Addr::new(10, 0, 0, 5)]
     );
 }

@@ -41,7 +41,7 @@ fn service(key: ServiceKey, name: &str, backends: &[u8]) -> DesiredService {
 
 fn kv_config() -> KonveyConfig {
     KonveyConfig {
-        source: Ipv4Addr::new(10, 0, 0, 5),
+        sources: vec![Ipv4Addr::new(10, 0, 0, 5)],
         port_min: 1024,
         port_max: 32767,
         sample_shift: 6,

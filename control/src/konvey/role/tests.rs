@@ -107,10 +107,10 @@ fn start_programs_services_then_attaches() {
     let d = d.expect("start");
     assert!(d.role::<KawaiiRole<FakeKawaii>>().is_none());
     let fake = engine(&d);
-    let config = fake.config.expect("set_config");
+    let config = fake.config.clone().expect("set_config");
     assert_eq!(
-        config.source,
-        Ipv4Addr::new(10, 0, 0, 5),
+        config.sources,
+        [Ipv4Addr::new(10, 0, 0, 5)],
         "first address of lb0 that is not the VIP"
     );
     assert_eq!((config.port_min, config.port_max), (1024, 32767));
@@ -147,8 +147,8 @@ fn start_needs_a_source_address() {
     let (_file, d) = start("kv-source2", &yaml, &proc_sys);
     let d = d.expect("explicit source");
     assert_eq!(
-        engine(&d).config.expect("config").source,
-        Ipv4Addr::new(10, 0, 0, 6)
+        engine(&d).config.clone().expect("config").sources,
+        [Ipv4Addr::new(10, 0, 0, 6)]
     );
 }
 
