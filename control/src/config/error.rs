@@ -161,6 +161,16 @@ pub enum ErrorKind {
     /// An empty string.
     #[error("empty")]
     Empty,
+    /// A string longer than its limit.
+    #[error("{} is {len} bytes long, at most {max} are allowed", quote(.value))]
+    TooLong {
+        /// As written.
+        value: String,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Too many entries.
     #[error("{count} entries, at most {max} are supported")]
     TooMany {

@@ -245,13 +245,26 @@ pub fn expanded_len(ports: &[(u16, u16)]) -> usize {
     ports.len().max(1)
 }
 
-/// A name of `[A-Za-z0-9_.-]+`.
+/// Longest name (zone, instance, endpoint, connection), in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A name of `[A-Za-z0-9_.-]+`, at most [`MAX_NAME_LEN`] long.
 ///
 /// # Errors
-/// [`ErrorKind::Empty`] or [`ErrorKind::BadName`].
+/// [`ErrorKind::Empty`], [`ErrorKind::TooLong`] or [`ErrorKind::BadName`].
 pub fn check_name(path: &str, name: &str) -> Result<(), ValidationError> {
     if name.is_empty() {
         return err(path, ErrorKind::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return err(
+            path,
+            ErrorKind::TooLong {
+                value: name.to_owned(),
+                len: name.len(),
+                max: MAX_NAME_LEN,
+            },
+        );
     }
     if !name
         .bytes()

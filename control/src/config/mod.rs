@@ -16,6 +16,16 @@
 //! | [`fields`] | shared validators: addresses, prefixes, protocols, port lists, names |
 //! | [`ports`] | the port-list syntax (`"80,3000-3005"`) |
 //! | [`error`] | [`ValidationError`]: field path + what is wrong with the value |
+//! | [`limits`] | bounds checked before parsing: [`MAX_CONFIG_BYTES`], [`MAX_FLOW_DEPTH`] |
+//!
+//! Bounds: the text is at most [`MAX_CONFIG_BYTES`] (16 MiB) with flow
+//! collections nested at most [`MAX_FLOW_DEPTH`] (64) deep ([`limits`]); the
+//! parser refuses values nested deeper than 128 and bounds alias expansion
+//! (the schema has no recursive type, so aliases cannot grow a value
+//! exponentially); list sizes are bounded by each section's validation (e.g.
+//! the dataplane's rule tables); an error line quotes at most
+//! [`error::MAX_QUOTED`] characters of a value and is at most
+//! [`MAX_ERROR_LINE`] long.
 //!
 //! ```
 //! use kowabunga_control::config;
@@ -26,6 +36,7 @@
 
 pub mod error;
 pub mod fields;
+pub mod limits;
 pub mod model;
 pub mod node;
 pub mod ports;
@@ -38,6 +49,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use error::{ErrorKind, ValidationError};
+pub use limits::{LimitError, MAX_CONFIG_BYTES, MAX_FLOW_DEPTH};
 pub use node::ValidNode;
 
 use crate::kawaii::config::{validate_kawaii, ValidKawaii};
@@ -113,6 +125,15 @@ pub enum ConfigError {
     Parse(serde_norway::Error),
     /// A value is wrong.
     Invalid(ValidationError),
+    /// The text exceeds a bound of [`limits`] (nothing was parsed).
+    Limit(LimitError),
+    /// The file is longer than [`MAX_CONFIG_BYTES`] (read no further).
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes, when known (`None`: a stream that did not end).
+        size: Option<u64>,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -125,6 +146,18 @@ impl fmt::Display for ConfigError {
             // unknown field ..."); keep it on one line whatever it says.
             ConfigError::Parse(e) => f.write_str(&one_line(&e.to_string())),
             ConfigError::Invalid(e) => f.write_str(&one_line(&e.to_string())),
+            ConfigError::Limit(e) => write!(f, "{e}"),
+            ConfigError::FileTooLarge { path, size } => {
+                write!(f, "{}: ", path.display())?;
+                match size {
+                    Some(size) => write!(f, "{size} bytes")?,
+                    None => write!(f, "more than {MAX_CONFIG_BYTES} bytes")?,
+                }
+                write!(
+                    f,
+                    ": a configuration is at most {MAX_CONFIG_BYTES} bytes (16 MiB)"
+                )
+            }
         }
     }
 }
@@ -135,6 +168,8 @@ impl std::error::Error for ConfigError {
             ConfigError::Read { source, .. } => Some(source),
             ConfigError::Parse(e) => Some(e),
             ConfigError::Invalid(e) => Some(e),
+            ConfigError::Limit(e) => Some(e),
+            ConfigError::FileTooLarge { .. } => None,
         }
     }
 }
@@ -165,21 +200,58 @@ fn one_line(text: &str) -> String {
 
 /// Parses and validates configuration text.
 ///
+/// ```
+/// use kowabunga_control::config::{parse_str, ConfigError, MAX_CONFIG_BYTES};
+///
+/// let huge = "#".repeat(MAX_CONFIG_BYTES + 1);
+/// assert!(matches!(parse_str(&huge), Err(ConfigError::Limit(_))));
+/// ```
+///
 /// # Errors
-/// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+/// [`ConfigError::Limit`], [`ConfigError::Parse`] or [`ConfigError::Invalid`].
 pub fn parse_str(text: &str) -> Result<ValidConfig, ConfigError> {
+    limits::check_text(text).map_err(ConfigError::Limit)?;
     let config: model::Config = serde_norway::from_str(text).map_err(ConfigError::Parse)?;
     Ok(validate(&config)?)
 }
 
-/// Reads, parses and validates a configuration file.
+/// Reads, parses and validates a configuration file (at most
+/// [`MAX_CONFIG_BYTES`] of it).
 ///
 /// # Errors
 /// Any [`ConfigError`].
 pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    use std::io::Read as _;
+
+    let read_err = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let size = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let too_large = |size| ConfigError::FileTooLarge {
+        path: path.to_owned(),
+        size,
+    };
+    if size.is_some_and(|s| s > MAX_CONFIG_BYTES as u64) {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(None));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        ))
     })?;
     parse_str(&text)
 }

@@ -4,29 +4,52 @@
 //!
 //! Adding a present address and removing an absent one succeed (idempotent), so
 //! a restarted daemon adopts the addresses its predecessor left.
+//!
+//! Messages are `netlink-packet-route`'s (the types `rtnetlink` builds on),
+//! sent over a blocking `netlink-sys` socket with a 2 s receive timeout.
+//! Why not `rtnetlink`'s async handle: the owner is used from inside the
+//! daemon's tokio runtime (at engine start) and from the VRRP engine's
+//! `SCHED_RR` thread (every transition); a runtime of its own would need a
+//! thread outside the real-time one (a VIP added late is a failover lost)
+//! or a `block_on` that panics inside the daemon's runtime. A request and
+//! its acknowledgement are two system calls; the blocking socket is the
+//! simplest correct way to make them.
+//!
+//! ```no_run
+//! use kowabunga_control::vrrp::vip::VipOwner;
+//!
+//! let mut vips = VipOwner::new()?;
+//! let vip = "203.0.113.10/32".parse()?;
+//! vips.add(2, &vip)?; // present (again: still fine)
+//! assert!(vips.present(2)?.contains(&vip.addr));
+//! vips.remove(2, &vip)?; // absent (again: still fine)
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::BTreeSet;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use super::config::VirtualIp;
 
-const NLMSG_HDR: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const RTM_GETADDR: u16 = 22;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_REPLACE: u16 = 0x100;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const IFA_F_NODAD: u8 = 0x02;
-const RT_SCOPE_UNIVERSE: u8 = 0;
+/// Receive buffer: a dump datagram is at most one page of the kernel's
+/// choosing (32 KiB covers every page size it uses for netlink).
+const RECV_BUFFER: usize = 32 * 1024;
+/// Datagrams read for one acknowledgement before giving up.
+const MAX_ACK_DATAGRAMS: usize = 64;
+/// Datagrams read for one address dump before giving up.
+const MAX_DUMP_DATAGRAMS: usize = 1024;
 
 /// A netlink failure.
 #[derive(Debug, thiserror::Error)]
@@ -55,52 +78,77 @@ pub enum VipError {
 /// The rtnetlink socket through which VIPs come and go.
 #[derive(Debug)]
 pub struct VipOwner {
-    fd: OwnedFd,
+    socket: Socket,
     seq: u32,
     added: BTreeSet<(u32, VirtualIp)>,
 }
 
-fn push_attr(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
-    let len = 4 + payload.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&ty.to_ne_bytes());
-    buf.extend_from_slice(payload);
-    while !buf.len().is_multiple_of(4) {
-        buf.push(0);
+/// The `ifaddrmsg` of `vip` on `ifindex`: IPv4 with `IFA_LOCAL` and
+/// `IFA_ADDRESS` (as `ip addr add` sends), IPv6 with `IFA_ADDRESS` and no
+/// duplicate address detection (a VIP must answer at once).
+fn address_message(ifindex: u32, vip: &VirtualIp) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.prefix_len = vip.prefix;
+    msg.header.scope = AddressScope::Universe;
+    msg.header.index = ifindex;
+    match vip.addr {
+        IpAddr::V4(_) => {
+            msg.header.family = AddressFamily::Inet;
+            msg.attributes.push(AddressAttribute::Local(vip.addr));
+        }
+        IpAddr::V6(_) => {
+            msg.header.family = AddressFamily::Inet6;
+            msg.header.flags = AddressHeaderFlags::Nodad;
+        }
     }
+    msg.attributes.push(AddressAttribute::Address(vip.addr));
+    msg
 }
 
-fn octets(a: IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+/// The address of a dumped `ifaddrmsg`: `IFA_LOCAL` for IPv4 (`IFA_ADDRESS`
+/// is the peer on point-to-point links), `IFA_ADDRESS` for IPv6.
+fn dumped_address(msg: &AddressMessage) -> Option<IpAddr> {
+    let want_local = msg.header.family == AddressFamily::Inet;
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) if want_local => Some(*ip),
+        AddressAttribute::Address(ip) if !want_local => Some(*ip),
+        _ => None,
+    })
+}
+
+/// The netlink messages of one datagram, in order.
+fn messages(datagram: &[u8]) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>, VipError> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < datagram.len() {
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[off..])
+            .map_err(|_| VipError::Malformed)?;
+        let len = msg.header.length as usize;
+        if len == 0 {
+            return Err(VipError::Malformed);
+        }
+        out.push(msg);
+        off += (len + 3) & !3;
     }
+    Ok(out)
 }
 
 impl VipOwner {
     /// Opens a `NETLINK_ROUTE` socket in the caller's network namespace.
     pub fn new() -> Result<Self, VipError> {
-        // SAFETY: plain socket(2) call; the descriptor is owned right after.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if raw < 0 {
-            return Err(VipError::Socket(io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(VipError::Socket)?;
+        socket.bind_auto().map_err(VipError::Socket)?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(VipError::Socket)?;
         let tv = libc::timeval {
             tv_sec: 2,
             tv_usec: 0,
         };
-        // SAFETY: valid option pointer and length for SO_RCVTIMEO.
+        // SAFETY: valid option pointer and length for SO_RCVTIMEO on our socket.
         let rc = unsafe {
             libc::setsockopt(
-                fd.as_raw_fd(),
+                socket.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_RCVTIMEO,
                 std::ptr::from_ref(&tv).cast(),
@@ -111,110 +159,60 @@ impl VipOwner {
             return Err(VipError::Socket(io::Error::last_os_error()));
         }
         Ok(VipOwner {
-            fd,
+            socket,
             seq: 1,
             added: BTreeSet::new(),
         })
     }
 
-    fn message(&mut self, ty: u16, flags: u16, body: &[u8]) -> Vec<u8> {
+    /// Sends `payload` with `flags` (plus `NLM_F_REQUEST`); returns its sequence number.
+    fn send(&mut self, payload: RouteNetlinkMessage, flags: u16) -> Result<u32, VipError> {
         self.seq = self.seq.wrapping_add(1);
-        let mut m = Vec::with_capacity(NLMSG_HDR + body.len());
-        m.extend_from_slice(&((NLMSG_HDR + body.len()) as u32).to_ne_bytes());
-        m.extend_from_slice(&ty.to_ne_bytes());
-        m.extend_from_slice(&flags.to_ne_bytes());
-        m.extend_from_slice(&self.seq.to_ne_bytes());
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(body);
-        m
-    }
-
-    fn send(&self, msg: &[u8]) -> Result<(), VipError> {
-        // SAFETY: `msg` is a valid buffer; a zeroed sockaddr_nl addresses the kernel.
-        let rc = unsafe {
-            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
-            sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                std::ptr::from_ref(&sa).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(VipError::Socket(io::Error::last_os_error()));
-        }
-        Ok(())
+        let mut header = NetlinkHeader::default();
+        header.flags = flags | NLM_F_REQUEST;
+        header.sequence_number = self.seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(payload));
+        msg.finalize();
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        self.socket.send(&buf, 0).map_err(VipError::Socket)?;
+        Ok(self.seq)
     }
 
     fn recv(&self, buf: &mut [u8]) -> Result<usize, VipError> {
-        // SAFETY: `buf` is a valid writable buffer of the given length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(VipError::Socket(io::Error::last_os_error()));
+        let n = self
+            .socket
+            .recv(&mut &mut buf[..], 0)
+            .map_err(VipError::Socket)?;
+        // A datagram longer than the buffer was cut: its tail is lost.
+        if n > buf.len() {
+            return Err(VipError::Malformed);
         }
-        Ok(n as usize)
+        Ok(n)
     }
 
-    /// Sends one request with NLM_F_ACK and returns the kernel's errno (0: done).
-    fn request(&mut self, ty: u16, flags: u16, body: &[u8]) -> Result<i32, VipError> {
-        let msg = self.message(ty, flags | NLM_F_REQUEST | NLM_F_ACK, body);
-        let seq = self.seq;
-        self.send(&msg)?;
-        let mut buf = vec![0u8; 8192];
-        for _ in 0..64 {
+    /// Sends one request with `NLM_F_ACK`; returns the kernel's errno (0: done).
+    fn request(&mut self, payload: RouteNetlinkMessage, flags: u16) -> Result<i32, VipError> {
+        let seq = self.send(payload, flags | NLM_F_ACK)?;
+        let mut buf = vec![0u8; RECV_BUFFER];
+        for _ in 0..MAX_ACK_DATAGRAMS {
             let n = self.recv(&mut buf)?;
-            let mut off = 0;
-            while off + NLMSG_HDR <= n {
-                let len = u32::from_ne_bytes(
-                    buf[off..off + 4]
-                        .try_into()
-                        .map_err(|_| VipError::Malformed)?,
-                ) as usize;
-                let mty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-                let mseq = u32::from_ne_bytes(
-                    buf[off + 8..off + 12]
-                        .try_into()
-                        .map_err(|_| VipError::Malformed)?,
-                );
-                if len < NLMSG_HDR || off + len > n {
-                    return Err(VipError::Malformed);
+            for msg in messages(&buf[..n])? {
+                if msg.header.sequence_number != seq {
+                    continue; // a late reply to an earlier request
                 }
-                if mty == NLMSG_ERROR && mseq == seq && len >= NLMSG_HDR + 4 {
-                    let e = i32::from_ne_bytes(
-                        buf[off + 16..off + 20]
-                            .try_into()
-                            .map_err(|_| VipError::Malformed)?,
-                    );
-                    return Ok(-e);
+                if let NetlinkPayload::Error(e) = msg.payload {
+                    return Ok(e.raw_code().abs());
                 }
-                off += (len + 3) & !3;
             }
         }
         Err(VipError::Malformed)
     }
 
-    fn addr_body(ifindex: u32, vip: &VirtualIp) -> Vec<u8> {
-        let (family, flags) = match vip.addr {
-            IpAddr::V4(_) => (libc::AF_INET as u8, 0),
-            IpAddr::V6(_) => (libc::AF_INET6 as u8, IFA_F_NODAD),
-        };
-        let mut b = vec![family, vip.prefix, flags, RT_SCOPE_UNIVERSE];
-        b.extend_from_slice(&ifindex.to_ne_bytes());
-        let o = octets(vip.addr);
-        if vip.addr.is_ipv4() {
-            push_attr(&mut b, IFA_LOCAL, &o);
-        }
-        push_attr(&mut b, IFA_ADDRESS, &o);
-        b
-    }
-
     /// Makes `vip` present on interface `ifindex` (present already: fine).
     pub fn add(&mut self, ifindex: u32, vip: &VirtualIp) -> Result<(), VipError> {
-        let body = Self::addr_body(ifindex, vip);
-        match self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, &body)? {
+        let msg = RouteNetlinkMessage::NewAddress(address_message(ifindex, vip));
+        match self.request(msg, NLM_F_CREATE | NLM_F_REPLACE)? {
             0 | libc::EEXIST => {
                 self.added.insert((ifindex, *vip));
                 Ok(())
@@ -230,9 +228,9 @@ impl VipOwner {
 
     /// Makes `vip` absent from interface `ifindex` (absent already: fine).
     pub fn remove(&mut self, ifindex: u32, vip: &VirtualIp) -> Result<(), VipError> {
-        let body = Self::addr_body(ifindex, vip);
         self.added.remove(&(ifindex, *vip));
-        match self.request(RTM_DELADDR, 0, &body)? {
+        let msg = RouteNetlinkMessage::DelAddress(address_message(ifindex, vip));
+        match self.request(msg, 0)? {
             0 | libc::EADDRNOTAVAIL | libc::ENOENT | libc::ENODEV => Ok(()),
             e => Err(VipError::Refused {
                 op: "del",
@@ -246,40 +244,34 @@ impl VipOwner {
     /// The addresses configured on `ifindex` right now (both families).
     pub fn present(&mut self, ifindex: u32) -> Result<Vec<IpAddr>, VipError> {
         let mut out = Vec::new();
-        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            let body = [family, 0, 0, 0, 0, 0, 0, 0];
-            let msg = self.message(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, &body);
-            self.send(&msg)?;
-            let mut buf = vec![0u8; 32 * 1024];
-            'dump: for _ in 0..1024 {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut query = AddressMessage::default();
+            query.header.family = family;
+            let seq = self.send(RouteNetlinkMessage::GetAddress(query), NLM_F_DUMP)?;
+            let mut buf = vec![0u8; RECV_BUFFER];
+            let mut done = false;
+            for _ in 0..MAX_DUMP_DATAGRAMS {
                 let n = self.recv(&mut buf)?;
-                let mut off = 0;
-                while off + NLMSG_HDR <= n {
-                    let len = u32::from_ne_bytes(
-                        buf[off..off + 4]
-                            .try_into()
-                            .map_err(|_| VipError::Malformed)?,
-                    ) as usize;
-                    let mty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-                    if len < NLMSG_HDR || off + len > n {
-                        return Err(VipError::Malformed);
+                for msg in messages(&buf[..n])? {
+                    if msg.header.sequence_number != seq {
+                        continue;
                     }
-                    if mty == NLMSG_DONE || mty == NLMSG_ERROR {
-                        break 'dump;
-                    }
-                    if mty == RTM_NEWADDR && len >= NLMSG_HDR + 8 {
-                        let m = &buf[off + NLMSG_HDR..off + len];
-                        let idx = u32::from_ne_bytes(
-                            m[4..8].try_into().map_err(|_| VipError::Malformed)?,
-                        );
-                        if idx == ifindex {
-                            if let Some(a) = parse_addr(m[0], &m[8..]) {
-                                out.push(a);
-                            }
+                    match msg.payload {
+                        NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => done = true,
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a))
+                            if a.header.index == ifindex =>
+                        {
+                            out.extend(dumped_address(&a));
                         }
+                        _ => {}
                     }
-                    off += (len + 3) & !3;
                 }
+                if done {
+                    break;
+                }
+            }
+            if !done {
+                return Err(VipError::Malformed);
             }
         }
         Ok(out)
@@ -295,30 +287,5 @@ impl VipOwner {
     }
 }
 
-/// IFA_LOCAL for IPv4 (IFA_ADDRESS is the peer on point-to-point links), IFA_ADDRESS for IPv6.
-fn parse_addr(family: u8, mut attrs: &[u8]) -> Option<IpAddr> {
-    let want = if family == libc::AF_INET as u8 {
-        IFA_LOCAL
-    } else {
-        IFA_ADDRESS
-    };
-    while attrs.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]);
-        if len < 4 || len > attrs.len() {
-            return None;
-        }
-        let p = &attrs[4..len];
-        if ty == want {
-            if let Ok(a) = <[u8; 4]>::try_from(p) {
-                return Some(IpAddr::from(a));
-            }
-            if let Ok(a) = <[u8; 16]>::try_from(p) {
-                return Some(IpAddr::from(a));
-            }
-        }
-        let step = (len + 3) & !3;
-        attrs = attrs.get(step..).unwrap_or(&[]);
-    }
-    None
-}
+#[cfg(test)]
+mod tests;
