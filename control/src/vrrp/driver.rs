@@ -99,7 +99,7 @@ impl Runtime {
                 interface: inst.interface,
             });
         };
-        let all_present = inst.virtual_ips.iter().all(|v| present.contains(&v.addr));
+        let left = inst.virtual_ips.iter().any(|v| present.contains(&v.addr));
 
         let sock = socket(
             libc::AF_INET,
@@ -184,8 +184,25 @@ impl Runtime {
                 counters: DriverCounters::default(),
                 ip_id: 0,
             },
-            all_present,
+            left,
         ))
+    }
+
+    /// Removes this instance's VIPs left on the interface by a previous run
+    /// (killed while master): a backup may hold them by now. Returns how many
+    /// were removed.
+    fn remove_leftovers(&mut self, vips: &mut VipOwner) -> Result<usize, DriverError> {
+        let present = vips.present(self.ifindex)?;
+        let mut removed = 0;
+        for v in self.inst.virtual_ips.clone() {
+            if present.contains(&v.addr) {
+                vips.remove(self.ifindex, &v)?;
+                removed += 1;
+                tracing::info!(instance = %self.inst.name, interface = %self.inst.interface, vip = %v,
+                    "VIP left by a previous run removed: it comes back only if this node becomes master");
+            }
+        }
+        Ok(removed)
     }
 
     fn status(&self) -> InstanceStatus {
@@ -427,6 +444,14 @@ impl Engine {
         let mut runtimes = Vec::with_capacity(instances.len());
         for inst in instances {
             runtimes.push(Runtime::open(inst, &mut vips)?);
+        }
+        // Before anything else (RFC 9568: a router starts in Initialize and
+        // holds the addresses only as master): a run killed while master left
+        // its VIPs, and a backup may have taken them over since.
+        for (rt, left) in &mut runtimes {
+            if *left {
+                rt.remove_leftovers(&mut vips)?;
+            }
         }
         let mut fds = [0i32; 2];
         // SAFETY: `fds` has room for two descriptors.
