@@ -54,6 +54,7 @@ pub mod role;
 pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod test_run;
+pub mod variant;
 
 pub use attach::{Attached, Mode};
 pub use conntrack::{monotonic_now_ns, SweepReport};

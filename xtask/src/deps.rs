@@ -380,8 +380,8 @@ const PACKAGES: &[Package] = &[
     },
     Package {
         name: "bpftool",
-        why: "inspecting pinned maps",
-        group: Group::Tools,
+        why: "the restart tests read the program inside each pinned XDP link",
+        group: Group::Lab,
     },
     Package {
         name: "netcat-openbsd",
