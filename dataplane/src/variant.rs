@@ -11,8 +11,8 @@
 //!
 //! ```
 //! use kowabunga_dataplane::variant::{Variant, ENV};
-//! assert_eq!(Variant::parse(None).unwrap(), Variant::Default);
-//! assert_eq!(Variant::parse(Some("v2")).unwrap(), Variant::McpuV2);
+//! assert_eq!(Variant::parse(None), Ok(Variant::Default));
+//! assert_eq!(Variant::parse(Some("v2")), Ok(Variant::McpuV2));
 //! assert!(Variant::parse(Some("v3")).is_err());
 //! # let _ = ENV;
 //! ```
@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn unknown_builds_are_refused_with_the_variable_name() {
-        let e = Variant::parse(Some("v9")).unwrap_err();
+        let e = Variant::parse(Some("v9")).expect_err("must fail");
         assert_eq!(
             e.to_string(),
             "KOWABUNGA_BPF_VARIANT=\"v9\": unknown program build (known: default, v2)"

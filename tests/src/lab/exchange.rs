@@ -418,14 +418,14 @@ mod tests {
             "sent=160 echoed=160 max_gap_ms=240 max_gap_at_ms=1700 max_delay_ms=230 reset=0",
             Some(0),
         )
-        .unwrap();
+        .expect("test setup");
         assert!(r.lossless());
         assert_eq!((r.sent, r.max_gap_ms), (160, 240));
         let r = ExchangeReport::parse(
             "sent=160 echoed=150 max_gap_ms=240 max_gap_at_ms=1700 max_delay_ms=230 reset=1",
             Some(1),
         )
-        .unwrap();
+        .expect("test setup");
         assert!(!r.lossless() && r.reset);
         assert!(ExchangeReport::parse("sent=1 echoed=1", Some(0)).is_err());
     }
@@ -433,12 +433,13 @@ mod tests {
     /// A one-connection loopback echo server that greets, then echoes until
     /// EOF, or, with `reset_after`, resets the connection after that many lines.
     fn echo_server(reset_after: Option<usize>) -> (SocketAddr, std::thread::JoinHandle<()>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("test setup");
+        let addr = listener.local_addr().expect("test setup");
         let server = std::thread::spawn(move || {
-            let (mut s, peer) = listener.accept().unwrap();
-            s.write_all(format!("peer={peer}\n").as_bytes()).unwrap();
-            let mut r = s.try_clone().unwrap();
+            let (mut s, peer) = listener.accept().expect("test setup");
+            s.write_all(format!("peer={peer}\n").as_bytes())
+                .expect("test setup");
+            let mut r = s.try_clone().expect("test setup");
             let mut got = 0;
             let mut b = [0u8; 1];
             while reset_after.is_none_or(|n| got < n) && matches!(r.read(&mut b), Ok(1)) {
@@ -469,19 +470,19 @@ mod tests {
     #[test]
     fn an_exchange_over_loopback_loses_nothing() {
         let (addr, server) = echo_server(None);
-        run(&args(addr)).unwrap();
-        server.join().unwrap();
+        run(&args(addr)).expect("test setup");
+        server.join().expect("test setup");
     }
 
     #[test]
     fn a_reset_connection_is_seen() {
         let (addr, server) = echo_server(Some(10));
-        let e = run(&args(addr)).unwrap_err();
+        let e = run(&args(addr)).expect_err("must fail");
         assert!(
             e.contains("reset") || e.contains("closed") || e.contains("never echoed"),
             "{e}"
         );
-        server.join().unwrap();
+        server.join().expect("test setup");
     }
 
     /// Closes `s` with an RST.
