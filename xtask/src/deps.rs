@@ -855,6 +855,8 @@ mod tests {
                 "libstrongswan-extra-plugins",
                 "dnsutils",
                 "genisoimage",
+                // the restart tests read the programs in the pinned links
+                "bpftool",
             ]
         );
         for cmd in [
