@@ -8,6 +8,12 @@
 //! on any timer it drains every socket, so an advert that arrived while the thread
 //! was late is taken into account and a late wake-up never turns a healthy backup
 //! into a second master.
+//!
+//! Start-up: VIPs of an instance found on its interface were left by a run
+//! killed while master; [`Engine::start`] removes them before the thread
+//! starts (a backup may hold them by now) and the machine starts as backup
+//! listening for a master during its resume window (see
+//! [`Machine::start`]).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
