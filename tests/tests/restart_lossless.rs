@@ -8,7 +8,9 @@
 //! * is killed with `SIGKILL` and started again a second later;
 //! * stops on `SIGTERM` and is started again;
 //! * is upgraded: stopped, then replaced by a daemon whose programs differ
-//!   (the `-mcpu=v2` build, `KOWABUNGA_BPF_VARIANT=v2`).
+//!   (the `-mcpu=v2` build, `KOWABUNGA_BPF_VARIANT=v2`); on the Kawaii side,
+//!   a daemon asked for a build it lacks (`v9`) is refused first, with one
+//!   line and exit 1, while the traffic goes on.
 //!
 //! Each: every line echoed, no reset, every connection alive to the end; the
 //! pinned link is the same link with a new program inside (an upgrade: a new
@@ -40,7 +42,7 @@ use kowabunga_tests::lab::find_kowabungad;
 use kowabunga_tests::lab::konvey::{self, KonveyLab};
 use kowabunga_tests::lab::links::{dump_map, pinned_links, LinkInfo};
 use kowabunga_tests::lab::topology::{KawaiiLab, DNAT_PORT, INET_ADDR, PRIV_ADDR, VIP};
-use kowabunga_tests::lab::traffic::Agent;
+use kowabunga_tests::lab::traffic::{run_bounded, Agent};
 use kowabunga_tests::vrrp::lab::{VrrpLab, ROUTER_ADDRS, VIP_CIDR, VRID};
 use kowabunga_tests::vrrp::wait::until;
 
@@ -367,6 +369,9 @@ fn kawaii(how: Restart) -> Result<()> {
     let links_before = pinned_links(&links)?;
 
     let t0 = lab.stop_for(how)?;
+    if how == Restart::Upgrade {
+        unknown_build_is_refused(&lab, &bin)?;
+    }
     let daemon = lab.start_daemon(&new.path)?;
     let down = t0.elapsed();
     let log = daemon.log();
@@ -398,6 +403,22 @@ fn kawaii(how: Restart) -> Result<()> {
     ensure!(
         lab.daemon().context("daemon")?.running(),
         "the new daemon exited"
+    );
+    Ok(())
+}
+
+/// A daemon asked for a program build it does not have exits 1 with one
+/// line naming the variable, before touching the pinned maps or links.
+fn unknown_build_is_refused(lab: &KawaiiLab, bin: &Path) -> Result<()> {
+    let mut cmd = kowabunga_tests::lab::daemon::command(bin, &lab.config_path());
+    cmd.env("KOWABUNGA_BPF_VARIANT", "v9");
+    lab.gw.enter_net_only(&mut cmd)?;
+    let out = run_bounded(cmd, Duration::from_secs(20))?;
+    ensure!(out.code == Some(1), "want exit 1: {out}");
+    ensure!(
+        out.stderr.lines().any(|l| l.starts_with("kowabungad: ")
+            && l.contains("KOWABUNGA_BPF_VARIANT=\"v9\": unknown program build")),
+        "no one-line refusal: {out}"
     );
     Ok(())
 }
