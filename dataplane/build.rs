@@ -2,6 +2,13 @@
 //! (`kawaii.o`, `xdp_pass.o`, ...), which the crate embeds with
 //! `include_bytes!`.
 //!
+//! `kawaii.c` and `konvey.c` are compiled a second time with `-mcpu=v2`
+//! (`kawaii-v2.o`, `konvey-v2.o`): the same sources, maps and behaviour in
+//! different instructions (another program tag), which the upgrade tests
+//! load through `KOWABUNGA_BPF_VARIANT=v2` to prove that a daemon whose
+//! program differs takes over the pinned links and maps without a gap (see
+//! `src/variant.rs`).
+//!
 //! The compiler is `$KOWABUNGA_CLANG`, default `clang-19` (Debian's package
 //! of the same name); the BPF headers come from Debian's `libbpf-dev`.
 
@@ -50,12 +57,26 @@ fn main() {
                 ))
             });
         let object = out_dir.join(format!("{stem}.o"));
-        compile(&clang, &source, &object, &include, &sys_include);
+        compile(&clang, &source, &object, &include, &sys_include, None);
+        if VARIANT_SOURCES.contains(&stem) {
+            let object = out_dir.join(format!("{stem}-v2.o"));
+            compile(
+                &clang,
+                &source,
+                &object,
+                &include,
+                &sys_include,
+                Some("-mcpu=v2"),
+            );
+        }
     }
     for line in rerun {
         println!("{line}");
     }
 }
+
+/// Sources also built as the `-v2` variant (see the crate docs above).
+const VARIANT_SOURCES: [&str; 2] = ["kawaii", "konvey"];
 
 /// Debian multiarch triplet of a Rust target architecture.
 fn multiarch(arch: &str) -> String {
@@ -87,9 +108,17 @@ fn sorted_entries(dir: &Path, ext: &str) -> Vec<PathBuf> {
     files
 }
 
-fn compile(clang: &str, source: &Path, object: &Path, include: &Path, sys_include: &str) {
+fn compile(
+    clang: &str,
+    source: &Path,
+    object: &Path,
+    include: &Path,
+    sys_include: &str,
+    extra: Option<&str>,
+) {
     let output = Command::new(clang)
         .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror"])
+        .args(extra)
         .arg("-I")
         .arg(include)
         .arg("-I")

@@ -278,32 +278,32 @@ fn preemption_on_and_off() {
     }
 }
 
+/// Two masters after a healed partition: node 0 became master alone, was cut
+/// off (it keeps its state), node 1 became master alone, then 0 is back.
+fn split_brain(cfgs: Vec<MachineConfig>) -> Sim {
+    let mut s = Sim::new(cfgs);
+    s.start(0);
+    s.run_until(Duration::from_secs(1));
+    s.crash(0);
+    s.start(1);
+    s.run_until(Duration::from_secs(2));
+    s.nodes[0].up = true;
+    assert_eq!(s.masters(), vec![0, 1]);
+    s
+}
+
 #[test]
 fn split_brain_resolved_by_priority_then_address() {
     // Priority.
-    let mut s = Sim::new(vec![cfg(11, 100, 100), cfg(12, 120, 100)]);
-    s.nodes[0].up = true;
-    s.nodes[1].up = true;
-    for i in 0..2 {
-        // Both believe they own the VIP (a healed partition): restart-adoption path.
-        let now = s.now;
-        s.nodes[i].m.start(now, true);
-        s.drain(i);
-    }
-    assert_eq!(s.masters(), vec![0, 1]);
-    s.run_until(Duration::from_secs(1));
+    let mut s = split_brain(vec![cfg(11, 100, 100), cfg(12, 120, 100)]);
+    s.run_until(Duration::from_secs(3));
     assert_eq!(s.masters(), vec![1]);
     assert!(!s.nodes[0].vips && s.nodes[1].vips);
     // Equal priority: the higher primary address wins.
-    let mut s = Sim::new(vec![cfg(12, 100, 100), cfg(11, 100, 100)]);
-    for i in 0..2 {
-        s.nodes[i].up = true;
-        let now = s.now;
-        s.nodes[i].m.start(now, true);
-        s.drain(i);
-    }
-    s.run_until(Duration::from_secs(1));
+    let mut s = split_brain(vec![cfg(12, 100, 100), cfg(11, 100, 100)]);
+    s.run_until(Duration::from_secs(3));
     assert_eq!(s.masters(), vec![0], "10.0.0.12 > 10.0.0.11");
+    assert!(s.nodes[0].vips && !s.nodes[1].vips);
 }
 
 #[test]
@@ -360,19 +360,122 @@ fn late_wakeups_keep_the_advert_phase() {
 #[test]
 fn restart_with_addresses_present() {
     let t0 = Instant::now();
-    // Preemption on: resume as master without a backup taking over first.
+    // Preemption on: backup, the addresses are not taken back (the driver
+    // removed them), and no master heard within the resume window (100 ms +
+    // skew 41.4 ms): master again, far sooner than a backup's 341 ms.
     let mut m = Machine::new(cfg(11, 150, 100));
     m.start(t0, true);
+    assert_eq!(m.state(), State::Backup);
+    assert!(m.resuming());
+    let acts: Vec<Action> = std::iter::from_fn(|| m.poll_action()).collect();
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::AddAddresses | Action::SendAdvert(_))),
+        "{acts:?}"
+    );
+    assert_eq!(m.resume_window(), Duration::from_nanos(141_406_250));
+    assert_eq!(m.poll_timeout(), Some(t0 + m.resume_window()));
+    m.handle_timeout(t0 + m.resume_window());
     assert_eq!(m.state(), State::Master);
     let acts: Vec<Action> = std::iter::from_fn(|| m.poll_action()).collect();
-    assert!(matches!(acts[1], Action::SendAdvert(_)), "{acts:?}");
-    // Preemption off: give the addresses up and listen first.
+    assert!(
+        acts.iter().any(|a| matches!(
+            a,
+            Action::Transition {
+                reason: "no master heard since the restart",
+                ..
+            }
+        )),
+        "{acts:?}"
+    );
+    assert!(acts.contains(&Action::AddAddresses), "{acts:?}");
+
+    // A master of equal priority heard in the window: backup for good.
+    let mut m = Machine::new(cfg(11, 100, 100));
+    m.start(t0, true);
+    let advert = Advert {
+        vrid: 51,
+        priority: 100,
+        max_advert_cs: 10,
+        addresses: vec![addr(1)],
+    };
+    m.handle_advert(t0 + 50 * MS, addr(12), &advert);
+    assert!(!m.resuming());
+    assert_eq!(
+        m.poll_timeout(),
+        Some(t0 + 50 * MS + m.master_down_interval())
+    );
+
+    // Preemption off: an ordinary backup.
     let mut c = cfg(11, 150, 100);
     c.preempt = false;
     let mut m = Machine::new(c);
     m.start(t0, true);
     assert_eq!(m.state(), State::Backup);
-    assert_eq!(m.poll_action(), Some(Action::RemoveAddresses));
+    assert!(!m.resuming());
+    assert_eq!(m.poll_timeout(), Some(t0 + m.master_down_interval()));
+}
+
+#[test]
+fn a_master_killed_and_restarted_after_the_takeover_never_holds_the_addresses() {
+    // Equal priorities: 0 is master, is killed (its addresses stay: the sim
+    // keeps `vips`), 1 takes over, 0 restarts with the addresses found.
+    let mut s = Sim::new(vec![cfg(11, 100, 100), cfg(12, 100, 100)]);
+    s.start(0);
+    s.run_until(Duration::from_secs(1));
+    s.start(1);
+    s.run_until(Duration::from_secs(2));
+    assert_eq!(s.masters(), vec![0]);
+    s.crash(0);
+    s.run_until(Duration::from_secs(3));
+    assert_eq!(s.masters(), vec![1]);
+    assert!(s.nodes[0].vips, "a killed master leaves its addresses");
+    // A new process; the driver removes them before starting the machine.
+    s.nodes[0].m = Machine::new(cfg(11, 100, 100));
+    s.nodes[0].vips = false;
+    s.start_with(0, true);
+    for step in 1..=300 {
+        s.run_until(Duration::from_secs(3) + step * 10 * MS);
+        assert!(!s.nodes[0].vips, "the restarted node took the addresses");
+        assert_eq!(s.masters(), vec![1]);
+    }
+    // A higher-priority node restarted the same way preempts at the end of
+    // its resume window, as preemption says, and only then holds them.
+    let mut s = Sim::new(vec![cfg(11, 150, 100), cfg(12, 100, 100)]);
+    s.start(0);
+    s.start(1);
+    s.run_until(Duration::from_secs(1));
+    s.crash(0);
+    s.run_until(Duration::from_secs(2));
+    assert_eq!(s.masters(), vec![1]);
+    s.nodes[0].m = Machine::new(cfg(11, 150, 100));
+    s.nodes[0].vips = false;
+    s.start_with(0, true);
+    s.run_until(Duration::from_secs(2) + 100 * MS);
+    assert!(!s.nodes[0].vips && s.masters() == vec![1]);
+    s.run_until(Duration::from_secs(3));
+    assert_eq!(s.masters(), vec![0]);
+    assert!(s.nodes[0].vips && !s.nodes[1].vips);
+}
+
+#[test]
+fn a_quick_restart_resumes_before_the_backup_takes_over() {
+    let mut s = Sim::new(vec![cfg(11, 150, 100), cfg(12, 100, 100)]);
+    s.start(0);
+    s.start(1);
+    s.run_until(Duration::from_secs(1));
+    s.crash(0);
+    s.run_until(Duration::from_secs(1) + 50 * MS);
+    s.nodes[0].m = Machine::new(cfg(11, 150, 100));
+    s.nodes[0].vips = false;
+    s.start_with(0, true);
+    s.run_until(Duration::from_secs(3));
+    assert_eq!(s.masters(), vec![0]);
+    assert!(s.nodes[1].masters.is_empty(), "the backup never took over");
+    assert_eq!(s.nodes[0].masters.len(), 2);
+    let back = s.nodes[0].masters[1] - (Duration::from_secs(1) + 50 * MS);
+    assert!(close(back, Duration::from_micros(141_406)), "{back:?}");
 }
 
 #[test]

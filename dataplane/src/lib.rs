@@ -13,6 +13,7 @@
 //! | [`konvey`] | load `konvey.o`, program it; [`konvey::service`] services, backends, node settings as Rust types |
 //! | [`abi`] | the ABI version pinned beside the maps (`kw_meta`): reuse, create or refuse pins |
 //! | [`attach`] | attach / detach a role's program, pinned links |
+//! | [`variant`] | which build of the programs to load: the default, or the `-mcpu=v2` one upgrade tests select with `KOWABUNGA_BPF_VARIANT=v2` |
 //! | [`conntrack`] | list and sweep `kw_ct4` (confirmed) and `kw_ct4_new` (embryonic), on a sweeper thread |
 //! | [`stats`] | per-CPU counters summed, with names |
 //! | [`events`] | sampled drop events from the ring buffer |
@@ -54,6 +55,7 @@ pub mod role;
 pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod test_run;
+pub mod variant;
 
 pub use attach::{Attached, Mode};
 pub use conntrack::{monotonic_now_ns, SweepReport};

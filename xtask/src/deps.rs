@@ -380,8 +380,8 @@ const PACKAGES: &[Package] = &[
     },
     Package {
         name: "bpftool",
-        why: "inspecting pinned maps",
-        group: Group::Tools,
+        why: "the restart tests read the program inside each pinned XDP link",
+        group: Group::Lab,
     },
     Package {
         name: "netcat-openbsd",
@@ -855,6 +855,8 @@ mod tests {
                 "libstrongswan-extra-plugins",
                 "dnsutils",
                 "genisoimage",
+                // the restart tests read the programs in the pinned links
+                "bpftool",
             ]
         );
         for cmd in [

@@ -8,6 +8,12 @@
 //! on any timer it drains every socket, so an advert that arrived while the thread
 //! was late is taken into account and a late wake-up never turns a healthy backup
 //! into a second master.
+//!
+//! Start-up: VIPs of an instance found on its interface were left by a run
+//! killed while master; [`Engine::start`] removes them before the thread
+//! starts (a backup may hold them by now) and the machine starts as backup
+//! listening for a master during its resume window (see
+//! [`Machine::start`]).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -99,7 +105,7 @@ impl Runtime {
                 interface: inst.interface,
             });
         };
-        let all_present = inst.virtual_ips.iter().all(|v| present.contains(&v.addr));
+        let left = inst.virtual_ips.iter().any(|v| present.contains(&v.addr));
 
         let sock = socket(
             libc::AF_INET,
@@ -184,8 +190,25 @@ impl Runtime {
                 counters: DriverCounters::default(),
                 ip_id: 0,
             },
-            all_present,
+            left,
         ))
+    }
+
+    /// Removes this instance's VIPs left on the interface by a previous run
+    /// (killed while master): a backup may hold them by now. Returns how many
+    /// were removed.
+    fn remove_leftovers(&mut self, vips: &mut VipOwner) -> Result<usize, DriverError> {
+        let present = vips.present(self.ifindex)?;
+        let mut removed = 0;
+        for v in self.inst.virtual_ips.clone() {
+            if present.contains(&v.addr) {
+                vips.remove(self.ifindex, &v)?;
+                removed += 1;
+                tracing::info!(instance = %self.inst.name, interface = %self.inst.interface, vip = %v,
+                    "VIP left by a previous run removed: it comes back only if this node becomes master");
+            }
+        }
+        Ok(removed)
     }
 
     fn status(&self) -> InstanceStatus {
@@ -427,6 +450,14 @@ impl Engine {
         let mut runtimes = Vec::with_capacity(instances.len());
         for inst in instances {
             runtimes.push(Runtime::open(inst, &mut vips)?);
+        }
+        // Before anything else (RFC 9568: a router starts in Initialize and
+        // holds the addresses only as master): a run killed while master left
+        // its VIPs, and a backup may have taken them over since.
+        for (rt, left) in &mut runtimes {
+            if *left {
+                rt.remove_leftovers(&mut vips)?;
+            }
         }
         let mut fds = [0i32; 2];
         // SAFETY: `fds` has room for two descriptors.

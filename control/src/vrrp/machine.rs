@@ -154,6 +154,9 @@ pub struct Machine {
     counters: Counters,
     /// `cfg.addresses` sorted: adverts may list the same set in another order.
     sorted: Vec<IpAddr>,
+    /// Restarted with the addresses found: listening for a master during
+    /// [`Machine::resume_window`].
+    resuming: bool,
 }
 
 fn cs(v: u16) -> Duration {
@@ -178,6 +181,7 @@ impl Machine {
             master: None,
             actions: VecDeque::new(),
             counters: Counters::default(),
+            resuming: false,
         }
     }
 
@@ -216,24 +220,44 @@ impl Machine {
         self.active_interval() * 3 + self.skew_time()
     }
 
-    /// Starts the router. `addresses_present` tells that the virtual addresses are
-    /// already on the interface (a daemon restarted after a crash while master):
-    /// with preemption on, it resumes as master at once instead of letting a
-    /// backup take over first and preempting it afterwards.
-    pub fn start(&mut self, now: Instant, addresses_present: bool) {
+    /// Starts the router (RFC 9568 Initialize: backup unless we own the
+    /// addresses). `resuming` tells that the virtual addresses were on the
+    /// interface at start, left by a previous run killed while master; the
+    /// driver has removed them before this call, because a backup may have
+    /// taken over since, and holding them now would duplicate them.
+    ///
+    /// Resuming with preemption on, the router listens for
+    /// [`Machine::resume_window`] (one advert interval plus the skew time)
+    /// instead of the whole master-down interval: if no master is heard, it
+    /// was a quick restart and it takes the addresses back before a backup
+    /// takes over; if a master of higher or equal priority is heard, it stays
+    /// backup; a lower-priority master is preempted at the end of the window,
+    /// as preemption says.
+    pub fn start(&mut self, now: Instant, resuming: bool) {
         if self.state != State::Initialize {
             return;
         }
         if self.cfg.priority == PRIORITY_OWNER {
             self.become_master(now, "address owner (priority 255)");
-        } else if addresses_present && self.cfg.preempt {
-            self.become_master(now, "restart with the addresses present");
-        } else {
-            if addresses_present {
-                self.actions.push_back(Action::RemoveAddresses);
-            }
-            self.become_backup(now, self.cfg.advert_interval_cs, "startup");
+            return;
         }
+        self.become_backup(now, self.cfg.advert_interval_cs, "startup");
+        if resuming && self.cfg.preempt {
+            self.down_deadline = Some(now + self.resume_window());
+            self.resuming = true;
+        }
+    }
+
+    /// How long a restarted router that found its addresses listens before
+    /// taking them back: the advert interval plus the skew time.
+    pub fn resume_window(&self) -> Duration {
+        cs(self.cfg.advert_interval_cs) + self.skew_time()
+    }
+
+    /// Whether the router is still in its [`Machine::resume_window`] after a
+    /// restart (no master heard yet).
+    pub fn resuming(&self) -> bool {
+        self.resuming
     }
 
     /// Stops the router: a master sends priority 0 so a backup takes over after
@@ -277,8 +301,10 @@ impl Machine {
                     };
                     self.down_deadline = Some(now + wait);
                     self.master = None;
+                    self.resuming = false;
                 } else if !self.cfg.preempt || advert.priority >= self.cfg.priority {
                     self.active_interval_cs = advert.max_advert_cs.max(1);
+                    self.resuming = false;
                     self.down_deadline = Some(now + self.master_down_interval());
                     self.master = Some((src, advert.priority));
                 } else {
@@ -312,7 +338,12 @@ impl Machine {
             State::Initialize => {}
             State::Backup => {
                 if self.down_deadline.is_some_and(|d| d <= now) {
-                    self.become_master(now, "master down interval expired");
+                    let reason = if self.resuming {
+                        "no master heard since the restart"
+                    } else {
+                        "master down interval expired"
+                    };
+                    self.become_master(now, reason);
                 }
             }
             State::Master => {
@@ -375,6 +406,7 @@ impl Machine {
     }
 
     fn transition(&mut self, to: State, reason: &'static str) {
+        self.resuming = false;
         if self.state != to {
             self.actions.push_back(Action::Transition {
                 from: self.state,

@@ -174,6 +174,9 @@ pub enum Error {
     /// `ct_entries` is zero.
     #[error("ct_entries must be at least 1")]
     ZeroCtEntries,
+    /// `KOWABUNGA_BPF_VARIANT` names no build (see [`crate::variant`]).
+    #[error(transparent)]
+    Variant(#[from] crate::variant::Error),
     /// aya could not load the object or create its maps.
     #[error("cannot load kawaii.o")]
     Load(#[source] EbpfError),
@@ -366,6 +369,7 @@ impl Kawaii {
         if ct_entries == 0 {
             return Err(Error::ZeroCtEntries);
         }
+        let object = crate::variant::Variant::from_env()?.kawaii(KAWAII_OBJECT);
         let specs = map_specs(ct_entries);
         let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
@@ -392,7 +396,7 @@ impl Kawaii {
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(KAWAII_OBJECT).map_err(Error::Load)?;
+        let mut ebpf = loader.load(object).map_err(Error::Load)?;
 
         for role in Role::ALL {
             load_program(&mut ebpf, role.program_name())?;

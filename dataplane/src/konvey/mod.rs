@@ -236,6 +236,9 @@ impl Konvey {
         if ct_entries == 0 {
             return Err(kw::Error::ZeroCtEntries.into());
         }
+        let object = crate::variant::Variant::from_env()
+            .map_err(kw::Error::from)?
+            .konvey(KONVEY_OBJECT);
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(kw::MAP_CT4, ct_entries);
         loader.map_max_entries(kw::MAP_CT4_NEW, ct_entries);
@@ -258,7 +261,7 @@ impl Konvey {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(KONVEY_OBJECT).map_err(kw::Error::Load)?;
+        let mut ebpf = loader.load(object).map_err(kw::Error::Load)?;
         kw::load_program(&mut ebpf, PROGRAM)?;
         Ok(Konvey {
             links: Links {

@@ -13,6 +13,9 @@
 //! | `udp-hold --to IP:PORT --seconds S [--rate R]` | R datagrams a second (default 100), each waiting up to 1 s for its echo | `sent=N answered=M lost=K` |
 //! | `flood --kind tcp-syn\|udp --to IP:PORT --count N [--rate R] [--spoof CIDR]` | N packets (at most 1,000,000) at R a second (default 10000) from a raw socket: `tcp-syn` bare SYNs from random sources in CIDR, `udp` datagrams from this host, source ports 10000 up (each a new flow); gives up after 2 N / R + 10 s | `sent=N` |
 //!
+//! A long-lived exchanger that counts losses and gaps (`tcp-exchange`) is in
+//! [`super::exchange`].
+//!
 //! DNS clients, a bounded DNS load and a stub recursor (`dns-query`,
 //! `dns-load`, `dns-recursor`) are in [`super::dns`].
 //!
@@ -96,6 +99,7 @@ pub fn main(args: &[String]) -> i32 {
         "tcp-hold" => tcp_hold(&opts),
         "udp-hold" => udp_hold(&opts),
         "flood" => flood(&opts),
+        "tcp-exchange" => super::exchange::run(&opts.0).map_err(Failure::Other),
         "dns-query" | "dns-load" | "dns-recursor" => {
             super::dns::run(cmd, &opts.0).map_err(Failure::Other)
         }
