@@ -127,11 +127,11 @@ fn run(bin: &Path, prefix: &str, dir: &Path, pin_dir: &Path) -> Result<()> {
         .with_context(|| daemon.output())?;
     println!("READY=1 after {:?}: {ready:?}", started.elapsed());
     ensure!(ready.contains("STATUS=ready: kiwi"), "{ready:?}");
-    ensure!(
-        daemon.count(READY_LINE) == 1,
-        "READY=1 comes with the ready line:\n{}",
-        daemon.output()
-    );
+    // The log line is written just before READY=1; the pipe may lag.
+    daemon
+        .wait_for(READY_LINE, Duration::from_secs(5))
+        .context("READY=1 comes with the ready line")?;
+    ensure!(daemon.count(READY_LINE) == 1, "{}", daemon.output());
 
     // The watchdog, fed from the main loop.
     let t = Instant::now();
