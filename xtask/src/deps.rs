@@ -64,10 +64,11 @@ impl For {
             For::BenchDns => &[Build, Netns, Probes, Dns, DnsBench],
             For::Test => &[
                 Build, Netns, Probes, Lab, Nft, Ipsec, Dns, DnsBench, Vrrp, LibBuild, Guests, Ceph,
+                Packaging,
             ],
             For::All => &[
                 Build, Netns, Probes, Lab, Nft, Ipsec, Dns, DnsBench, Vrrp, LibBuild, Guests, Ceph,
-                Tools,
+                Packaging, Tools,
             ],
         }
     }
@@ -113,6 +114,8 @@ pub enum Group {
     Guests,
     /// The throwaway Ceph cluster and Kylo NFS of kowabunga-lib's tests.
     Ceph,
+    /// `cargo xtask package` and its tests: the unit checked, the .deb built.
+    Packaging,
     /// Optional debugging tools.
     Tools,
 }
@@ -133,6 +136,7 @@ impl Group {
             Group::LibBuild => "lib-build",
             Group::Guests => "guests",
             Group::Ceph => "ceph",
+            Group::Packaging => "packaging",
             Group::Tools => "tools",
         }
     }
@@ -154,6 +158,9 @@ impl Group {
             Group::LibBuild => "builds kowabunga-lib's libvirt and Ceph backends (its tests)",
             Group::Guests => "libvirtd and QEMU guests started by kowabunga-lib's tests",
             Group::Ceph => "throwaway Ceph cluster and Kylo NFS of kowabunga-lib's tests",
+            Group::Packaging => {
+                "the Debian package: systemd-analyze verify of the unit, dpkg-deb, ldd"
+            }
             Group::Tools => "optional: inspecting and poking at labs",
         }
     }
@@ -377,6 +384,21 @@ const PACKAGES: &[Package] = &[
         name: "ceph-fuse",
         why: "writes Kylo files through CephFS in kowabunga-lib's tests",
         group: Group::Ceph,
+    },
+    Package {
+        name: "systemd",
+        why: "systemd-analyze verify of packaging/kowabungad.service",
+        group: Group::Packaging,
+    },
+    Package {
+        name: "dpkg",
+        why: "dpkg-deb --build (cargo xtask package), dpkg -i in the package test",
+        group: Group::Packaging,
+    },
+    Package {
+        name: "libc-bin",
+        why: "ldd: the shared libraries behind the package's Depends",
+        group: Group::Packaging,
     },
     Package {
         name: "bpftool",

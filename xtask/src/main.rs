@@ -7,10 +7,13 @@
 //! * `bench` — deps, run the benchmarks (`--live`: real traffic through namespaces;
 //!   `bench dns`: Kiwi vs unbound with dnsperf)
 //! * `vrrp-report` — deps, takeover times of our VRRP engine vs keepalived (root)
+//! * `package` — build the binaries (release) and the Debian package
+//!   `target/debian/kowabunga_<version>_<arch>.deb`
 //! * `ci`    — what `.ci/run` does: privileged tests, fmt check, clippy
 
 mod deps;
 mod guest_kernel;
+mod package;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -74,6 +77,12 @@ enum Cmd {
     },
     /// Privileged tests (KOWABUNGA_REQUIRE_PRIVILEGED=1), `cargo fmt --check`, clippy -D warnings.
     Ci,
+    /// Build the binaries and the Debian package target/debian/kowabunga_<version>_<arch>.deb.
+    Package {
+        /// Cargo profile of the packaged binaries (`dev`: the debug build, for tests).
+        #[arg(long, value_enum, default_value = "release")]
+        profile: package::Profile,
+    },
     /// deps, build (release), print VRRP takeover times: ours vs keepalived, 1000/100/20 ms adverts.
     VrrpReport {
         /// Passed to `kowabunga-vrrp-report` (e.g. `--runs 5 --rate 1000`).
@@ -97,6 +106,10 @@ fn main() -> ExitCode {
         Cmd::Bench { live: false, args } => bench(&args),
         Cmd::Bench { live: true, args } => live_bench(&args),
         Cmd::Ci => ci(),
+        Cmd::Package { profile } => package_cmd(profile).map(|deb| {
+            println!("xtask: package: {}", deb.display());
+            ExitCode::SUCCESS
+        }),
         Cmd::VrrpReport { args } => vrrp_report(&args),
     };
     match result {
@@ -185,12 +198,38 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         return Ok(code);
     }
     let mut t = cargo();
+    // The package test (tests/tests/package_deb.rs) installs this .deb of the
+    // debug binaries just built: packaged once here, not per test.
+    match package::build_deb(&root(), &target_dir(), package::Profile::Dev) {
+        Ok(deb) => {
+            t.env(package::DEB_ENV, deb);
+        }
+        Err(e) => eprintln!("xtask: warning: packaging the debug build failed: {e:#}"),
+    }
     // --no-fail-fast: one failing test binary must not hide the others' results.
     t.args(["test", "--workspace", "--no-fail-fast"]).args(args);
     if let Some(kernel) = ready.guest_kernel {
         t.env(guest_kernel::ENV, kernel);
     }
     run(t)
+}
+
+/// `cargo xtask package`: builds the packaged binaries with `profile`,
+/// then the `.deb` ([`package::build_deb`]).
+fn package_cmd(profile: package::Profile) -> Result<PathBuf> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--profile",
+        profile.cargo_name(),
+        "-p",
+        "kowabunga-control",
+    ]);
+    for bin in package::present(&root()) {
+        build.args(["--bin", bin.name]);
+    }
+    run_ok(build)?;
+    package::build_deb(&root(), &target_dir(), profile)
 }
 
 fn lab(args: &[OsString]) -> Result<ExitCode> {

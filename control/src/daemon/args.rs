@@ -2,7 +2,18 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`,
+    /// `fields.message`, ...), for log shippers.
+    Json,
+}
 
 /// Command line of `kowabungad`.
 #[derive(Debug, Clone, Parser)]
@@ -22,6 +33,10 @@ pub struct Args {
     /// pinned maps and links under node.bpffs (conntrack is lost), then exit.
     #[arg(long, conflicts_with = "check")]
     pub detach: bool,
+    /// Log format on stderr: `text`, or `json` (one object a line, for log
+    /// shippers).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[cfg(test)]
@@ -36,5 +51,12 @@ mod tests {
         assert!(args.check && !args.detach);
         assert!(Args::try_parse_from(["kowabungad"]).is_err());
         assert!(Args::try_parse_from(["kowabungad", "-c", "x", "--check", "--detach"]).is_err());
+        assert_eq!(args.log_format, LogFormat::Text);
+        let json =
+            Args::try_parse_from(["kowabungad", "-c", "x", "--log-format", "json"]).expect("json");
+        assert_eq!(json.log_format, LogFormat::Json);
+        let e = Args::try_parse_from(["kowabungad", "-c", "x", "--log-format", "xml"])
+            .expect_err("xml");
+        assert!(e.to_string().contains("--log-format"), "{e}");
     }
 }

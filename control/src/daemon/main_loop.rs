@@ -7,7 +7,9 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracing::{error, info};
 
+use super::notify::Notifier;
 use super::supervisor::Daemon;
+use super::traffic::{TrafficSummary, TRAFFIC_PERIOD};
 
 /// Conntrack sweep period.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(10);
@@ -46,14 +48,26 @@ fn ticker(period: Duration) -> Interval {
     t
 }
 
+/// The `STATUS=` systemd shows once the daemon is ready: its roles.
+pub fn ready_status(daemon: &Daemon) -> String {
+    let names: Vec<&str> = daemon.roles().map(|r| r.name()).collect();
+    format!("ready: {}", names.join(", "))
+}
+
 /// When the roles next need a poll (far in the future when none does).
 pub fn next_deadline(daemon: &Daemon) -> tokio::time::Instant {
     let far = Instant::now() + Duration::from_secs(3600);
     tokio::time::Instant::from_std(daemon.poll_timeout().unwrap_or(far))
 }
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn run(daemon: &mut Daemon, signals: &mut Signals) {
+/// Runs until SIGTERM or SIGINT; tells systemd about reloads and the stop
+/// through `notify`, and feeds its watchdog from this loop (a stuck loop
+/// stops feeding it).
+pub async fn run(daemon: &mut Daemon, signals: &mut Signals, notify: &Notifier) {
+    let watchdog_period = notify.watchdog_period();
+    let mut watchdog = ticker(watchdog_period.unwrap_or(Duration::from_secs(3600)));
+    let mut traffic_tick = ticker(TRAFFIC_PERIOD);
+    let mut traffic = TrafficSummary::new();
     let mut sweep = ticker(SWEEP_PERIOD);
     let mut events = ticker(EVENTS_PERIOD);
     let mut counters = ticker(COUNTERS_PERIOD);
@@ -70,17 +84,31 @@ pub async fn run(daemon: &mut Daemon, signals: &mut Signals) {
             _ = housekeeping.tick() => daemon.housekeeping(),
             _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {}", daemon.config_path().display());
+                notify.reloading();
+                let mut status = ready_status(daemon);
                 if let Err(e) = daemon.reload() {
                     error!("reload failed, keeping the running config: {e}");
+                    status.push_str("; last reload failed, running the previous config");
                 }
+                notify.ready(&status);
             }
             _ = signals.term.recv() => {
                 info!("SIGTERM: exiting; XDP programs and pinned maps stay in place");
+                notify.stopping();
                 break;
             }
             _ = signals.int.recv() => {
                 info!("SIGINT: exiting; XDP programs and pinned maps stay in place");
+                notify.stopping();
                 break;
+            }
+            _ = watchdog.tick(), if watchdog_period.is_some() => notify.watchdog(),
+            _ = traffic_tick.tick() => {
+                if let Some(counters) = daemon.counters() {
+                    if let Some(line) = traffic.observe(counters, Instant::now()) {
+                        info!("traffic: {line}");
+                    }
+                }
             }
             _ = sweep.tick() => daemon.sweep(kowabunga_dataplane::monotonic_now_ns()),
             _ = events.tick() => { daemon.poll_events(); }

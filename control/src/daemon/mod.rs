@@ -8,7 +8,9 @@
 //! | [`mod@self`] | [`run`]: exit codes, `--check`, `--detach`, start-up |
 //! | [`registry`] | the roles a node can run, in start order |
 //! | [`supervisor`] | [`supervisor::Daemon`]: the roles and their configuration, reload |
-//! | [`main_loop`] | signals, periodic ticks, role timers |
+//! | [`main_loop`] | signals, periodic ticks, role timers, watchdog |
+//! | [`notify`] | the systemd notify protocol: ready, reloading, stopping, watchdog |
+//! | [`traffic`] | the one-line traffic summary at `info` |
 //! | [`node`] | node discovery: interface addresses, `/proc/sys`, pin directories |
 //! | [`sysctl`] | the kernel settings a gateway needs |
 //! | [`veth`] | veth interfaces: one warning at start with what their peers need |
@@ -24,7 +26,8 @@
 //! file cannot be read, parsed or validated; nothing was applied; also
 //! command-line usage errors).
 //!
-//! Startup: logging (`RUST_LOG`, default `info`, to stderr), read and
+//! Startup: logging (`RUST_LOG`, default `info`, to stderr; `--log-format
+//! json` writes one JSON object a line), read and
 //! validate the config, capability check, interfaces checked (one `warn`
 //! per veth with what its peer and the sending hosts need, see [`veth`]),
 //! sysctls (see [`sysctl`]),
@@ -56,8 +59,15 @@
 //!   their VIPs (a backup takes over at once). Pinned maps and links stay, so
 //!   traffic keeps flowing and the next daemon takes over without a gap; run
 //!   `kowabungad --config FILE --detach` to remove them.
-//! * Every 10 s: conntrack sweep. Every 200 ms: drop events are logged at
-//!   `debug` with reason and tuple. Every 60 s: counters at `debug`.
+//! * Every 10 s: conntrack sweep, and when the counters moved, one
+//!   `traffic:` line at `info` (see [`traffic`]). Every 200 ms: drop events
+//!   are logged at `debug` with reason and tuple. Every 60 s: counters at
+//!   `debug`.
+//!
+//! Under systemd (`Type=notify`, see `packaging/kowabungad.service`):
+//! `READY=1` once ready, `RELOADING=1` then `READY=1` around each
+//! `SIGHUP`, `STOPPING=1` on `SIGTERM`, and `WATCHDOG=1` from the main
+//! loop every half `WatchdogSec=` (see [`notify`]).
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -74,15 +84,17 @@ pub mod args;
 pub mod main_loop;
 pub mod netns;
 pub mod node;
+pub mod notify;
 pub mod registry;
 pub mod state;
 pub mod supervisor;
 pub mod sysctl;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod traffic;
 pub mod veth;
 
-pub use args::Args;
+pub use args::{Args, LogFormat};
 pub use supervisor::Daemon;
 
 /// Success.
@@ -100,23 +112,43 @@ pub const READY_LINE: &str = "kowabungad ready";
 pub const QUIET_CRATES: &str =
     "hickory_server=warn,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn";
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // hickory logs every request at info: Kiwi counts them instead.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_CRATES}")));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    // A second init (tests) is harmless: keep the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = match format {
+        LogFormat::Text => fmt.with_ansi(ansi).try_init(),
+        LogFormat::Json => fmt.json().with_ansi(false).try_init(),
+    };
+}
+
+/// Reads the systemd notify variables and removes them from the
+/// environment, so that the programs the daemon starts (charon, nft) do
+/// not notify in its name. Called before any thread exists.
+fn take_notifier() -> notify::Notifier {
+    let notifier = notify::Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!("systemd notifications disabled: {e}");
+        notify::Notifier::disabled()
+    });
+    for var in [
+        notify::NOTIFY_SOCKET,
+        notify::WATCHDOG_USEC,
+        notify::WATCHDOG_PID,
+    ] {
+        std::env::remove_var(var);
+    }
+    notifier
 }
 
 /// Runs `kowabungad` with parsed arguments; returns the process exit code.
 pub fn run(args: Args) -> ExitCode {
-    init_tracing();
+    init_tracing(args.log_format);
     let config = match config::load(&args.config) {
         Ok(config) => config,
         Err(e) => {
@@ -128,6 +160,8 @@ pub fn run(args: Args) -> ExitCode {
         println!("config OK");
         return ExitCode::from(EXIT_OK);
     }
+    // Before node.netns: an abstract NOTIFY_SOCKET lives in our namespace.
+    let notifier = take_notifier();
     // Before any thread exists: every thread of the daemon is born in it.
     if let Some(name) = &config.node.netns {
         if let Err(e) = netns::enter(name) {
@@ -145,7 +179,7 @@ pub fn run(args: Args) -> ExitCode {
             registry::detach(&config)?;
             restore_sysctls(&config)
         } else {
-            serve(args.config, config)
+            serve(args.config, config, &notifier)
         }
     });
     match result {
@@ -170,7 +204,11 @@ fn restore_sysctls(config: &ValidConfig) -> anyhow::Result<()> {
 
 /// Start-up and the loop: interfaces checked, sysctls set, every role
 /// loaded and attached in registry order, then `kowabungad ready`.
-fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
+fn serve(
+    config_path: PathBuf,
+    config: ValidConfig,
+    notifier: &notify::Notifier,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -205,7 +243,8 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
         let roles = registry::load(&config, &ctx)?;
         let mut daemon = Daemon::start(roles, config_path, config, ctx.wake)?;
         info!("{READY_LINE}");
-        main_loop::run(&mut daemon, &mut signals).await;
+        notifier.ready(&main_loop::ready_status(&daemon));
+        main_loop::run(&mut daemon, &mut signals, notifier).await;
         daemon.shutdown();
         Ok(())
     })

@@ -207,10 +207,9 @@ impl Daemon {
         }
     }
 
-    /// Logs the counters that moved since the last call at `debug`; returns
-    /// the line (empty when nothing moved). Roles share the counter names;
-    /// a node running several logs their sum.
-    pub fn log_counters(&mut self) -> String {
+    /// The counters of every role that has some, summed; `None` when no
+    /// role counts packets (read errors are logged).
+    pub fn counters(&self) -> Option<Counters> {
         let mut now: Option<Counters> = None;
         for role in &self.roles {
             match role.counters() {
@@ -219,7 +218,14 @@ impl Daemon {
                 None => {}
             }
         }
-        let Some(now) = now else {
+        now
+    }
+
+    /// Logs the counters that moved since the last call at `debug`; returns
+    /// the line (empty when nothing moved). Roles share the counter names;
+    /// a node running several logs their sum.
+    pub fn log_counters(&mut self) -> String {
+        let Some(now) = self.counters() else {
             return String::new();
         };
         let line = counters::moved_line(self.last_counters.as_ref(), &now);
