@@ -8,6 +8,7 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracing::{error, info};
 
 use super::supervisor::Daemon;
+use crate::api::server::Inbox;
 
 /// Conntrack sweep period.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(10);
@@ -52,8 +53,9 @@ pub fn next_deadline(daemon: &Daemon) -> tokio::time::Instant {
     tokio::time::Instant::from_std(daemon.poll_timeout().unwrap_or(far))
 }
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn run(daemon: &mut Daemon, signals: &mut Signals) {
+/// Runs until SIGTERM or SIGINT; answers the operator socket's requests
+/// (`inbox`) between the other events.
+pub async fn run(daemon: &mut Daemon, signals: &mut Signals, inbox: &mut Inbox) {
     let mut sweep = ticker(SWEEP_PERIOD);
     let mut events = ticker(EVENTS_PERIOD);
     let mut counters = ticker(COUNTERS_PERIOD);
@@ -68,6 +70,9 @@ pub async fn run(daemon: &mut Daemon, signals: &mut Signals) {
             _ = tokio::time::sleep_until(deadline) => daemon.poll(Instant::now()),
             _ = wake.notified() => daemon.poll(Instant::now()),
             _ = housekeeping.tick() => daemon.housekeeping(),
+            (request, reply) = inbox.recv() => {
+                let _ = reply.send(crate::api::handle::answer(daemon, request));
+            }
             _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {}", daemon.config_path().display());
                 if let Err(e) = daemon.reload() {

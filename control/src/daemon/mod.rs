@@ -203,9 +203,21 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
             wake: Arc::new(Notify::new()),
         };
         let roles = registry::load(&config, &ctx)?;
+        let api_socket = config.node.api_socket.clone();
         let mut daemon = Daemon::start(roles, config_path, config, ctx.wake)?;
+        // The socket is the operator's convenience: the gateway runs without it.
+        let mut inbox = match crate::api::server::start(&api_socket) {
+            Ok(inbox) => {
+                info!("operator socket on {}", api_socket.display());
+                inbox
+            }
+            Err(e) => {
+                tracing::warn!("{e}: `kowabunga` cannot reach this daemon (flows and drops still work from the pinned maps)");
+                crate::api::server::Inbox::closed()
+            }
+        };
         info!("{READY_LINE}");
-        main_loop::run(&mut daemon, &mut signals).await;
+        main_loop::run(&mut daemon, &mut signals, &mut inbox).await;
         daemon.shutdown();
         Ok(())
     })

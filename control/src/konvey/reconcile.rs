@@ -151,6 +151,10 @@ pub struct BackendStatus {
     pub state: State,
     /// Live flows (known for draining backends only).
     pub flows: Option<usize>,
+    /// When it entered its state (`None` for a draining backend).
+    pub since: Option<Instant>,
+    /// Its last probe.
+    pub last_probe: Option<super::health::LastProbe>,
 }
 
 /// The Konvey control loop's state: desired services, health checks,
@@ -510,6 +514,8 @@ impl<E: KonveyEngine> Balancer<E> {
                 backend: key.backend,
                 state: check.health.state(),
                 flows: None,
+                since: Some(check.health.since()),
+                last_probe: check.health.last_probe().cloned(),
             })
             .collect();
         out.extend(self.draining.iter().map(|(backend, flows)| BackendStatus {
@@ -518,8 +524,15 @@ impl<E: KonveyEngine> Balancer<E> {
             backend: *backend,
             state: State::Draining,
             flows: *flows,
+            since: None,
+            last_probe: None,
         }));
         out
+    }
+
+    /// The configured services with their endpoint names.
+    pub fn services(&self) -> impl Iterator<Item = (ServiceKey, &str)> + '_ {
+        self.services.iter().map(|(k, s)| (*k, s.name.as_str()))
     }
 
     /// The draining backends and their last known flow counts.
