@@ -15,6 +15,7 @@
 //! | [`ipsec`] | IPsec peering: connections and strongSwan proposals |
 //! | [`api`] | the operator socket: versioned JSON lines between `kowabunga` and the daemon |
 //! | [`cli`] | `kowabunga`, the operator's command line |
+//! | [`metrics`] | the Prometheus endpoint (`node.metrics.listen`) |
 //! | [`daemon`] | `kowabungad`'s command line, start-up, registry of roles, supervisor loop, node discovery |
 
 pub mod api;
@@ -25,5 +26,6 @@ pub mod ipsec;
 pub mod kawaii;
 pub mod kiwi;
 pub mod konvey;
+pub mod metrics;
 pub mod role;
 pub mod vrrp;

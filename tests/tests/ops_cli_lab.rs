@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use kowabunga_testkit::privileged;
-use kowabunga_tests::lab::konvey::{distribution, KonveyLab, TCP_PORT, VIP};
+use kowabunga_tests::lab::konvey::{distribution, KonveyLab, METRICS_PORT, TCP_PORT, VIP};
 use kowabunga_tests::lab::traffic::{run_bounded, Agent, Finished};
 use kowabunga_tests::lab::{find_kowabunga, find_kowabungad};
 
@@ -46,6 +46,28 @@ fn flow_rows(out: &Finished) -> Vec<&str> {
         .skip(1)
         .filter(|l| l.starts_with("konvey ") || l.starts_with("kawaii "))
         .collect()
+}
+
+/// `(name, labels, value)` of every sample line of an OpenMetrics page.
+fn parse_metrics(body: &str) -> Result<Vec<(String, String, f64)>> {
+    let mut out = Vec::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .with_context(|| format!("no value: {line}"))?;
+        let value: f64 = value
+            .parse()
+            .with_context(|| format!("bad value: {line}"))?;
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        out.push((name.to_owned(), labels.to_owned(), value));
+    }
+    Ok(out)
 }
 
 #[test]
@@ -208,6 +230,53 @@ fn the_cli_reads_a_running_and_a_stopped_daemon() -> Result<()> {
         status["generation"] == 2 && status["reloads_failed"] == 1 && status["backends"] == 4 + 1,
         "the refused reload changed something: {status}"
     );
+
+    // the metrics endpoint, scraped with a plain TCP GET
+    let page = lab
+        .lb
+        .http_get(([127, 0, 0, 1], METRICS_PORT).into(), "/metrics")?;
+    ensure!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    let body = page.split("\r\n\r\n").nth(1).unwrap_or_default();
+    ensure!(
+        body.trim_end().ends_with("# EOF"),
+        "not OpenMetrics:\n{body}"
+    );
+    let samples = parse_metrics(body)?;
+    let value = |name: &str, has: &[&str]| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && has.iter().all(|h| l.contains(h)))
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    for (name, has) in [
+        (
+            "kowabunga_xdp_packets_total",
+            &["reason=\"fwd_redirect\"", "role=\"konvey\""][..],
+        ),
+        (
+            "kowabunga_xdp_bytes_total",
+            &["reason=\"fwd_redirect\""][..],
+        ),
+        ("kowabunga_konvey_backend_up", &["state=\"up\""][..]),
+        ("kowabunga_konvey_probe_latency_seconds_count", &[][..]),
+        ("kowabunga_reloads_total", &["result=\"ok\""][..]),
+        ("kowabunga_reloads_total", &["result=\"failed\""][..]),
+        ("kowabunga_build_info", &[][..]),
+        ("kowabunga_conntrack_capacity", &["role=\"konvey\""][..]),
+    ] {
+        ensure!(value(name, has) > 0.0, "{name}{has:?} is not > 0:\n{body}");
+    }
+    ensure!(value("kowabunga_config_generation", &[]) == 2.0, "{body}");
+    println!(
+        "metrics: {} samples, fwd_redirect {} packets",
+        samples.len(),
+        value("kowabunga_xdp_packets_total", &["reason=\"fwd_redirect\""])
+    );
+    let page = lab
+        .lb
+        .http_get(([127, 0, 0, 1], METRICS_PORT).into(), "/")?;
+    ensure!(page.starts_with("HTTP/1.1 404"), "{page}");
 
     // the daemon stopped: the pinned maps still answer
     lab.stop_daemon();

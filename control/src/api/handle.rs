@@ -38,6 +38,12 @@ pub fn answer(daemon: &mut Daemon, request: Request) -> ResponseMsg {
             Some(role) => ResponseMsg::ok(Answer::Dns(role.status())),
             None => no_role("kiwi"),
         },
+        Request::Metrics => {
+            let recorder = daemon.take_recorder();
+            let page = crate::metrics::render(daemon, &recorder);
+            daemon.put_recorder(recorder);
+            ResponseMsg::ok(Answer::Metrics(page))
+        }
         Request::Reload => match daemon.reload_report() {
             Ok(changed) => ResponseMsg::ok(Answer::Reload(ReloadDone {
                 generation: daemon.generation(),

@@ -27,11 +27,12 @@ pub type Pending = (Request, oneshot::Sender<ResponseMsg>);
 #[derive(Debug)]
 pub struct Inbox {
     rx: mpsc::Receiver<Pending>,
+    tx: mpsc::Sender<Pending>,
     path: Option<PathBuf>,
 }
 
 impl Inbox {
-    /// The next request (pending forever when the server is gone).
+    /// The next request.
     pub async fn recv(&mut self) -> Pending {
         match self.rx.recv().await {
             Some(p) => p,
@@ -42,8 +43,13 @@ impl Inbox {
     /// An inbox no request ever reaches (the socket could not be bound:
     /// the daemon runs on without it).
     pub fn closed() -> Self {
-        let (_, rx) = mpsc::channel(1);
-        Inbox { rx, path: None }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Inbox { rx, tx, path: None }
+    }
+
+    /// Another way in (the metrics listener asks through it).
+    pub fn sender(&self) -> mpsc::Sender<Pending> {
+        self.tx.clone()
     }
 
     /// The socket's path (`None` for [`Inbox::closed`]).
@@ -85,9 +91,10 @@ pub fn start(path: &Path) -> Result<Inbox, ApiError> {
     let listener = UnixListener::bind(path).map_err(bind_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(accept_loop(listener, tx));
+    tokio::spawn(accept_loop(listener, tx.clone()));
     Ok(Inbox {
         rx,
+        tx,
         path: Some(path.to_owned()),
     })
 }

@@ -54,6 +54,8 @@ pub enum Request {
     Dns,
     /// Re-read and apply the configuration file (as `SIGHUP`).
     Reload,
+    /// The Prometheus page (the metrics listener asks it; so may the CLI).
+    Metrics,
 }
 
 /// Why the daemon could not answer.
@@ -264,6 +266,8 @@ pub enum Answer {
     Dns(Vec<String>),
     /// To [`Request::Reload`].
     Reload(ReloadDone),
+    /// To [`Request::Metrics`]: the OpenMetrics text.
+    Metrics(String),
 }
 
 /// A request on the wire.
@@ -366,6 +370,7 @@ mod tests {
             Request::Ipsec,
             Request::Dns,
             Request::Reload,
+            Request::Metrics,
         ] {
             let msg = RequestMsg {
                 v: API_VERSION,

@@ -216,6 +216,12 @@ fn serve(config_path: PathBuf, config: ValidConfig) -> anyhow::Result<()> {
                 crate::api::server::Inbox::closed()
             }
         };
+        if let Some(addr) = daemon.config().node.metrics_listen {
+            match crate::metrics::http::start(addr, inbox.sender()).await {
+                Ok(bound) => info!("metrics on http://{bound}/metrics"),
+                Err(e) => tracing::warn!("{e}: no metrics"),
+            }
+        }
         info!("{READY_LINE}");
         main_loop::run(&mut daemon, &mut signals, &mut inbox).await;
         daemon.shutdown();

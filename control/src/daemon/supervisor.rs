@@ -29,6 +29,7 @@ pub struct Daemon {
     reloads: (u64, u64),
     last_sweep: Vec<(&'static str, usize)>,
     recent_drops: VecDeque<(&'static str, DropEvent)>,
+    recorder: Option<crate::metrics::Recorder>,
 }
 
 /// Drop events kept for `kowabunga drops`.
@@ -67,6 +68,7 @@ impl Daemon {
             reloads: (0, 0),
             last_sweep: Vec::new(),
             recent_drops: VecDeque::new(),
+            recorder: Some(crate::metrics::Recorder::default()),
         };
         daemon.log_applied();
         for role in &mut daemon.roles {
@@ -217,6 +219,17 @@ impl Daemon {
         self.recent_drops.iter()
     }
 
+    /// Takes the metrics' state out (to render with `&mut self`); give it
+    /// back with [`Daemon::put_recorder`].
+    pub fn take_recorder(&mut self) -> crate::metrics::Recorder {
+        self.recorder.take().unwrap_or_default()
+    }
+
+    /// Gives the metrics' state back.
+    pub fn put_recorder(&mut self, recorder: crate::metrics::Recorder) {
+        self.recorder = Some(recorder);
+    }
+
     /// The configuration running now.
     pub fn config(&self) -> &ValidConfig {
         &self.current
@@ -294,11 +307,15 @@ impl Daemon {
         }
     }
 
-    /// Every role's housekeeping (retries, draining counts).
+    /// Every role's housekeeping (retries, draining counts); probe
+    /// latencies move into the metrics' histogram.
     pub fn housekeeping(&mut self) {
         for role in &mut self.roles {
             role.housekeeping();
         }
+        let recorder = self.take_recorder();
+        recorder.collect_probes(self);
+        self.put_recorder(recorder);
     }
 
     /// Logs the counters that moved since the last call at `debug`; returns
