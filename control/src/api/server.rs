@@ -161,3 +161,102 @@ async fn ask(tx: &mpsc::Sender<Pending>, request: Request) -> ResponseMsg {
         .await
         .unwrap_or_else(|_| ResponseMsg::err(ErrorKind::Runtime, "the daemon dropped the request"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::client;
+    use crate::api::wire::{Answer, ReloadDone};
+    use std::io::{BufRead as _, Write as _};
+
+    fn temp_socket(tag: &str) -> PathBuf {
+        std::env::temp_dir()
+            .join(format!("kw-api-{tag}-{}", std::process::id()))
+            .join("kowabungad.sock")
+    }
+
+    /// A loop that answers every request with a reload of generation 7.
+    async fn answer_all(mut inbox: Inbox) {
+        loop {
+            let (request, reply) = inbox.recv().await;
+            let answer = match request {
+                Request::Reload => ResponseMsg::ok(Answer::Reload(ReloadDone {
+                    generation: 7,
+                    changed: vec![],
+                })),
+                _ => ResponseMsg::err(ErrorKind::NoRole, "this node does not run it"),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    #[test]
+    fn the_socket_is_root_only_and_answers_versioned_lines() -> anyhow::Result<()> {
+        let path = temp_socket("rt");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let inbox = rt.block_on(async { start(&path) })?;
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().expect("a parent"))?
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        // a second daemon on the same path is refused, the first keeps it
+        assert!(matches!(
+            rt.block_on(async { start(&path) }),
+            Err(ApiError::InUse(_))
+        ));
+        rt.spawn(answer_all(inbox));
+
+        // the CLI's client, twice on fresh connections
+        for _ in 0..2 {
+            match client::ask(&path, Request::Reload) {
+                Ok(Answer::Reload(r)) => assert_eq!(r.generation, 7),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        match client::ask(&path, Request::Vrrp) {
+            Err(ApiError::Daemon(e)) => assert_eq!(e.kind, ErrorKind::NoRole),
+            other => panic!("unexpected {other:?}"),
+        }
+
+        // raw lines: another version and garbage get clear errors, the
+        // connection stays usable
+        let stream = std::os::unix::net::UnixStream::connect(&path)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        let mut reader = std::io::BufReader::new(stream.try_clone()?);
+        let mut ask_raw = |line: &str| -> anyhow::Result<String> {
+            (&stream).write_all(line.as_bytes())?;
+            let mut answer = String::new();
+            reader.read_line(&mut answer)?;
+            Ok(answer)
+        };
+        let answer = ask_raw("{\"v\":2,\"request\":\"status\"}\n")?;
+        assert!(answer.contains("\"bad_request\""), "{answer}");
+        assert!(
+            answer.contains("protocol version 2 is not supported"),
+            "{answer}"
+        );
+        let answer = ask_raw("hello\n")?;
+        assert!(answer.contains("malformed message"), "{answer}");
+        let answer = ask_raw("{\"v\":1,\"request\":\"reload\"}\n")?;
+        assert!(answer.contains("\"generation\":7"), "{answer}");
+
+        drop(rt);
+        let _ = std::fs::remove_dir_all(path.parent().expect("a parent"));
+        Ok(())
+    }
+
+    #[test]
+    fn no_daemon_is_unreachable() {
+        let path = temp_socket("none");
+        assert!(matches!(
+            client::ask(&path, Request::Status),
+            Err(ApiError::Unreachable { .. })
+        ));
+    }
+}
