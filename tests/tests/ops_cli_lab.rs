@@ -264,6 +264,11 @@ fn the_cli_reads_a_running_and_a_stopped_daemon() -> Result<()> {
         ("kowabunga_reloads_total", &["result=\"failed\""][..]),
         ("kowabunga_build_info", &[][..]),
         ("kowabunga_conntrack_capacity", &["role=\"konvey\""][..]),
+        ("kowabunga_snat_ports_in_use", &["address=\"10.0.0.5\""][..]),
+        (
+            "kowabunga_konvey_backend_active_flows",
+            &["backend=\"10.0.0.11:7000\""][..],
+        ),
     ] {
         ensure!(value(name, has) > 0.0, "{name}{has:?} is not > 0:\n{body}");
     }

@@ -25,6 +25,7 @@ use prometheus_client::registry::Registry;
 use thiserror::Error;
 
 use crate::daemon::Daemon;
+use crate::kawaii::role::KawaiiRole;
 use crate::konvey::role::KonveyRole;
 use crate::vrrp::role::VrrpRole;
 
@@ -86,6 +87,55 @@ impl Recorder {
                     .observe(latency.as_secs_f64());
             }
         }
+    }
+}
+
+/// What one pass over a role's conntrack finds: SNAT source ports in use
+/// per translated source address, and flows per translated destination
+/// (Konvey: per backend).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CtScan {
+    /// Translated source address -> flows (one SNAT port each).
+    pub snat_ports: std::collections::BTreeMap<std::net::Ipv4Addr, u64>,
+    /// `addr:port` of the translated destination -> flows.
+    pub destinations: std::collections::BTreeMap<(std::net::Ipv4Addr, u16), u64>,
+}
+
+impl CtScan {
+    /// Counts one entry (reply-direction entries are skipped: one per flow).
+    pub fn add(&mut self, value: &kowabunga_bindings::kw_ct_value) {
+        use kowabunga_bindings::{KW_CT_F_DNAT, KW_CT_F_REPLY, KW_CT_F_SNAT};
+        let flags = u32::from(value.flags);
+        if flags & KW_CT_F_REPLY != 0 {
+            return;
+        }
+        if flags & KW_CT_F_SNAT != 0 {
+            *self
+                .snat_ports
+                .entry(u32::from_be(value.nat_saddr).into())
+                .or_default() += 1;
+        }
+        if flags & KW_CT_F_DNAT != 0 {
+            let to = (
+                u32::from_be(value.nat_daddr).into(),
+                u16::from_be(value.nat_dport),
+            );
+            *self.destinations.entry(to).or_default() += 1;
+        }
+    }
+
+    /// Scans `tables` batch by batch (never the whole table in memory).
+    pub fn of(tables: &[kowabunga_dataplane::conntrack::CtTable]) -> Self {
+        let mut scan = CtScan::default();
+        for table in tables {
+            let _ = table.for_each_batch(|batch| {
+                for (_, v) in batch {
+                    scan.add(v);
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+        }
+        scan
     }
 }
 
@@ -169,6 +219,42 @@ pub fn render(daemon: &mut Daemon, recorder: &Recorder) -> String {
             .set(2 * i64::from(per_table));
     }
 
+    // One pass over each role's conntrack: SNAT ports and backend flows.
+    let snat = gauge_family(
+        &mut registry,
+        "snat_ports_in_use",
+        "Flows (one source port each) translated to each source address",
+    );
+    let mut scans = Vec::new();
+    if let Some(kawaii) = daemon.role::<KawaiiRole>() {
+        if let Ok(tables) = kawaii.engine().object().conntrack_tables() {
+            scans.push(("kawaii", CtScan::of(&tables)));
+        }
+    }
+    if let Some(konvey) = daemon.role::<KonveyRole>() {
+        if let Ok(tables) = konvey.balancer().engine().object().conntrack_tables() {
+            scans.push(("konvey", CtScan::of(&tables)));
+        }
+    }
+    for (role, scan) in &scans {
+        for (addr, n) in &scan.snat_ports {
+            snat.get_or_create(&labels(&[("role", role), ("address", &addr.to_string())]))
+                .set(*n as i64);
+        }
+    }
+    let active = gauge_family(
+        &mut registry,
+        "konvey_backend_active_flows",
+        "Konvey flows to each backend in conntrack now",
+    );
+    if let Some((_, scan)) = scans.iter().find(|(r, _)| *r == "konvey") {
+        for ((addr, port), n) in &scan.destinations {
+            active
+                .get_or_create(&labels(&[("backend", &format!("{addr}:{port}"))]))
+                .set(*n as i64);
+        }
+    }
+
     // Konvey backends.
     let up = gauge_family(
         &mut registry,
@@ -248,4 +334,46 @@ pub fn render(daemon: &mut Daemon, recorder: &Recorder) -> String {
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kowabunga_bindings::{kw_ct_value, KW_CT_F_DNAT, KW_CT_F_REPLY, KW_CT_F_SNAT};
+
+    #[test]
+    fn a_scan_counts_flows_once_by_source_and_destination() {
+        let be = |a: [u8; 4]| u32::from_be_bytes(a).to_be();
+        let orig = kw_ct_value {
+            nat_saddr: be([10, 0, 0, 5]),
+            nat_daddr: be([10, 0, 0, 11]),
+            nat_dport: 7000u16.to_be(),
+            flags: (KW_CT_F_SNAT | KW_CT_F_DNAT) as u8,
+            ..Default::default()
+        };
+        let reply = kw_ct_value {
+            flags: (KW_CT_F_SNAT | KW_CT_F_DNAT | KW_CT_F_REPLY) as u8,
+            ..orig
+        };
+        let snat_only = kw_ct_value {
+            nat_saddr: be([203, 0, 113, 10]),
+            flags: KW_CT_F_SNAT as u8,
+            ..Default::default()
+        };
+        let mut scan = CtScan::default();
+        for v in [orig, reply, orig, snat_only] {
+            scan.add(&v);
+        }
+        assert_eq!(
+            scan.snat_ports.into_iter().collect::<Vec<_>>(),
+            [
+                (std::net::Ipv4Addr::new(10, 0, 0, 5), 2),
+                (std::net::Ipv4Addr::new(203, 0, 113, 10), 1)
+            ]
+        );
+        assert_eq!(
+            scan.destinations.into_iter().collect::<Vec<_>>(),
+            [((std::net::Ipv4Addr::new(10, 0, 0, 11), 7000), 2)]
+        );
+    }
 }

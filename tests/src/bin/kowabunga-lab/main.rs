@@ -534,13 +534,13 @@ fn operator_view(lab: &KonveyLab, report: &mut Report) -> Result<()> {
         kowabunga_tests::lab::konvey::METRICS_PORT
     );
     section(&format!(
-        "curl {url} (in the Konvey node; kowabunga_ lines, no buckets)"
+        "curl {url} (in the Konvey node; kowabunga_ lines, no buckets, no zeros)"
     ))?;
     let out = lab.lb.run("curl", &["-sS", "--max-time", "5", &url])?;
     let body = String::from_utf8_lossy(&out.stdout);
     for line in body
         .lines()
-        .filter(|l| l.starts_with("kowabunga_") && !l.contains("_bucket{"))
+        .filter(|l| l.starts_with("kowabunga_") && !l.contains("_bucket{") && !l.ends_with(" 0"))
         .take(40)
     {
         println!("  {line}");
