@@ -617,4 +617,31 @@ mod tests {
         assert_eq!(State::Down.as_str(), "down");
         assert_eq!(State::Draining.to_string(), "draining");
     }
+
+    #[test]
+    fn the_last_probe_and_the_state_age_are_kept() {
+        let mut sim = Sim::new(cfg(1, 2));
+        assert!(sim.health.last_probe().is_none());
+        assert_eq!(sim.health.since(), sim.t0);
+        sim.probe(Some(Outcome::Success), 3 * MS);
+        let last = sim.health.last_probe().cloned().expect("one probe ended");
+        assert_eq!((last.latency, last.failure), (3 * MS, None));
+        assert_eq!(sim.health.since(), sim.t0, "no transition yet");
+        sim.probe(Some(Outcome::failure("connection refused")), 7 * MS);
+        sim.probe(Some(Outcome::failure("connection refused")), 9 * MS);
+        assert_eq!(sim.health.state(), State::Down);
+        let last = sim
+            .health
+            .last_probe()
+            .cloned()
+            .expect("three probes ended");
+        assert_eq!(last.latency, 9 * MS);
+        assert_eq!(last.failure.as_deref(), Some("connection refused"));
+        assert_eq!(sim.health.since(), last.at, "down since the failing probe");
+        // a timed-out probe lasts its timeout
+        sim.probe(None, Duration::ZERO);
+        let last = sim.health.last_probe().cloned().expect("a timeout");
+        assert_eq!(last.latency, 500 * MS);
+        assert!(last.failure.is_some_and(|f| f.contains("no answer")));
+    }
 }
