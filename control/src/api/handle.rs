@@ -165,7 +165,13 @@ fn backends(daemon: &Daemon) -> Option<Backends> {
     let balancer = role.balancer();
     let now = Instant::now();
     // One pass over conntrack: the flows of every backend.
-    let flows = crate::konvey::engine::KonveyEngine::flows_by_backend(balancer.engine()).ok();
+    // One batched pass over conntrack: the flows of every backend.
+    let flows = balancer
+        .engine()
+        .object()
+        .conntrack_tables()
+        .ok()
+        .map(|tables| crate::metrics::CtScan::of(&tables).destinations);
     let services = balancer
         .services()
         .map(|(key, name)| ServiceInfo {
@@ -197,7 +203,11 @@ fn backends(daemon: &Daemon) -> Option<Backends> {
             }),
             active_flows: flows
                 .as_ref()
-                .map(|f| f.get(&b.backend).copied().unwrap_or(0) as u64)
+                .map(|f| {
+                    f.get(&(b.backend.addr, b.backend.port))
+                        .copied()
+                        .unwrap_or(0)
+                })
                 .or(b.flows.map(|n| n as u64)),
             total_flows: None,
         })
