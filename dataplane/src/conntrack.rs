@@ -332,6 +332,24 @@ impl CtTable {
     /// The batch lookup failed.
     pub fn entries(&self) -> Result<Vec<Entry>, Error> {
         let mut out = Vec::new();
+        self.for_each_batch(|batch| {
+            out.extend_from_slice(batch);
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands the entries to `f` one batch (up to 8192 entries) at a time,
+    /// until the table ends or `f` breaks: a reader that stops early (a
+    /// bounded listing) never holds more than one batch.
+    ///
+    /// # Errors
+    /// The batch lookup failed.
+    pub fn for_each_batch(
+        &self,
+        mut f: impl FnMut(&[Entry]) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
         let mut keys = vec![kw_ct_key::default(); BATCH];
         let mut values = vec![kw_ct_value::default(); BATCH];
         let (mut token, mut next) = (0u64, 0u64);
@@ -352,11 +370,15 @@ impl CtTable {
             };
             let rc = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
             let n = (attr.count as usize).min(BATCH);
-            out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
-            match rc {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            batch.clear();
+            batch.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+            let end = match rc {
+                Ok(()) => false,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
                 Err(e) => return Err(self.err("batch lookup")(e)),
+            };
+            if f(&batch).is_break() || end {
+                return Ok(());
             }
             token = next;
             first = false;

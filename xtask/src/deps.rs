@@ -226,6 +226,11 @@ const PACKAGES: &[Package] = &[
         group: Group::Nft,
     },
     Package {
+        name: "curl",
+        why: "the lab scrapes kowabungad's metrics endpoint (node.metrics.listen)",
+        group: Group::Lab,
+    },
+    Package {
         name: "tcpdump",
         why: "captures on the lab's Internet side (no private source ever leaves)",
         group: Group::Lab,
@@ -868,6 +873,7 @@ mod tests {
                 "procps",
                 "ethtool",
                 "nftables",
+                "curl",
                 "tcpdump",
                 // the lab's IPsec part: charon, swanctl, userspace ESP, DH groups
                 "strongswan-charon",

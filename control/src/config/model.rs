@@ -112,6 +112,12 @@ pub struct Node {
     /// (optional, see [`crate::ipsec::node`]).
     #[serde(default)]
     pub ipsec: crate::ipsec::node::NodeIpsec,
+    /// The operator socket (optional, see [`super::node::NodeApi`]).
+    #[serde(default)]
+    pub api: super::node::NodeApi,
+    /// The Prometheus endpoint (optional, see [`super::node::NodeMetrics`]).
+    #[serde(default)]
+    pub metrics: super::node::NodeMetrics,
 }
 
 /// The interfaces of the node, by role.

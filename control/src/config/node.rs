@@ -3,7 +3,10 @@
 //! `node.vrrp`) validated by the role.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 use kowabunga_bindings::KW_MAX_PEERINGS;
 
@@ -50,6 +53,30 @@ pub struct ValidNode {
     pub vrrp: Vec<crate::vrrp::config::Instance>,
     /// How to reach charon.
     pub ipsec: crate::ipsec::node::NodeIpsec,
+    /// The operator socket (`node.api.socket`).
+    pub api_socket: PathBuf,
+    /// The Prometheus listener (`node.metrics.listen`), off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `node.api`: where `kowabunga` reaches the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeApi {
+    /// The Unix socket (default `/run/kowabunga/kowabungad.sock`), mode
+    /// 0600.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+}
+
+/// `node.metrics`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeMetrics {
+    /// `address:port` serving `GET /metrics` (e.g. `127.0.0.1:9465`);
+    /// no listener when absent.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// Validates the `node` section (and which sections the file has).
@@ -141,6 +168,17 @@ pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
     }
 
     let nat_ports = parse_range("node.nat_port_range", &node.nat_port_range)?;
+    let api_socket = node
+        .api
+        .socket
+        .clone()
+        .unwrap_or_else(|| crate::api::default_socket(node.netns.as_deref()));
+    if !api_socket.is_absolute() {
+        return err(
+            "node.api.socket",
+            ErrorKind::NotAbsolute(api_socket.display().to_string()),
+        );
+    }
 
     if let Some(entries) = node.conntrack_entries {
         if entries == 0 || entries > MAX_CONNTRACK_ENTRIES {
@@ -176,6 +214,8 @@ pub fn validate_node(config: &Config) -> Result<ValidNode, ValidationError> {
                 kind: ErrorKind::Vrrp(e.message()),
             })?,
         ipsec: crate::ipsec::node::validate_node_ipsec(&node.ipsec)?,
+        api_socket,
+        metrics_listen: node.metrics.listen,
     })
 }
 

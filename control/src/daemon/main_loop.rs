@@ -10,6 +10,7 @@ use tracing::{error, info};
 use super::notify::Notifier;
 use super::supervisor::Daemon;
 use super::traffic::{TrafficSummary, TRAFFIC_PERIOD};
+use crate::api::server::Inbox;
 
 /// Conntrack sweep period.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(10);
@@ -60,10 +61,11 @@ pub fn next_deadline(daemon: &Daemon) -> tokio::time::Instant {
     tokio::time::Instant::from_std(daemon.poll_timeout().unwrap_or(far))
 }
 
-/// Runs until SIGTERM or SIGINT; tells systemd about reloads and the stop
-/// through `notify`, and feeds its watchdog from this loop (a stuck loop
-/// stops feeding it).
-pub async fn run(daemon: &mut Daemon, signals: &mut Signals, notify: &Notifier) {
+/// Runs until SIGTERM or SIGINT; answers the operator socket's requests
+/// (`inbox`) between the other events; tells systemd about reloads and the
+/// stop through `notify`, and feeds its watchdog from this loop (a stuck
+/// loop stops feeding it).
+pub async fn run(daemon: &mut Daemon, signals: &mut Signals, notify: &Notifier, inbox: &mut Inbox) {
     let watchdog_period = notify.watchdog_period();
     let mut watchdog = ticker(watchdog_period.unwrap_or(Duration::from_secs(3600)));
     let mut traffic_tick = ticker(TRAFFIC_PERIOD);
@@ -82,6 +84,9 @@ pub async fn run(daemon: &mut Daemon, signals: &mut Signals, notify: &Notifier) 
             _ = tokio::time::sleep_until(deadline) => daemon.poll(Instant::now()),
             _ = wake.notified() => daemon.poll(Instant::now()),
             _ = housekeeping.tick() => daemon.housekeeping(),
+            (request, reply) = inbox.recv() => {
+                let _ = reply.send(crate::api::handle::answer(daemon, request));
+            }
             _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {}", daemon.config_path().display());
                 notify.reloading();

@@ -241,10 +241,28 @@ fn serve(
             wake: Arc::new(Notify::new()),
         };
         let roles = registry::load(&config, &ctx)?;
+        let api_socket = config.node.api_socket.clone();
         let mut daemon = Daemon::start(roles, config_path, config, ctx.wake)?;
+        // The socket is the operator's convenience: the gateway runs without it.
+        let mut inbox = match crate::api::server::start(&api_socket) {
+            Ok(inbox) => {
+                info!("operator socket on {}", api_socket.display());
+                inbox
+            }
+            Err(e) => {
+                tracing::warn!("{e}: `kowabunga` cannot reach this daemon (flows and drops still work from the pinned maps)");
+                crate::api::server::Inbox::closed()
+            }
+        };
+        if let Some(addr) = daemon.config().node.metrics_listen {
+            match crate::metrics::http::start(addr, inbox.sender()).await {
+                Ok(bound) => info!("metrics on http://{bound}/metrics"),
+                Err(e) => tracing::warn!("{e}: no metrics"),
+            }
+        }
         info!("{READY_LINE}");
         notifier.ready(&main_loop::ready_status(&daemon));
-        main_loop::run(&mut daemon, &mut signals, notifier).await;
+        main_loop::run(&mut daemon, &mut signals, notifier, &mut inbox).await;
         daemon.shutdown();
         Ok(())
     })

@@ -2,11 +2,12 @@
 //! they run, with the operations the loop calls (reload, sweep, events,
 //! counters, status). It knows roles only through [`Role`].
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kowabunga_dataplane::Counters;
+use kowabunga_dataplane::{Counters, DropEvent};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
@@ -23,7 +24,16 @@ pub struct Daemon {
     current: ValidConfig,
     last_counters: Option<Counters>,
     wake: Arc<Notify>,
+    started: Instant,
+    generation: u64,
+    reloads: (u64, u64),
+    last_sweep: Vec<(&'static str, usize)>,
+    recent_drops: VecDeque<(&'static str, DropEvent)>,
+    recorder: Option<crate::metrics::Recorder>,
 }
+
+/// Drop events kept for `kowabunga drops`.
+pub const RECENT_DROPS: usize = 32;
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,6 +63,12 @@ impl Daemon {
             current: config,
             last_counters: None,
             wake,
+            started: Instant::now(),
+            generation: 1,
+            reloads: (0, 0),
+            last_sweep: Vec::new(),
+            recent_drops: VecDeque::new(),
+            recorder: Some(crate::metrics::Recorder::default()),
         };
         daemon.log_applied();
         for role in &mut daemon.roles {
@@ -76,6 +92,34 @@ impl Daemon {
     /// # Errors
     /// [`ReloadError`]; the previous configuration stays active.
     pub fn reload(&mut self) -> Result<(), ReloadError> {
+        self.reload_report().map(drop)
+    }
+
+    /// [`Daemon::reload`], returning the summary lines of the roles whose
+    /// summary changed (the operator socket's `reload`); counts the reload
+    /// as applied or refused.
+    ///
+    /// # Errors
+    /// [`ReloadError`]; the previous configuration stays active.
+    pub fn reload_report(&mut self) -> Result<Vec<String>, ReloadError> {
+        let before: Vec<String> = self.roles.iter().map(|r| r.summary()).collect();
+        let result = self.reload_timed();
+        match result {
+            Ok(()) => self.reloads.0 += 1,
+            Err(_) => self.reloads.1 += 1,
+        }
+        result?;
+        Ok(self
+            .roles
+            .iter()
+            .zip(before)
+            .map(|(r, old)| (r.summary(), old))
+            .filter(|(new, old)| new != old && !new.is_empty())
+            .map(|(new, _)| new)
+            .collect())
+    }
+
+    fn reload_timed(&mut self) -> Result<(), ReloadError> {
         let started = Instant::now();
         let new = config::load(&self.config_path)?;
         let validated = started.elapsed();
@@ -113,6 +157,16 @@ impl Daemon {
                 field: "node.bpffs",
             });
         }
+        if old.api_socket != next.api_socket {
+            return Err(ReloadError::NeedsRestart {
+                field: "node.api.socket",
+            });
+        }
+        if old.metrics_listen != next.metrics_listen {
+            return Err(ReloadError::NeedsRestart {
+                field: "node.metrics.listen",
+            });
+        }
         if old.conntrack_entries != next.conntrack_entries {
             return Err(ReloadError::NeedsRestart {
                 field: "node.conntrack_entries",
@@ -132,8 +186,48 @@ impl Daemon {
             role.reload(&new)?;
         }
         self.current = new;
+        self.generation += 1;
         self.log_applied();
         Ok(())
+    }
+
+    /// The applied configuration's generation: 1 at start, +1 per reload
+    /// applied.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Reloads applied and refused since start.
+    pub fn reloads(&self) -> (u64, u64) {
+        self.reloads
+    }
+
+    /// When the daemon started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Entries scanned by each role's last finished conntrack sweep (both
+    /// tables).
+    pub fn last_sweep(&self) -> &[(&'static str, usize)] {
+        &self.last_sweep
+    }
+
+    /// The last [`RECENT_DROPS`] sampled drop events, oldest first, with
+    /// the role that read them.
+    pub fn recent_drops(&self) -> impl Iterator<Item = &(&'static str, DropEvent)> {
+        self.recent_drops.iter()
+    }
+
+    /// Takes the metrics' state out (to render with `&mut self`); give it
+    /// back with [`Daemon::put_recorder`].
+    pub fn take_recorder(&mut self) -> crate::metrics::Recorder {
+        self.recorder.take().unwrap_or_default()
+    }
+
+    /// Gives the metrics' state back.
+    pub fn put_recorder(&mut self, recorder: crate::metrics::Recorder) {
+        self.recorder = Some(recorder);
     }
 
     /// The configuration running now.
@@ -161,7 +255,16 @@ impl Daemon {
     /// Sweeps expired conntrack flows of every role; errors are logged.
     pub fn sweep(&mut self, now_ns: u64) {
         for role in &mut self.roles {
-            match role.sweep(now_ns) {
+            let result = role.sweep(now_ns);
+            if let Some(Ok(report)) = &result {
+                // a sweep still running reports nothing (scanned 0): keep the last
+                if report.scanned > 0 || report.elapsed > std::time::Duration::ZERO {
+                    let name = role.name();
+                    self.last_sweep.retain(|(n, _)| *n != name);
+                    self.last_sweep.push((name, report.scanned));
+                }
+            }
+            match result {
                 Some(Ok(report)) if report.flows_expired > 0 => debug!(
                     role = role.name(),
                     scanned = report.scanned,
@@ -183,6 +286,10 @@ impl Daemon {
             for event in role.drain_events() {
                 log_drop(&event);
                 n += 1;
+                if self.recent_drops.len() == RECENT_DROPS {
+                    self.recent_drops.pop_front();
+                }
+                self.recent_drops.push_back((role.name(), event));
             }
         }
         n
@@ -200,11 +307,15 @@ impl Daemon {
         }
     }
 
-    /// Every role's housekeeping (retries, draining counts).
+    /// Every role's housekeeping (retries, draining counts); probe
+    /// latencies move into the metrics' histogram.
     pub fn housekeeping(&mut self) {
         for role in &mut self.roles {
             role.housekeeping();
         }
+        let recorder = self.take_recorder();
+        recorder.collect_probes(self);
+        self.put_recorder(recorder);
     }
 
     /// The counters of every role that has some, summed; `None` when no

@@ -69,6 +69,20 @@ impl XdpEngine for Loaded<Kawaii> {
     fn counters(&self) -> anyhow::Result<Counters> {
         self.object.counters().context("cannot read the counters")
     }
+
+    fn attachments(&self) -> Vec<(String, String, String)> {
+        self.object
+            .attachments()
+            .map(|(ifname, role, mode)| {
+                let mode = crate::role::engine::mode_name(mode);
+                (
+                    ifname.to_owned(),
+                    role.program_name().to_owned(),
+                    mode.to_owned(),
+                )
+            })
+            .collect()
+    }
 }
 
 impl KawaiiEngine for Loaded<Kawaii> {

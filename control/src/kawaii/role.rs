@@ -227,6 +227,10 @@ impl<E: KawaiiEngine + 'static> Role for KawaiiRole<E> {
         Some(self.engine.counters())
     }
 
+    fn programs(&self) -> Vec<(String, String, String)> {
+        self.engine.attachments()
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

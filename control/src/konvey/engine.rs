@@ -148,6 +148,16 @@ impl XdpEngine for Loaded<Konvey> {
             .counters()
             .context("cannot read the Konvey counters")
     }
+
+    fn attachments(&self) -> Vec<(String, String, String)> {
+        self.object
+            .attachments()
+            .map(|(ifname, mode)| {
+                let mode = crate::role::engine::mode_name(mode);
+                (ifname.to_owned(), "konvey".to_owned(), mode.to_owned())
+            })
+            .collect()
+    }
 }
 
 /// A recording, in-memory Konvey dataplane for unit tests.

@@ -131,11 +131,28 @@ pub struct Transition {
     pub reason: String,
 }
 
+/// The last probe of a backend, for the operator (`kowabunga backends`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastProbe {
+    /// When it ended (an answer or its deadline).
+    pub at: Instant,
+    /// From start to end.
+    pub latency: Duration,
+    /// `None` for a success, else why it failed.
+    pub failure: Option<String>,
+}
+
 /// The health state machine of one backend.
 #[derive(Debug, Clone)]
 pub struct Health {
     config: HealthConfig,
     state: State,
+    /// When the backend entered its state.
+    since: Instant,
+    /// The last probe that ended.
+    last_probe: Option<LastProbe>,
+    /// When the probe in flight started.
+    probe_started: Option<Instant>,
     /// Successes in a row (counted while down).
     successes: u32,
     /// Failures in a row (counted while up).
@@ -153,6 +170,9 @@ impl Health {
         Health {
             config: sanitize(config),
             state: State::Up,
+            since: now,
+            last_probe: None,
+            probe_started: None,
             successes: 0,
             failures: 0,
             next_probe: Some(now),
@@ -164,6 +184,16 @@ impl Health {
     /// The current state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// When the backend entered its current state.
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// The last probe that ended.
+    pub fn last_probe(&self) -> Option<&LastProbe> {
+        self.last_probe.as_ref()
     }
 
     /// The timing and thresholds in use.
@@ -184,7 +214,7 @@ impl Health {
             self.next_probe = Some(next.min(now + self.config.interval));
         }
         // Lower thresholds may already be met.
-        match self.state {
+        let transition = match self.state {
             State::Up if self.failures >= self.config.fall => Some(self.go(
                 State::Down,
                 format!("{} failed probes in a row", self.failures),
@@ -194,7 +224,11 @@ impl Health {
                 format!("{} successful probes in a row", self.successes),
             )),
             _ => None,
+        };
+        if transition.is_some() {
+            self.since = now;
         }
+        transition
     }
 
     /// When the caller must call [`Health::poll_probe`] or
@@ -218,6 +252,7 @@ impl Health {
         let id = ProbeId(self.next_id);
         self.next_id += 1;
         self.in_flight = Some((id, now + self.config.timeout));
+        self.probe_started = Some(now);
         // Fixed rate; after a long stall (suspended process), not a burst.
         let mut next = due + self.config.interval;
         if next <= now {
@@ -243,13 +278,30 @@ impl Health {
     pub fn on_outcome(
         &mut self,
         id: ProbeId,
-        _now: Instant,
+        now: Instant,
         outcome: Outcome,
     ) -> Option<Transition> {
         match self.in_flight {
             Some((current, _)) if current == id => self.in_flight = None,
             _ => return None,
         }
+        let started = self.probe_started.take().unwrap_or(now);
+        self.last_probe = Some(LastProbe {
+            at: now,
+            latency: now.saturating_duration_since(started),
+            failure: match &outcome {
+                Outcome::Success => None,
+                Outcome::Failure(why) => Some(why.clone()),
+            },
+        });
+        let transition = self.on_outcome_state(outcome);
+        if transition.is_some() {
+            self.since = now;
+        }
+        transition
+    }
+
+    fn on_outcome_state(&mut self, outcome: Outcome) -> Option<Transition> {
         match (self.state, outcome) {
             (State::Draining, _) => None,
             (State::Up, Outcome::Success) => {
@@ -293,6 +345,7 @@ impl Health {
         }
         self.next_probe = None;
         self.in_flight = None;
+        self.since = Instant::now();
         Some(self.go(State::Draining, reason.into()))
     }
 
@@ -563,5 +616,32 @@ mod tests {
         assert_eq!(State::Up.to_string(), "up");
         assert_eq!(State::Down.as_str(), "down");
         assert_eq!(State::Draining.to_string(), "draining");
+    }
+
+    #[test]
+    fn the_last_probe_and_the_state_age_are_kept() {
+        let mut sim = Sim::new(cfg(1, 2));
+        assert!(sim.health.last_probe().is_none());
+        assert_eq!(sim.health.since(), sim.t0);
+        sim.probe(Some(Outcome::Success), 3 * MS);
+        let last = sim.health.last_probe().cloned().expect("one probe ended");
+        assert_eq!((last.latency, last.failure), (3 * MS, None));
+        assert_eq!(sim.health.since(), sim.t0, "no transition yet");
+        sim.probe(Some(Outcome::failure("connection refused")), 7 * MS);
+        sim.probe(Some(Outcome::failure("connection refused")), 9 * MS);
+        assert_eq!(sim.health.state(), State::Down);
+        let last = sim
+            .health
+            .last_probe()
+            .cloned()
+            .expect("three probes ended");
+        assert_eq!(last.latency, 9 * MS);
+        assert_eq!(last.failure.as_deref(), Some("connection refused"));
+        assert_eq!(sim.health.since(), last.at, "down since the failing probe");
+        // a timed-out probe lasts its timeout
+        sim.probe(None, Duration::ZERO);
+        let last = sim.health.last_probe().cloned().expect("a timeout");
+        assert_eq!(last.latency, 500 * MS);
+        assert!(last.failure.is_some_and(|f| f.contains("no answer")));
     }
 }

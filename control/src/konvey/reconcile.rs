@@ -151,6 +151,10 @@ pub struct BackendStatus {
     pub state: State,
     /// Live flows (known for draining backends only).
     pub flows: Option<usize>,
+    /// When it entered its state (`None` for a draining backend).
+    pub since: Option<Instant>,
+    /// Its last probe.
+    pub last_probe: Option<super::health::LastProbe>,
 }
 
 /// The Konvey control loop's state: desired services, health checks,
@@ -170,7 +174,13 @@ pub struct Balancer<E: KonveyEngine> {
     pending_config: Option<KonveyConfig>,
     /// A write failed: retry at the next [`Balancer::reconcile`].
     dirty: bool,
+    /// Latencies of the probes that ended since the last
+    /// [`Balancer::take_probe_latencies`] (at most [`MAX_PENDING_LATENCIES`]).
+    latencies: Vec<(CheckKey, Duration)>,
 }
+
+/// Probe latencies kept for the metrics between two readings.
+pub const MAX_PENDING_LATENCIES: usize = 4096;
 
 impl<E: KonveyEngine> Balancer<E> {
     /// A balancer over `engine`, starting from what its maps already hold
@@ -193,6 +203,7 @@ impl<E: KonveyEngine> Balancer<E> {
             programmed,
             pending_config: None,
             dirty: false,
+            latencies: Vec::new(),
         })
     }
 
@@ -457,7 +468,14 @@ impl<E: KonveyEngine> Balancer<E> {
         let Some(check) = self.checks.get_mut(&key) else {
             return Ok(false);
         };
-        let Some(t) = check.health.on_outcome(id, now, outcome) else {
+        let before = check.health.last_probe().map(|p| p.at);
+        let transition = check.health.on_outcome(id, now, outcome);
+        if let Some(p) = check.health.last_probe() {
+            if Some(p.at) != before && self.latencies.len() < MAX_PENDING_LATENCIES {
+                self.latencies.push((key, p.latency));
+            }
+        }
+        let Some(t) = transition else {
             return Ok(false);
         };
         let name = self
@@ -510,6 +528,8 @@ impl<E: KonveyEngine> Balancer<E> {
                 backend: key.backend,
                 state: check.health.state(),
                 flows: None,
+                since: Some(check.health.since()),
+                last_probe: check.health.last_probe().cloned(),
             })
             .collect();
         out.extend(self.draining.iter().map(|(backend, flows)| BackendStatus {
@@ -518,8 +538,21 @@ impl<E: KonveyEngine> Balancer<E> {
             backend: *backend,
             state: State::Draining,
             flows: *flows,
+            since: None,
+            last_probe: None,
         }));
         out
+    }
+
+    /// The latencies of the probes that ended since the last call (for the
+    /// metrics' histogram).
+    pub fn take_probe_latencies(&mut self) -> Vec<(CheckKey, Duration)> {
+        std::mem::take(&mut self.latencies)
+    }
+
+    /// The configured services with their endpoint names.
+    pub fn services(&self) -> impl Iterator<Item = (ServiceKey, &str)> + '_ {
+        self.services.iter().map(|(k, s)| (*k, s.name.as_str()))
     }
 
     /// The draining backends and their last known flow counts.

@@ -209,6 +209,10 @@ impl<K: KonveyEngine + Send + 'static> Role for KonveyRole<K> {
         Some(self.balancer.engine().counters())
     }
 
+    fn programs(&self) -> Vec<(String, String, String)> {
+        self.balancer.engine().attachments()
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
         self.balancer.poll_timeout()
     }

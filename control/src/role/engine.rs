@@ -50,6 +50,21 @@ pub trait XdpEngine {
     /// # Errors
     /// The counters map could not be read.
     fn counters(&self) -> anyhow::Result<Counters>;
+
+    /// The programs attached through this engine: `(interface, program,
+    /// mode)`.
+    fn attachments(&self) -> Vec<(String, String, String)> {
+        Vec::new()
+    }
+}
+
+/// The operator's name of an attach mode.
+pub fn mode_name(mode: kowabunga_dataplane::Mode) -> &'static str {
+    match mode {
+        kowabunga_dataplane::Mode::Driver => "driver",
+        kowabunga_dataplane::Mode::Generic => "generic",
+        kowabunga_dataplane::Mode::Inherited => "inherited",
+    }
 }
 
 /// A loaded XDP object and its drop-event reader: what every role's real

@@ -112,6 +112,12 @@ pub trait Role: Any {
         Vec::new()
     }
 
+    /// The XDP programs this role attached: `(interface, program, mode)`
+    /// (`driver`, `generic`, `inherited`), for `kowabunga status`.
+    fn programs(&self) -> Vec<(String, String, String)> {
+        Vec::new()
+    }
+
     /// When the role next needs [`Role::poll`] (probes, timers).
     fn poll_timeout(&self) -> Option<Instant> {
         None

@@ -45,6 +45,13 @@ impl VrrpRole {
     }
 }
 
+impl VrrpRole {
+    /// Every instance's status (empty before [`Role::attach`]).
+    pub fn instances_status(&self) -> Vec<super::status::InstanceStatus> {
+        self.engine.as_ref().map(Engine::status).unwrap_or_default()
+    }
+}
+
 impl Role for VrrpRole {
     fn name(&self) -> &'static str {
         "vrrp"

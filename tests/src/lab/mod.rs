@@ -89,6 +89,22 @@ pub fn find_kowabungad() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The `kowabunga` CLI: `$KOWABUNGA` if set, else beside `kowabungad` (see
+/// [`find_kowabungad`]).
+pub fn find_kowabunga() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("KOWABUNGA") {
+        return Ok(path.into());
+    }
+    let path = find_kowabungad()?.with_file_name("kowabunga");
+    if !path.is_file() {
+        bail!(
+            "{} not found: run `cargo build -p kowabunga-control --bins` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// The `kowabunga-lab-agent` binary next to this executable in `target/<profile>/`.
 pub fn find_agent() -> Result<PathBuf> {
     let path = profile_dir()?.join("kowabunga-lab-agent");

@@ -109,6 +109,29 @@ impl Netns {
         Ok(())
     }
 
+    /// `GET path` over plain TCP to `addr` inside this namespace (from a
+    /// thread that enters it); the whole response, head and body (5 s limit).
+    pub fn http_get(&self, addr: std::net::SocketAddr, path: &str) -> Result<String> {
+        use std::io::{Read as _, Write as _};
+        let netns = std::fs::File::open(format!("/run/netns/{}", self.name))
+            .with_context(|| format!("opening /run/netns/{}", self.name))?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        std::thread::spawn(move || -> Result<String> {
+            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .context("entering the namespace")?;
+            let timeout = std::time::Duration::from_secs(5);
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+                .with_context(|| format!("connecting to {addr}"))?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.write_all(request.as_bytes())?;
+            let mut out = String::new();
+            stream.read_to_string(&mut out)?;
+            Ok(out)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the HTTP thread panicked"))?
+    }
+
     /// Runs a command inside the namespace and returns its output (no timeout:
     /// only for short commands such as `sysctl`, `ethtool`, `ip`).
     pub fn run(&self, program: &str, args: &[&str]) -> Result<Output> {

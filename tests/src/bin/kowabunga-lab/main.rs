@@ -8,7 +8,9 @@
 //! Konvey: then builds the Konvey lab (client, balancer, three backends on a
 //! bridge), runs `kowabungad` in the balancer and shows round-robin across the
 //! three backends (which backend answered each TCP connection and UDP flow), a
-//! backend leaving the rotation when it stops and coming back, and the counters.
+//! backend leaving the rotation when it stops and coming back, the counters,
+//! and the operator's view: `kowabunga status`, `kowabunga flows --limit 10`,
+//! `kowabunga backends` and a `curl` of the metrics endpoint.
 //!
 //! IPsec (module `ipsec`): site A (the gateway, `kowabungad` driving charon)
 //! and a remote office (strongSwan); a ping and a TCP exchange through the
@@ -483,6 +485,8 @@ fn konvey_demo(bin: &std::path::Path, agent: &Agent, report: &mut Report) -> Res
         Err(e) => report.check("reading the Konvey counters", false, &format!("  {e:#}")),
     }
 
+    operator_view(&lab, report)?;
+
     section("kowabungad log (Konvey)")?;
     if let Some(daemon) = lab.daemon() {
         let log = daemon.log();
@@ -496,6 +500,56 @@ fn konvey_demo(bin: &std::path::Path, agent: &Agent, report: &mut Report) -> Res
         lab.pin_dir().display()
     );
     drop(lab);
+    Ok(())
+}
+
+/// The operator's view of the Konvey node: the real `kowabunga` CLI
+/// (`status`, `flows --limit 10`, `backends`) and a `curl` of the metrics.
+fn operator_view(lab: &KonveyLab, report: &mut Report) -> Result<()> {
+    let cli = match kowabunga_tests::lab::find_kowabunga() {
+        Ok(cli) => cli,
+        Err(e) => {
+            report.check("the kowabunga CLI is built", false, &format!("  {e:#}"));
+            return Ok(());
+        }
+    };
+    for args in [&["status"][..], &["flows", "--limit", "10"], &["backends"]] {
+        section(&format!("kowabunga {}", args.join(" ")))?;
+        let mut cmd = std::process::Command::new(&cli);
+        cmd.arg("--socket")
+            .arg(lab.api_socket())
+            .arg("--bpffs")
+            .arg(lab.pin_dir())
+            .args(args);
+        let out = kowabunga_tests::lab::traffic::run_bounded(cmd, Duration::from_secs(20))?;
+        print!("{}{}", out.stdout, out.stderr);
+        report.check(
+            &format!("kowabunga {} answered", args.join(" ")),
+            out.success(),
+            "",
+        );
+    }
+    let url = format!(
+        "http://127.0.0.1:{}/metrics",
+        kowabunga_tests::lab::konvey::METRICS_PORT
+    );
+    section(&format!(
+        "curl {url} (in the Konvey node; kowabunga_ lines, no buckets, no zeros)"
+    ))?;
+    let out = lab.lb.run("curl", &["-sS", "--max-time", "5", &url])?;
+    let body = String::from_utf8_lossy(&out.stdout);
+    for line in body
+        .lines()
+        .filter(|l| l.starts_with("kowabunga_") && !l.contains("_bucket{") && !l.ends_with(" 0"))
+        .take(40)
+    {
+        println!("  {line}");
+    }
+    report.check(
+        "the metrics endpoint counts redirected packets",
+        out.status.success() && body.contains("reason=\"fwd_redirect\""),
+        &String::from_utf8_lossy(&out.stderr),
+    );
     Ok(())
 }
 
