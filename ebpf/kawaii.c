@@ -188,6 +188,8 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 	env.flow.port_min = env.cfg->port_min;
 	env.flow.port_max = env.cfg->port_max;
 	env.flow.sample_shift = env.cfg->sample_shift;
+	env.flow.lb = 0;
+	env.flow.lb_slot = 0;
 
 	if ((void *)(p.eth + 1) > data_end)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED, env.cfg->sample_shift);

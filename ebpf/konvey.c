@@ -22,6 +22,7 @@
 #include "kw_icmp.h"
 #include "kw_lb.h"
 #include "kw_lb_source.h"
+#include "kw_lb_stats.h"
 
 /* A TCP or UDP packet to a VIP that is not part of a tracked flow. */
 static __always_inline int kv_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
@@ -34,7 +35,9 @@ static __always_inline int kv_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	};
 	const struct kv_service *svc = bpf_map_lookup_elem(&kv_services, &sk);
 	const struct kv_backend *be;
+	struct kw_flow_env f = *fe;
 	struct kw_nat n;
+	int verdict;
 
 	if (!svc)
 		return kw_drop(ctx, p, KW_STAT_DROP_NO_SERVICE, fe->sample_shift);
@@ -54,8 +57,13 @@ static __always_inline int kv_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	n.daddr = be->addr;
 	n.sport = p->key.sport;
 	n.dport = be->port;
-	return kw_new_flow(ctx, p, fe, &n, KW_ROLE_KONVEY, KW_ROLE_KONVEY, KW_CT_F_SNAT | KW_CT_F_DNAT,
-			   1);
+	f.lb = 1;
+	f.lb_slot = be->slot;
+	verdict = kw_new_flow(ctx, p, &f, &n, KW_ROLE_KONVEY, KW_ROLE_KONVEY,
+			      KW_CT_F_SNAT | KW_CT_F_DNAT, 1);
+	if (verdict != XDP_DROP)
+		kv_backend_count(f.lb_slot, p->len, 1);
+	return verdict;
 }
 
 /*
@@ -101,6 +109,8 @@ int konvey(struct xdp_md *ctx)
 	fe.port_min = cfg->port_min;
 	fe.port_max = cfg->port_max;
 	fe.sample_shift = cfg->sample_shift;
+	fe.lb = 0;
+	fe.lb_slot = 0;
 
 	if ((void *)(p.eth + 1) > data_end)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED, fe.sample_shift);
@@ -140,8 +150,11 @@ int konvey(struct xdp_md *ctx)
 
 	v = kw_ct_lookup(&p.key, &emb);
 	p.ct_absent = !v;
-	if (v && v->in_role == KW_ROLE_KONVEY)
+	if (v && v->in_role == KW_ROLE_KONVEY) {
+		if (v->flags & KW_CT_F_LB)
+			kv_backend_count(v->lb_slot, p.len, 0);
 		return kw_established(ctx, &p, v, emb, fe.sample_shift);
+	}
 	if (!to_vip)
 		/* to our address, no flow: health checks and the host's own traffic */
 		return kw_pass(&p, KW_STAT_PASS_NOT_OURS);

@@ -229,6 +229,7 @@ fn occupied(n: u32) -> Result<Harness> {
                 last_seen_ns: now,
                 packets: 1,
                 bytes: 64,
+                ..Default::default()
             };
             (key, value)
         })

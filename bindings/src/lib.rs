@@ -41,3 +41,4 @@ unsafe impl aya::Pod for kv_config {}
 unsafe impl aya::Pod for kv_service_key {}
 unsafe impl aya::Pod for kv_backend {}
 unsafe impl aya::Pod for kv_service {}
+unsafe impl aya::Pod for kv_backend_counter {}

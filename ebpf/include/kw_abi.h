@@ -35,7 +35,7 @@
  * ABI version"). Same-size changes are exactly what only this number
  * catches.
  */
-#define KW_ABI_VERSION 6 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags; 4: kw_ipsec_up, drop_ipsec_down; 5: IPv6 ingress rules (kw_rules6, kw_rule_addr6, kw_config.rule6_count); 6: kv_config.snat_ips (several Konvey source addresses) */
+#define KW_ABI_VERSION 7 /* 2: rule index tries; kw_ct4 confirmed HASH + kw_ct4_new embryonic LRU; 3: kw_rule_exact, kw_rule_node.flags; 4: kw_ipsec_up, drop_ipsec_down; 5: IPv6 ingress rules (kw_rules6, kw_rule_addr6, kw_config.rule6_count); 6: kv_config.snat_ips (several Konvey source addresses); 7: per-backend counters (kv_backend.slot, kv_backend_stats, kw_ct_value.lb_slot, KW_CT_F_LB) */
 
 /* ------------------------------------------------------------------ */
 /* Interface roles: one XDP entry point per role.                      */
@@ -293,6 +293,7 @@ enum kw_ct_state {
 #define KW_CT_F_REPLY 0x01 /* entry keys the reply direction */
 #define KW_CT_F_SNAT 0x02  /* flow source-translated (egress or hairpin) */
 #define KW_CT_F_DNAT 0x04  /* flow destination-translated (dnat rule) */
+#define KW_CT_F_LB 0x08    /* lb_slot names the flow's Konvey backend counters */
 
 /*
  * What to do with a packet whose tuple equals the key: rewrite its tuple to
@@ -311,6 +312,8 @@ struct kw_ct_value {
 	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC) */
 	__u64 packets;
 	__u64 bytes;
+	__u16 lb_slot; /* with KW_CT_F_LB: the backend's kv_backend_stats slot */
+	__u8 _pad2[6];
 };
 
 /* Timeouts (RFC 5382 / RFC 4787), applied by the daemon's sweeper. */
@@ -435,7 +438,21 @@ struct kv_service_key {
 struct kv_backend {
 	__be32 addr;
 	__be16 port;
-	__u16 _pad;
+	/*
+	 * Its counters in kv_backend_stats: service id * KV_MAX_BACKENDS + a
+	 * position the daemon keeps while the backend stays in the rotation.
+	 */
+	__u16 slot;
+};
+
+/* Counter slots of kv_backend_stats: one per (service, backend position). */
+#define KV_BACKEND_SLOTS (KV_MAX_SERVICES * KV_MAX_BACKENDS)
+
+/* One backend's traffic, per CPU (kv_backend_stats). */
+struct kv_backend_counter {
+	__u64 new_flows; /* flows created towards it (their first packet forwarded or passed) */
+	__u64 packets;   /* packets of its flows, both directions */
+	__u64 bytes;
 };
 
 /*

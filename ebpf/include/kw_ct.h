@@ -172,6 +172,8 @@ static __always_inline void kw_ct_fill(struct kw_ct_value *v, __be32 ns, __be32 
 	v->last_seen_ns = now;
 	v->packets = 0;
 	v->bytes = 0;
+	v->lb_slot = 0;
+	__builtin_memset(v->_pad2, 0, sizeof(v->_pad2));
 }
 
 /*

@@ -17,6 +17,8 @@ struct kw_flow_env {
 	__u16 port_min;    /* source-translation port range, host order */
 	__u16 port_max;
 	__u8 sample_shift; /* drop events: one in 2^shift */
+	__u8 lb;           /* Konvey: the flow's entries carry lb_slot (KW_CT_F_LB) */
+	__u16 lb_slot;     /* with lb: the backend's counter slot */
 };
 
 /*
@@ -112,8 +114,11 @@ static __always_inline int kw_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 	if (kw_ttl_expiring(p))
 		return kw_ttl_path(ctx, p, n, shift);
 
+	if (fe->lb)
+		flags |= KW_CT_F_LB;
 	kw_ct_fill(&rv, p->key.daddr, p->key.saddr, p->key.dport, p->key.sport, reply_role,
 		   flags | KW_CT_F_REPLY, now);
+	rv.lb_slot = fe->lb_slot;
 	kw_ct_reverse(&rk, n->saddr, n->daddr, n->sport, n->dport, p->key.proto);
 	if (snat) {
 		rc = kw_snat_reserve(fe->port_min, fe->port_max, &p->key, p->key.sport, &rk, &rv);
@@ -129,6 +134,7 @@ static __always_inline int kw_new_flow(struct xdp_md *ctx, struct kw_pkt *p,
 		return kw_drop(ctx, p, KW_STAT_DROP_CT_FULL, shift);
 
 	kw_ct_fill(&ov, n->saddr, n->daddr, n->sport, n->dport, in_role, flags, now);
+	ov.lb_slot = fe->lb_slot;
 	ov.packets = 1;
 	ov.bytes = p->len;
 	if (kw_ct_insert_orig(&p->key, &ov, &rk, p->ct_absent) != KW_CT_OK)

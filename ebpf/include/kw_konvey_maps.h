@@ -38,4 +38,15 @@ struct {
 	__uint(max_entries, KV_MAX_SERVICES);
 } kv_rr SEC(".maps");
 
+/*
+ * Per-backend traffic (kw_lb_stats.h), indexed by kv_backend.slot: per-CPU
+ * slots, plain adds, no lock; the daemon sums the CPUs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kv_backend_counter);
+	__uint(max_entries, KV_BACKEND_SLOTS);
+} kv_backend_stats SEC(".maps");
+
 #endif /* KW_KONVEY_MAPS_H */

@@ -918,6 +918,62 @@ fn several_sources_multiply_the_ports_per_backend() {
     );
 }
 
+/// Per-backend counters (kv_backend_stats): a new flow and every packet of
+/// it, both directions, count for its backend; a backend that joins the
+/// rotation starts at zero and the others keep their counts.
+#[test]
+fn backend_counters_count_new_flows_and_both_directions() {
+    run_with(
+        "backend_counters_count_new_flows_and_both_directions",
+        net::config(),
+        &[(tcp_service(), vec![backend(0, TCP_BACKEND_PORT)])],
+        |h| {
+            let b0 = backend(0, TCP_BACKEND_PORT);
+            let b1 = backend(1, TCP_BACKEND_PORT);
+            let counter = |h: &KonveyHarness, b: Backend| {
+                h.konvey
+                    .backend_counters()
+                    .unwrap()
+                    .into_iter()
+                    .find(|(k, be, _)| *k == tcp_service() && *be == b)
+                    .map(|(_, _, c)| c)
+            };
+            let first = syn(C0, 41000);
+            expect_fwd(&step(h, &first), &syn_to_backend(0, 41000));
+            let reply = tcp(
+                BACKENDS[0].0,
+                TCP_BACKEND_PORT,
+                SOURCE,
+                41000,
+                TcpFlags::SYN_ACK,
+            );
+            expect(
+                &step(h, &reply),
+                XDP_REDIRECT,
+                kw_stat::KW_STAT_FWD_REDIRECT,
+            );
+            let ack = tcp(C0, 41000, VIP, TCP_PORT, TcpFlags::ACK);
+            expect(&step(h, &ack), XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+            let c = counter(h, b0).expect("backend 0 in the rotation");
+            assert_eq!((c.new_flows, c.packets), (1, 3));
+            assert_eq!(c.bytes, (first.len() + reply.len() + ack.len()) as u64);
+            // a packet that is dropped counts for no backend
+            expect(
+                &step(h, &tcp(C1, 41001, VIP, TCP_PORT, TcpFlags::ACK)),
+                XDP_DROP,
+                kw_stat::KW_STAT_DROP_TCP_NOT_SYN,
+            );
+            h.set_service(tcp_service(), &[b1, b0]).unwrap();
+            assert_eq!(counter(h, b0), Some(c), "b0 keeps its counts");
+            let c1 = counter(h, b1).expect("backend 1 joined");
+            assert_eq!((c1.new_flows, c1.packets, c1.bytes), (0, 0, 0));
+            // the established flow still counts for b0
+            expect(&step(h, &ack), XDP_REDIRECT, kw_stat::KW_STAT_FWD_REDIRECT);
+            assert_eq!(counter(h, b0).unwrap().packets, 4);
+        },
+    );
+}
+
 #[test]
 fn udp_without_checksum_stays_without() {
     run("udp_without_checksum_stays_without", |h| {

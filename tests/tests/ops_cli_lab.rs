@@ -269,6 +269,18 @@ fn the_cli_reads_a_running_and_a_stopped_daemon() -> Result<()> {
             "kowabunga_konvey_backend_active_flows",
             &["backend=\"10.0.0.11:7000\""][..],
         ),
+        (
+            "kowabunga_konvey_backend_new_flows_total",
+            &["backend=\"10.0.0.11:7000\""][..],
+        ),
+        (
+            "kowabunga_konvey_backend_packets_total",
+            &["backend=\"10.0.0.11:7000\""][..],
+        ),
+        (
+            "kowabunga_konvey_backend_bytes_total",
+            &["backend=\"10.0.0.11:7000\""][..],
+        ),
     ] {
         ensure!(value(name, has) > 0.0, "{name}{has:?} is not > 0:\n{body}");
     }

@@ -172,6 +172,13 @@ fn backends(daemon: &Daemon) -> Option<Backends> {
         .conntrack_tables()
         .ok()
         .map(|tables| crate::metrics::CtScan::of(&tables).destinations);
+    // The dataplane's per-backend counters, by (service, backend).
+    let totals: std::collections::BTreeMap<_, _> = balancer
+        .engine()
+        .object()
+        .backend_counters()
+        .map(|v| v.into_iter().map(|(k, b, c)| ((k, b), c)).collect())
+        .unwrap_or_default();
     let services = balancer
         .services()
         .map(|(key, name)| ServiceInfo {
@@ -209,7 +216,10 @@ fn backends(daemon: &Daemon) -> Option<Backends> {
                         .unwrap_or(0)
                 })
                 .or(b.flows.map(|n| n as u64)),
-            total_flows: None,
+            total_flows: b
+                .service
+                .and_then(|k| totals.get(&(k, b.backend)))
+                .map(|c| c.new_flows),
         })
         .collect();
     Some(Backends { services, backends })

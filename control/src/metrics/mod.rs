@@ -255,6 +255,36 @@ pub fn render(daemon: &mut Daemon, recorder: &Recorder) -> String {
         }
     }
 
+    // Konvey backends: the dataplane's per-backend counters (kv_backend_stats).
+    let new_flows = counter_family(
+        &mut registry,
+        "konvey_backend_new_flows",
+        "Flows Konvey created towards each backend (since it entered the rotation)",
+    );
+    let be_packets = counter_family(
+        &mut registry,
+        "konvey_backend_packets",
+        "Packets of each backend's flows, both directions",
+    );
+    let be_bytes = counter_family(
+        &mut registry,
+        "konvey_backend_bytes",
+        "Bytes of each backend's flows, both directions",
+    );
+    if let Some(konvey) = daemon.role::<KonveyRole>() {
+        if let Ok(counters) = konvey.balancer().engine().object().backend_counters() {
+            for (service, backend, c) in counters {
+                let l = labels(&[
+                    ("service", &service.to_string()),
+                    ("backend", &backend.to_string()),
+                ]);
+                new_flows.get_or_create(&l).inc_by(c.new_flows);
+                be_packets.get_or_create(&l).inc_by(c.packets);
+                be_bytes.get_or_create(&l).inc_by(c.bytes);
+            }
+        }
+    }
+
     // Konvey backends.
     let up = gauge_family(
         &mut registry,

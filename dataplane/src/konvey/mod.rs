@@ -43,13 +43,16 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, MapType};
 use aya::{programs::Xdp, Ebpf, EbpfLoader};
 use kowabunga_bindings::{
-    kv_config, kv_service, kv_service_key, kw_counter, kw_ct_key, kw_ct_value, kw_role, kw_stat,
-    KV_MAX_BACKENDS, KV_MAX_SERVICES, KV_MAX_SOURCE_IPS, KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES,
+    kv_backend_counter, kv_config, kv_service, kv_service_key, kw_counter, kw_ct_key, kw_ct_value,
+    kw_role, kw_stat, KV_BACKEND_SLOTS, KV_MAX_BACKENDS, KV_MAX_SERVICES, KV_MAX_SOURCE_IPS,
+    KW_CT_DEFAULT_ENTRIES, KW_EVENTS_BYTES,
 };
 
+pub mod backend_stats;
 pub mod service;
 mod vips;
 
+pub use backend_stats::{assign_slots, BackendCounter, MAP_BACKEND_STATS};
 pub use service::{pack_service, Backend, KonveyConfig, Proto, ServiceKey};
 
 use crate::attach::{self, Attached, Links, Mode};
@@ -74,11 +77,12 @@ pub const MAP_SERVICES: &str = "kv_services";
 /// Array service id -> `u64` round-robin counter.
 pub const MAP_RR: &str = "kv_rr";
 /// Every map of `konvey.o`.
-pub const MAP_NAMES: [&str; 9] = [
+pub const MAP_NAMES: [&str; 10] = [
     MAP_CONFIG,
     MAP_VIPS,
     MAP_SERVICES,
     MAP_RR,
+    MAP_BACKEND_STATS,
     kw::MAP_CT4,
     kw::MAP_CT4_NEW,
     kw::MAP_STATS,
@@ -110,6 +114,9 @@ pub enum Error {
     /// A map is missing from the object.
     #[error("map {0} not found in konvey.o")]
     MissingMap(&'static str),
+    /// The number of CPUs could not be read (per-CPU counters).
+    #[error("cannot count the CPUs for the per-CPU counters")]
+    Cpus(#[source] std::io::Error),
     /// A map operation failed.
     #[error("map {map}: {what} failed")]
     Map {
@@ -155,7 +162,7 @@ pub enum Error {
 }
 
 /// The map definitions of `kw_konvey_maps.h` and `kw_maps.h`.
-fn map_specs(ct_entries: u32) -> [MapSpec; 9] {
+fn map_specs(ct_entries: u32) -> [MapSpec; 10] {
     let size = |n: usize| n as u32;
     let spec = |name, map_type, key_size, value_size, max_entries| MapSpec {
         name,
@@ -181,6 +188,13 @@ fn map_specs(ct_entries: u32) -> [MapSpec; 9] {
             KV_MAX_SERVICES,
         ),
         spec(MAP_RR, MapType::Array, 4, 8, KV_MAX_SERVICES),
+        spec(
+            MAP_BACKEND_STATS,
+            MapType::PerCpuArray,
+            4,
+            size(std::mem::size_of::<kv_backend_counter>()),
+            KV_BACKEND_SLOTS,
+        ),
         spec(
             kw::MAP_CT4,
             MapType::Hash,
@@ -357,7 +371,8 @@ impl Konvey {
     /// [`Error::TooManyBackends`], [`Error::TooManyServices`], a map error.
     pub fn set_service(&mut self, key: ServiceKey, rotation: &[Backend]) -> Result<(), Error> {
         let current = self.service_values()?;
-        let id = match current.get(&key) {
+        let previous = current.get(&key);
+        let id = match previous {
             Some(v) => v.id,
             None => {
                 let used: BTreeSet<u32> = current.values().map(|v| v.id).collect();
@@ -369,7 +384,13 @@ impl Konvey {
                 id
             }
         };
-        let value = pack_service(key, id, rotation)?;
+        let mut value = pack_service(key, id, rotation)?;
+        let (slots, fresh) = assign_slots(id, previous, rotation);
+        for (b, slot) in value.backends.iter_mut().zip(slots) {
+            b.slot = slot;
+        }
+        // newcomers start from zero (the slot may hold a former member's counts)
+        self.zero_backend_slots(&fresh)?;
         {
             let mut services: BpfHashMap<&mut MapData, kv_service_key, kv_service> =
                 self.typed_mut(MAP_SERVICES)?;

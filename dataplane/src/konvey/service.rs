@@ -113,7 +113,7 @@ impl Backend {
         kv_backend {
             addr: u32::from_ne_bytes(self.addr.octets()),
             port: self.port.to_be(),
-            _pad: 0,
+            slot: 0,
         }
     }
 
@@ -199,8 +199,10 @@ pub fn pack_service(key: ServiceKey, id: u32, rotation: &[Backend]) -> Result<kv
         count: rotation.len() as u32,
         ..Default::default()
     };
-    for (slot, b) in value.backends.iter_mut().zip(rotation) {
-        *slot = b.to_kv();
+    let (slots, _) = super::assign_slots(id, None, rotation);
+    for ((packed, b), slot) in value.backends.iter_mut().zip(rotation).zip(slots) {
+        *packed = b.to_kv();
+        packed.slot = slot;
     }
     Ok(value)
 }

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use kowabunga_bindings::{
     kw_role, kw_stat, KV_MAX_BACKENDS, KV_MAX_SERVICES, KV_MAX_SOURCE_IPS, KW_CT_F_DNAT,
-    KW_CT_F_REPLY, KW_CT_F_SNAT,
+    KW_CT_F_LB, KW_CT_F_REPLY, KW_CT_F_SNAT,
 };
 use kowabunga_dataplane::konvey::{Backend, KonveyConfig, ServiceKey};
 
@@ -311,7 +311,8 @@ impl KonveyModel {
         let plan = Plan {
             in_role: ROLE,
             reply_role: ROLE,
-            flags: (KW_CT_F_SNAT | KW_CT_F_DNAT) as u8,
+            // KW_CT_F_LB: the entries carry the backend's counter slot
+            flags: (KW_CT_F_SNAT | KW_CT_F_DNAT | KW_CT_F_LB) as u8,
             snat: true,
         };
         flow::new_flow(&mut self.ct, &self.fib, p, env, n, plan)
