@@ -69,6 +69,18 @@ fn main() {
                 Some("-mcpu=v2"),
             );
         }
+        if stem == "konvey" {
+            // the per-backend counters compiled out: the bench's baseline
+            let object = out_dir.join("konvey-nostats.o");
+            compile(
+                &clang,
+                &source,
+                &object,
+                &include,
+                &sys_include,
+                Some("-DKV_NO_BACKEND_STATS"),
+            );
+        }
     }
     for line in rerun {
         println!("{line}");

@@ -55,6 +55,20 @@ fn harness() -> Result<KonveyHarness> {
     KonveyHarness::new(cfg, &fixture_konvey::services())
 }
 
+/// The two established rows again, named `<id><suffix>`: the per-backend
+/// counters' cost is measured by running them with and without the
+/// counters (`KOWABUNGA_BPF_VARIANT=nostats`) in one run.
+fn established_rows(suffix: &'static str) -> Vec<Row<()>> {
+    rows()
+        .into_iter()
+        .filter(|r| r.id.starts_with("established"))
+        .map(|mut r| {
+            r.id = Box::leak(format!("{}{suffix}", r.id).into_boxed_str());
+            r
+        })
+        .collect()
+}
+
 fn rows() -> Vec<Row<()>> {
     let (client, _) = CLIENTS[0];
     // The first flow goes to backend 0 (round-robin) and keeps its port.
@@ -120,10 +134,61 @@ fn rows() -> Vec<Row<()>> {
     ]
 }
 
+/// Established-flow cost with the per-backend counters (`konvey.o`) and
+/// without them (`konvey-nostats.o`), alternately: with, without, with.
+fn backend_counters_cost() -> Result<()> {
+    use kowabunga_dataplane::variant::ENV;
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for (round, nostats) in [(1, false), (2, true), (3, false)] {
+        if nostats {
+            std::env::set_var(ENV, "nostats");
+        } else {
+            std::env::remove_var(ENV);
+        }
+        let suffix: &'static str = Box::leak(
+            format!("_{}{round}", if nostats { "nostats" } else { "stats" }).into_boxed_str(),
+        );
+        let (_, lines) = kowabunga_benches::run::run_lines(&established_rows(suffix), harness)?;
+        if nostats {
+            without.extend(lines);
+        } else {
+            with.extend(lines);
+        }
+    }
+    std::env::remove_var(ENV);
+    if with.is_empty() || without.is_empty() {
+        return Ok(());
+    }
+    println!("\nper-backend counters, established path (ns/packet, BPF_PROG_TEST_RUN, one run):");
+    println!(
+        "{:<34} {:>12} {:>12} {:>8}",
+        "path", "counters", "without", "ratio"
+    );
+    for w in &without {
+        let base = w.path;
+        let ours: Vec<f64> = with
+            .iter()
+            .filter(|l| l.path == base)
+            .map(|l| l.program_ns)
+            .collect();
+        let mean = ours.iter().sum::<f64>() / ours.len().max(1) as f64;
+        println!(
+            "{:<34} {:>12.1} {:>12.1} {:>8.3}",
+            base,
+            mean,
+            w.program_ns,
+            mean / w.program_ns
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let Some(h) = kowabunga_benches::run(&rows(), harness)? else {
         return Ok(());
     };
+    backend_counters_cost()?;
     // The flows left are those made since the program was last loaded:
     // consecutive round-robin turns, so no backend is more than one ahead.
     let spread = h.konvey.flows_by_backend()?;

@@ -27,11 +27,16 @@ static KAWAII_V2: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "
 /// `konvey.c` compiled with `-mcpu=v2`.
 static KONVEY_V2: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/konvey-v2.o"));
 
+/// `konvey.c` without its per-backend counters (`-DKV_NO_BACKEND_STATS`):
+/// the TEST_RUN bench's baseline for their cost.
+static KONVEY_NOSTATS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/konvey-nostats.o"));
+
 /// Errors of this module.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// [`ENV`] names no build of this daemon.
-    #[error("{ENV}={0:?}: unknown program build (known: default, v2)")]
+    #[error("{ENV}={0:?}: unknown program build (known: default, v2, nostats)")]
     Unknown(String),
 }
 
@@ -42,6 +47,9 @@ pub enum Variant {
     Default,
     /// The same sources compiled with `-mcpu=v2` (test upgrades only).
     McpuV2,
+    /// Konvey without its per-backend counters (the bench's baseline;
+    /// Kawaii has none: its default build).
+    NoBackendStats,
 }
 
 impl Variant {
@@ -53,6 +61,7 @@ impl Variant {
         match value {
             None | Some("" | "default") => Ok(Variant::Default),
             Some("v2") => Ok(Variant::McpuV2),
+            Some("nostats") => Ok(Variant::NoBackendStats),
             Some(other) => Err(Error::Unknown(other.to_owned())),
         }
     }
@@ -76,7 +85,7 @@ impl Variant {
     /// The Kawaii object of this build (`default` is `kawaii`'s own).
     pub fn kawaii(self, default: &'static [u8]) -> &'static [u8] {
         match self {
-            Variant::Default => default,
+            Variant::Default | Variant::NoBackendStats => default,
             Variant::McpuV2 => KAWAII_V2,
         }
     }
@@ -86,6 +95,7 @@ impl Variant {
         match self {
             Variant::Default => default,
             Variant::McpuV2 => KONVEY_V2,
+            Variant::NoBackendStats => KONVEY_NOSTATS,
         }
     }
 }
@@ -99,7 +109,7 @@ mod tests {
         let e = Variant::parse(Some("v9")).expect_err("must fail");
         assert_eq!(
             e.to_string(),
-            "KOWABUNGA_BPF_VARIANT=\"v9\": unknown program build (known: default, v2)"
+            "KOWABUNGA_BPF_VARIANT=\"v9\": unknown program build (known: default, v2, nostats)"
         );
         assert_eq!(Variant::parse(Some("default")), Ok(Variant::Default));
     }
@@ -111,5 +121,7 @@ mod tests {
         assert_eq!(Variant::Default.kawaii(default), default);
         let default = crate::konvey::KONVEY_OBJECT;
         assert_ne!(Variant::McpuV2.konvey(default), default);
+        assert_ne!(Variant::NoBackendStats.konvey(default), default);
+        assert_eq!(Variant::parse(Some("nostats")), Ok(Variant::NoBackendStats));
     }
 }

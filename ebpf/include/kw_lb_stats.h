@@ -13,6 +13,10 @@
 /* Count a packet of len bytes for slot; new_flow: it created the flow. */
 static __always_inline void kv_backend_count(__u32 slot, __u32 len, int new_flow)
 {
+#ifdef KV_NO_BACKEND_STATS
+	/* the bench's baseline build (konvey-nostats.o): counting compiled out */
+	return;
+#endif
 	struct kv_backend_counter *c = bpf_map_lookup_elem(&kv_backend_stats, &slot);
 
 	if (!c)
