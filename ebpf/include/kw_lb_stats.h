@@ -13,10 +13,8 @@
 /* Count a packet of len bytes for slot; new_flow: it created the flow. */
 static __always_inline void kv_backend_count(__u32 slot, __u32 len, int new_flow)
 {
-#ifdef KV_NO_BACKEND_STATS
-	/* the bench's baseline build (konvey-nostats.o): counting compiled out */
-	return;
-#endif
+	/* the bench's baseline build (konvey-nostats.o) compiles the counting out */
+#ifndef KV_NO_BACKEND_STATS
 	struct kv_backend_counter *c = bpf_map_lookup_elem(&kv_backend_stats, &slot);
 
 	if (!c)
@@ -25,6 +23,7 @@ static __always_inline void kv_backend_count(__u32 slot, __u32 len, int new_flow
 	c->bytes += len;
 	if (new_flow)
 		c->new_flows += 1;
+#endif
 }
 
 #endif /* KW_LB_STATS_H */

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuValues};
-use kowabunga_bindings::{kv_backend, kv_backend_counter, kv_service, KV_MAX_BACKENDS};
+use kowabunga_bindings::{kv_backend_counter, kv_service, KV_MAX_BACKENDS};
 
 use super::{map_err, Backend, Error, Konvey, ServiceKey};
 
@@ -128,11 +128,6 @@ impl Konvey {
         }
         Ok(out)
     }
-}
-
-/// The slot of a packed backend (for tests and the model).
-pub fn slot_of(b: &kv_backend) -> u16 {
-    b.slot
 }
 
 #[cfg(test)]
