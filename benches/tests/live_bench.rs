@@ -1,6 +1,7 @@
 //! The live bench in its shortest form: kernel forwarding, the limit and
 //! Kawaii (run by the debug `kowabungad`), 64 flows, one short repetition.
 //! Checks that every forwarding mode was verified at the sink, that the
+//! warm-up left Kawaii's flows established (answered), that the
 //! files are written, and that what kernel forwarding delivers (untranslated
 //! sources) would score nothing under Kawaii's expectation.
 
@@ -29,6 +30,7 @@ fn a_short_live_run_verifies_every_mode_and_untranslated_traffic_cannot_score() 
         seeds: 64,
         out: out.clone(),
         kowabungad: Some(kowabungad),
+        one_way: false,
         verbose: true,
     };
     let run = live::run(&opts).expect("live run");
@@ -58,6 +60,12 @@ fn a_short_live_run_verifies_every_mode_and_untranslated_traffic_cannot_score() 
         "{:?}",
         kawaii.kw_stats
     );
+    // The sink answered every flow during the warm-up, so Kawaii measured
+    // established flows: both entries of all 64 flows confirmed.
+    assert!(kawaii.warm_up.answered >= 64, "{:?}", kawaii.warm_up);
+    let ct = kawaii.warm_up.conntrack.expect("kawaii's conntrack read");
+    assert_eq!(ct.confirmed, 128, "{:?}", kawaii.warm_up);
+    assert_eq!(ct.embryonic, 0, "{:?}", kawaii.warm_up);
     // What kernel forwarding delivered, judged as Kawaii: no translation, no score.
     let kernel = run
         .measurements

@@ -43,6 +43,11 @@ struct Args {
     /// kowabungad binary; default: next to this program.
     #[arg(long)]
     kowabungad: Option<PathBuf>,
+    /// Leave the fixed flow sets one-way: no answer from the sink during
+    /// the warm-up, so stateful gateways keep every flow unanswered
+    /// (embryonic). By default each flow is answered once before measuring.
+    #[arg(long)]
+    one_way: bool,
     /// One line per measurement instead of a progress line.
     #[arg(long, short)]
     verbose: bool,
@@ -76,6 +81,7 @@ fn options(a: Args) -> anyhow::Result<Options> {
         seeds: a.seeds,
         out,
         kowabungad,
+        one_way: a.one_way,
         verbose: a.verbose,
     })
 }

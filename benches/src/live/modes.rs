@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use kowabunga_dataplane::conntrack::CtTable;
 use kowabunga_tests::lab::counters::Counters;
 use kowabunga_tests::lab::daemon::Daemon;
 use kowabunga_tests::lab::netns::checked;
 
 use super::options::Mode;
 use super::progs::GwProgs;
+use super::report::ConntrackEntries;
 use super::topology::{
     client_subnet, destinations, Topology, BACKENDS, DPORT, GW_OUT, KAWAII_VIP, KONVEY_VIP, NFT_VIP,
 };
@@ -186,6 +188,25 @@ impl Gateway {
                 .map(|c| (c.name.to_owned(), c.packets))
                 .collect(),
         ))
+    }
+
+    /// Entries in `kowabungad`'s conntrack tables (its pinned `kw_ct4` and
+    /// `kw_ct4_new`); `None` when no daemon runs.
+    pub fn conntrack_entries(&self) -> Result<Option<ConntrackEntries>> {
+        let Some(r) = &self.daemon else {
+            return Ok(None);
+        };
+        let Some(dir) = find_stats(&r.pin) else {
+            bail!("no kw_stats under {}", r.pin.display());
+        };
+        let count = |name: &'static str| -> Result<u64> {
+            let t = CtTable::from_pin(name, &dir.join(name))?;
+            Ok(t.entries()?.len() as u64)
+        };
+        Ok(Some(ConntrackEntries {
+            confirmed: count("kw_ct4")?,
+            embryonic: count("kw_ct4_new")?,
+        }))
     }
 
     /// Stops the daemon (SIGTERM), then `kowabungad --detach` removes its

@@ -174,6 +174,9 @@ pub struct Options {
     pub out: PathBuf,
     /// The `kowabungad` binary (modes kawaii and konvey).
     pub kowabungad: Option<PathBuf>,
+    /// Leave the fixed flow sets unanswered (one-way, embryonic in
+    /// conntrack) instead of answering each flow during the warm-up.
+    pub one_way: bool,
     /// Print one line per measurement (the progress line is always printed).
     pub verbose: bool,
 }

@@ -124,6 +124,20 @@ impl Sink {
         percpu_sum(&self.ebpf, "sink_cnt")
     }
 
+    /// Answer the generator's frames (`true`: the flows get established)
+    /// or count and drop them (`false`, the measured state).
+    pub fn set_reflect(&mut self, on: bool) -> Result<()> {
+        let mut m: Array<&mut MapData, u32> =
+            Array::try_from(self.ebpf.map_mut("sink_ctl").context("map sink_ctl")?)?;
+        m.set(0, u32::from(on), 0).context("setting sink_ctl")?;
+        Ok(())
+    }
+
+    /// Frames answered so far.
+    pub fn replies(&self) -> Result<u64> {
+        percpu_sum(&self.ebpf, "sink_replies")
+    }
+
     /// What was recorded since the last call (the record is emptied).
     pub fn take_seen(&mut self) -> Result<Vec<Seen>> {
         let mut m: HashMap<&mut MapData, u64, u64> =

@@ -30,6 +30,30 @@ pub struct Measurement {
     /// The most frequent (source, destination) pairs the sink recorded
     /// (at most [`SEEN_KEPT`]).
     pub seen: Vec<Seen>,
+    /// The state the warm-up left (answers sent, conntrack entries).
+    pub warm_up: WarmUp,
+}
+
+/// What the warm-up did before a measurement: the sink answers each flow of
+/// a fixed flow set (unless `--one-way`), so a stateful gateway holds the
+/// flows established, as real two-way traffic leaves them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WarmUp {
+    /// Frames the sink answered.
+    pub answered: u64,
+    /// `kowabungad`'s conntrack entries when the measurement started
+    /// (two per flow): confirmed (answered) and embryonic; `None` for the
+    /// other modes.
+    pub conntrack: Option<ConntrackEntries>,
+}
+
+/// Entries in the two conntrack tables of `kowabungad`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConntrackEntries {
+    /// In the confirmed table.
+    pub confirmed: u64,
+    /// In the embryonic table.
+    pub embryonic: u64,
 }
 
 /// How many (source, destination) pairs a measurement keeps.
@@ -58,6 +82,7 @@ impl Measurement {
             score_kpps,
             kw_stats,
             seen,
+            warm_up: WarmUp::default(),
         }
     }
 }
@@ -96,6 +121,9 @@ pub struct Ratio {
     pub name: String,
     /// The ratio of the two median scores.
     pub value: f64,
+    /// The ratio of the two best repetitions' scores (the method of the
+    /// figures in issue 11: best of 3 repetitions per mode).
+    pub best: f64,
 }
 
 /// Median of a list (0 for an empty one).
@@ -165,8 +193,9 @@ pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
         cells
             .iter()
             .find(|c| c.flows == f && c.mode == m)
-            .map(|c| c.median_kpps)
+            .map(|c| (c.median_kpps, c.max_kpps))
     };
+    let div = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
     let mut flows: Vec<FlowSet> = cells.iter().map(|c| c.flows).collect();
     flows.dedup();
     let mut out = Vec::new();
@@ -177,11 +206,12 @@ pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
             (Mode::Kawaii, Mode::NftMasq),
             (Mode::Konvey, Mode::NftDnat),
         ] {
-            if let (Some(x), Some(y)) = (get(f, a), get(f, b)) {
+            if let (Some((xm, xb)), Some((ym, yb))) = (get(f, a), get(f, b)) {
                 out.push(Ratio {
                     flows: f,
                     name: format!("{a}/{b}"),
-                    value: if y > 0.0 { x / y } else { 0.0 },
+                    value: div(xm, ym),
+                    best: div(xb, yb),
                 });
             }
         }
@@ -203,6 +233,16 @@ pub fn table(opts: &Options, cells: &[Cell], ratios: &[Ratio]) -> String {
         s,
         "kpps: median over repetitions, counted at the sink (gen: at the gateway's ingress); \
          a repetition whose translation check failed counts 0 (marked !)."
+    );
+    let _ = writeln!(
+        s,
+        "{}",
+        if opts.one_way {
+            "flows one-way (--one-way): stateful gateways hold them unanswered (embryonic)."
+        } else {
+            "flows answered once by the sink during the warm-up (established, as two-way \
+             traffic is); `new`: every frame a new flow."
+        }
     );
     let mut hdr = format!("{:>7}", "flows");
     for m in &modes {
@@ -245,6 +285,32 @@ pub fn table(opts: &Options, cells: &[Cell], ratios: &[Ratio]) -> String {
             }
         }
         let _ = writeln!(s, "{line}");
+    }
+    if opts.reps > 1 && !names.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nratios of the best repetitions (best of {} per mode, the method of issue 11's figures):",
+            opts.reps
+        );
+        let mut hdr = format!("{:>7}", "flows");
+        for n in &names {
+            let _ = write!(hdr, " {:>15}", n);
+        }
+        let _ = writeln!(s, "{hdr}");
+        for f in &flows {
+            let mut line = format!("{:>7}", f.to_string());
+            for n in &names {
+                match ratios.iter().find(|r| r.flows == *f && &r.name == n) {
+                    Some(r) => {
+                        let _ = write!(line, " {:>15.2}", r.best);
+                    }
+                    None => {
+                        let _ = write!(line, " {:>15}", "-");
+                    }
+                }
+            }
+            let _ = writeln!(s, "{line}");
+        }
     }
     for (title, napi) in [
         (
@@ -299,6 +365,9 @@ pub struct Report<'a> {
     pub started: String,
     /// `uname -r`.
     pub kernel: String,
+    /// Whether `kernel.bpf_stats_enabled` was on: every XDP run then also
+    /// reads the clock twice, which inflates every XDP mode's cost.
+    pub bpf_stats_enabled: bool,
     /// The options.
     pub options: &'a Options,
     /// Every measurement, in the order taken.
@@ -340,6 +409,7 @@ mod tests {
             seeds: 128,
             out: "/tmp".into(),
             kowabungad: None,
+            one_way: false,
             verbose: false,
         }
     }
@@ -446,7 +516,11 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].name, "kawaii/limit");
         assert!((r[0].value - 2000.0 / 3000.0).abs() < 1e-9);
+        // best of each: the untranslated 3100 scored 0, so 2400 over 3200
+        assert!((r[0].best - 2400.0 / 3200.0).abs() < 1e-9);
         let t = table(&o, &c, &r);
+        assert!(t.contains("best of 3"), "{t}");
+        assert!(t.contains("0.75"), "{t}");
         assert!(t.contains("kawaii/limit"), "{t}");
         assert!(t.contains("2000!"), "{t}");
         assert!(t.contains("0.67"), "{t}");

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use super::modes::{expect, Gateway};
 use super::options::{FlowSet, Mode, Options};
 use super::progs::{GenConfig, Generator, Sink};
-use super::report::{cells, ratios, table, Measurement, Report};
+use super::report::{cells, ratios, table, Measurement, Report, WarmUp};
 use super::sample::{rates, GwDev, Snapshot};
 use super::topology::{pin_thread, Topology, CLIENT, GEN_CPU, KONVEY_VIP, NFT_VIP};
 use super::verify::check;
@@ -62,6 +62,14 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     if cpus < 2 {
         bail!("the live bench needs at least 2 CPUs (generator and gateway), found {cpus}");
     }
+    let bpf_stats_enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .is_ok_and(|v| v.trim() == "1");
+    if bpf_stats_enabled {
+        eprintln!(
+            "warning: kernel.bpf_stats_enabled is 1: every XDP program run also reads the clock \
+             twice, which slows every XDP mode (sysctl -w kernel.bpf_stats_enabled=0 before measuring)"
+        );
+    }
     let started = utc_now();
     let dir = opts
         .out
@@ -101,6 +109,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             .unwrap_or_default()
             .trim()
             .to_owned(),
+        bpf_stats_enabled,
         options: opts,
         measurements: &ms,
         cells: &c,
@@ -133,8 +142,24 @@ fn measure(
 ) -> Result<Measurement> {
     let napi = gw.set(topo, mode)?;
     std::thread::sleep(Duration::from_millis(300));
+    // A fixed flow set is answered by the sink during the first half of
+    // the warm-up (established flows, as two-way traffic leaves them); the
+    // all-new set never is: each frame is the first of its flow.
+    let answer = !opts.one_way && matches!(flows, FlowSet::Fixed(_));
+    let answered_before = sink.replies()?;
+    sink.set_reflect(answer)?;
     let gen = Generator::start(topo, &gen_config(opts, mode, flows, idx))?;
-    std::thread::sleep(Duration::from_secs_f64(opts.warm));
+    if answer {
+        std::thread::sleep(Duration::from_secs_f64(opts.warm / 2.0));
+        sink.set_reflect(false)?;
+        std::thread::sleep(Duration::from_secs_f64(opts.warm / 2.0));
+    } else {
+        std::thread::sleep(Duration::from_secs_f64(opts.warm));
+    }
+    let warm_up = WarmUp {
+        answered: sink.replies()? - answered_before,
+        conntrack: gw.conntrack_entries()?,
+    };
     sink.take_seen()?; // the check covers the measured interval only
     let a = Snapshot::take(sink, &gen, dev, gw, napi)?;
     std::thread::sleep(Duration::from_secs_f64(opts.secs));
@@ -143,7 +168,7 @@ fn measure(
     let kw = gw.daemon_counters()?;
     let seen = sink.take_seen()?;
     let verdict = expect(mode).map(|e| check(&e, &seen));
-    Ok(Measurement::new(
+    let mut m = Measurement::new(
         rep,
         flows,
         mode,
@@ -151,7 +176,9 @@ fn measure(
         verdict,
         kw,
         seen,
-    ))
+    );
+    m.warm_up = warm_up;
+    Ok(m)
 }
 
 fn progress(opts: &Options, m: &Measurement, done: usize, total: usize, elapsed: Duration) {
@@ -171,8 +198,13 @@ fn progress(opts: &Options, m: &Measurement, done: usize, total: usize, elapsed:
                 .collect()
         })
         .unwrap_or_default();
+    let ct = m
+        .warm_up
+        .conntrack
+        .map(|c| format!(" ct {}+{}", c.confirmed, c.embryonic))
+        .unwrap_or_default();
     let line = format!(
-        "[{done:>3}/{total}] rep {} {:>5} flows {:<8} {:>6.0} kpps (offered {:>5.0}) {:>5.0} ns/pkt (NAPI {:>4.0})  {check}{drops}  ETA {:.0}m{:02.0}s",
+        "[{done:>3}/{total}] rep {} {:>5} flows {:<8} {:>6.0} kpps (offered {:>5.0}) {:>5.0} ns/pkt (NAPI {:>4.0})  {check}{drops}{ct}  ETA {:.0}m{:02.0}s",
         m.rep,
         m.flows.to_string(),
         m.mode.name(),
@@ -243,6 +275,7 @@ mod tests {
             seeds: 128,
             out: "/tmp".into(),
             kowabungad: None,
+            one_way: false,
             verbose: false,
         };
         let a = gen_config(&o, Mode::Kawaii, FlowSet::Fixed(1024), 0);

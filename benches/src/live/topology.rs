@@ -9,7 +9,8 @@
 //! Destinations of the forwarding modes are in 10.211.0.0/16 and load
 //! balancer clients in 10.212.0.0/16 (the generator varies them); the
 //! gateway routes 10.211.0.0/16, 10.210.3.0/24 and 10.210.4.0/24 to the
-//! sink. Neighbours are static, so no ARP happens during a measurement.
+//! sink and 10.212.0.0/16 back to the client (the sink's answers during a
+//! warm-up). Neighbours are static, so no ARP happens during a measurement.
 //!
 //! CPU layout (2 cores): the generator's loop runs in CPU0's softirq (the
 //! harness and `kowabungad` are pinned there too); the gateway's ingress
@@ -164,6 +165,14 @@ impl Topology {
         ] {
             t.gw.ip(&["route", "add", net, "via", &SINK.to_string()])?;
         }
+        // the load balancers' answers go back to their clients
+        t.gw.ip(&[
+            "route",
+            "add",
+            &lb_clients().to_string(),
+            "via",
+            &CLIENT.to_string(),
+        ])?;
         for (ns, addr, mac, dev) in [
             (&t.client, GW_IN, MAC_G0, &t.c0),
             (&t.gw, SINK, MAC_S0, &t.g1),
