@@ -7,7 +7,9 @@
 //! different instructions (another program tag), which the upgrade tests
 //! load through `KOWABUNGA_BPF_VARIANT=v2` to prove that a daemon whose
 //! program differs takes over the pinned links and maps without a gap (see
-//! `src/variant.rs`).
+//! `src/variant.rs`). They are compiled a third time with `-DKW_NO_FCACHE`
+//! (`kawaii-nofcache.o`, `konvey-nofcache.o`, `KOWABUNGA_BPF_VARIANT=nofcache`):
+//! without the established path's flow cache, the benches' baseline for it.
 //!
 //! The compiler is `$KOWABUNGA_CLANG`, default `clang-19` (Debian's package
 //! of the same name); the BPF headers come from Debian's `libbpf-dev`.
@@ -67,6 +69,18 @@ fn main() {
                 &include,
                 &sys_include,
                 Some("-mcpu=v2"),
+            );
+        }
+        if VARIANT_SOURCES.contains(&stem) {
+            // the flow cache compiled out: the benches' baseline
+            let object = out_dir.join(format!("{stem}-nofcache.o"));
+            compile(
+                &clang,
+                &source,
+                &object,
+                &include,
+                &sys_include,
+                Some("-DKW_NO_FCACHE"),
             );
         }
         if stem == "konvey" {

@@ -171,6 +171,7 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 	struct kw_pkt p = { .len = data_end - data };
 	struct kw_env env;
 	struct kw_ct_value *v;
+	struct kw_fc_slot *fc;
 	int emb;
 	__u32 zero = 0, *active;
 	__u16 tot_len;
@@ -254,6 +255,9 @@ static __always_inline int kawaii(struct xdp_md *ctx, const __u8 role)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED_L4, env.cfg->sample_shift);
 
 	if (kw_trackable(p.kind)) {
+		fc = kw_fc_find(&p, role, bpf_ktime_get_coarse_ns());
+		if (fc)
+			return kw_fc_forward(ctx, &p, fc);
 		v = kw_ct_lookup(&p.key, &emb);
 		p.ct_absent = !v;
 		if (v && v->in_role == role)

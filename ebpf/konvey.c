@@ -97,6 +97,7 @@ int konvey(struct xdp_md *ctx)
 	const struct kv_config *cfg;
 	struct kw_flow_env fe;
 	struct kw_ct_value *v;
+	struct kw_fc_slot *fc;
 	int emb;
 	__u32 zero = 0;
 	__u16 tot_len;
@@ -148,6 +149,12 @@ int konvey(struct xdp_md *ctx)
 	if (kw_parse_l4(&p, data_end) < 0)
 		return kw_drop(ctx, &p, KW_STAT_DROP_MALFORMED_L4, fe.sample_shift);
 
+	fc = kw_fc_find(&p, KW_ROLE_KONVEY, bpf_ktime_get_coarse_ns());
+	if (fc) {
+		if (fc->flags & KW_CT_F_LB)
+			kv_backend_count(fc->lb_slot, p.len, 0);
+		return kw_fc_forward(ctx, &p, fc);
+	}
 	v = kw_ct_lookup(&p.key, &emb);
 	p.ct_absent = !v;
 	if (v && v->in_role == KW_ROLE_KONVEY) {

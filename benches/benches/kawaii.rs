@@ -19,6 +19,11 @@
 //!   1,024, 65,536 and 1,048,576 other entries in the confirmed table (all
 //!   three in tables of the same size), in the same run, then a table.
 //!
+//! - the flow cache: a confirmed, established flow (both entries inserted
+//!   confirmed, so each packet may be forwarded from the cache) with the
+//!   cache and without it (`KOWABUNGA_BPF_VARIANT=nofcache`), alternately:
+//!   with, without, with, in the same run, then a table.
+//!
 //! The measuring is in `kowabunga_benches`; `KOWABUNGA_BENCH_REPEAT` and
 //! `KOWABUNGA_BENCH_FLOWS` scale the run.
 
@@ -252,8 +257,119 @@ fn occupancy_rows(n: u32) -> Vec<Row<Role>> {
     .primed_by(tcp(client, 40000, SERVER, 443, TcpFlags::SYN), XDP_REDIRECT)]
 }
 
+/// The fixture program with the measured flow (10.0.0.10:40000 ->
+/// SERVER:443, translated to VIP:40000) confirmed and established in
+/// conntrack, both directions, as after its handshake.
+fn confirmed() -> Result<Harness> {
+    use kowabunga_bindings::{kw_ct_key, kw_ct_state, kw_ct_value, kw_role};
+    let h = harness()?;
+    let now = kowabunga_dataplane::monotonic_now_ns();
+    let be = |a: Ipv4Addr| u32::from(a).to_be();
+    let key = |src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16| kw_ct_key {
+        saddr: be(src),
+        daddr: be(dst),
+        sport: sport.to_be(),
+        dport: dport.to_be(),
+        proto: 6,
+        _pad: [0; 3],
+    };
+    let client = Ipv4Addr::new(10, 0, 0, 10);
+    let value = |nat: kw_ct_key, role: u32, flags: u32| kw_ct_value {
+        nat_saddr: nat.saddr,
+        nat_daddr: nat.daddr,
+        nat_sport: nat.sport,
+        nat_dport: nat.dport,
+        in_role: role as u8,
+        flags: flags as u8,
+        state: kw_ct_state::KW_CT_ESTABLISHED as u8,
+        last_seen_ns: now,
+        ..Default::default()
+    };
+    let snat = kowabunga_bindings::KW_CT_F_SNAT;
+    let reply = kowabunga_bindings::KW_CT_F_REPLY;
+    h.kawaii
+        .conntrack_table(kowabunga_dataplane::kawaii::MAP_CT4)?
+        .insert(&[
+            (
+                key(client, 40000, SERVER, 443),
+                value(key(VIP, 40000, SERVER, 443), kw_role::KW_ROLE_PRIVATE, snat),
+            ),
+            (
+                key(SERVER, 443, VIP, 40000),
+                value(
+                    key(SERVER, 443, client, 40000),
+                    kw_role::KW_ROLE_PUBLIC,
+                    snat | reply,
+                ),
+            ),
+        ])?;
+    Ok(h)
+}
+
+fn confirmed_row(suffix: &str) -> Vec<Row<Role>> {
+    let client = Ipv4Addr::new(10, 0, 0, 10);
+    vec![Row::new(
+        Box::leak(format!("established_confirmed_{suffix}").into_boxed_str()),
+        "established, confirmed (SNAT, redirect)",
+        Role::Private,
+        Frames::PerCall(tcp(client, 40000, SERVER, 443, TcpFlags::PSH_ACK)),
+        kw_stat::KW_STAT_FWD_REDIRECT,
+        XDP_REDIRECT,
+    )]
+}
+
+/// The confirmed established path with the flow cache (`kawaii.o`) and
+/// without it (`kawaii-nofcache.o`), alternately: with, without, with.
+fn flow_cache_cost() -> Result<()> {
+    use kowabunga_dataplane::variant::ENV;
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for (round, off) in [(1, false), (2, true), (3, false)] {
+        if off {
+            std::env::set_var(ENV, "nofcache");
+        } else {
+            std::env::remove_var(ENV);
+        }
+        let suffix = format!("{}{round}", if off { "nofcache" } else { "fcache" });
+        let (_, lines) = kowabunga_benches::run::run_lines(&confirmed_row(&suffix), confirmed)?;
+        let ns: Vec<(f64, f64)> = lines
+            .iter()
+            .map(|l| (l.program_ns, l.baseline_ns))
+            .collect();
+        if off {
+            without.extend(ns);
+        } else {
+            with.extend(ns);
+        }
+    }
+    std::env::remove_var(ENV);
+    let mean = |v: &[(f64, f64)]| v.iter().map(|(p, _)| p).sum::<f64>() / v.len().max(1) as f64;
+    if with.is_empty() || without.is_empty() {
+        return Ok(());
+    }
+    let base = with.iter().chain(&without).map(|(_, b)| b).sum::<f64>()
+        / (with.len() + without.len()) as f64;
+    println!(
+        "
+Kawaii established path, confirmed flow, BPF_PROG_TEST_RUN, kernel-timed ns/packet (one run)"
+    );
+    println!(
+        "{:>12} {:>12} {:>12} {:>8}",
+        "flow cache", "no cache", "xdp_pass", "ratio"
+    );
+    println!(
+        "{:>10.1}ns {:>10.1}ns {:>10.1}ns {:>8.3}",
+        mean(&with),
+        mean(&without),
+        base,
+        mean(&with) / mean(&without)
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     kowabunga_benches::run(&rows(), harness)?;
+    flow_cache_cost()?;
 
     // established at conntrack occupancies, all in this run
     let mut occ = Vec::new();

@@ -34,6 +34,7 @@ unsafe impl aya::Pod for kw_rule_node {}
 unsafe impl aya::Pod for kw_rule_hit {}
 unsafe impl aya::Pod for kw_ct_key {}
 unsafe impl aya::Pod for kw_ct_value {}
+unsafe impl aya::Pod for kw_fc_slot {}
 unsafe impl aya::Pod for kw_cidr {}
 unsafe impl aya::Pod for kw_counter {}
 unsafe impl aya::Pod for kw_drop_event {}

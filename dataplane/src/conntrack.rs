@@ -270,6 +270,8 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
 pub struct CtTable {
     name: &'static str,
     fd: OwnedFd,
+    /// The object's `kw_fc_gen`, bumped after every change made here.
+    fc_gen: Option<OwnedFd>,
 }
 
 impl CtTable {
@@ -309,7 +311,39 @@ impl CtTable {
                 what: "dup",
                 source,
             })?;
-        Ok(CtTable { name, fd })
+        Ok(CtTable {
+            name,
+            fd,
+            fc_gen: None,
+        })
+    }
+
+    /// This table, bumping the flow cache generation `map` (`kw_fc_gen`)
+    /// after each of its deletions and inserts ([`crate::fcache`]).
+    ///
+    /// # Errors
+    /// Not an array, or the descriptor could not be duplicated.
+    pub fn with_fc_gen(mut self, map: &Map) -> Result<Self, Error> {
+        let Map::Array(data) = map else {
+            return Err(Error::MissingMap);
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(self.err("dup kw_fc_gen"))?;
+        self.fc_gen = Some(fd);
+        Ok(self)
+    }
+
+    /// Empties the flow cache (a new generation), if this table has one.
+    fn invalidate_fcache(&self) -> Result<(), Error> {
+        match &self.fc_gen {
+            Some(fd) => crate::fcache::bump(fd)
+                .map(|_| ())
+                .map_err(self.err("flow cache generation")),
+            None => Ok(()),
+        }
     }
 
     /// The map's name (`kw_ct4`, `kw_ct4_new`).
@@ -405,7 +439,7 @@ impl CtTable {
     }
 
     /// Deletes `keys` in batches; keys already gone are skipped. Returns
-    /// how many were deleted.
+    /// how many were deleted. A deletion empties the object's flow cache.
     ///
     /// # Errors
     /// The batch delete failed for another reason than a missing key.
@@ -431,11 +465,14 @@ impl CtTable {
                 Err(e) => return Err(self.err("batch delete")(e)),
             }
         }
+        if done > 0 {
+            self.invalidate_fcache()?;
+        }
         Ok(done)
     }
 
     /// Inserts or replaces `entries` in batches (tests, benchmarks, state
-    /// restore).
+    /// restore), then empties the object's flow cache.
     ///
     /// # Errors
     /// The batch update failed (a full table: `E2BIG`).
@@ -452,7 +489,7 @@ impl CtTable {
             };
             bpf(BPF_MAP_UPDATE_BATCH, &mut attr).map_err(self.err("batch update"))?;
         }
-        Ok(())
+        self.invalidate_fcache()
     }
 
     /// Deletes the flows of this table expired at `now_ns`: one batched
@@ -607,7 +644,11 @@ macro_rules! conntrack_api {
             /// # Errors
             /// The map is missing or its descriptor could not be duplicated.
             pub fn conntrack_table(&self, name: &'static str) -> Result<CtTable, Error> {
-                CtTable::from_map(name, self.map(name).ok_or(Error::MissingMap)?)
+                let table = CtTable::from_map(name, self.map(name).ok_or(Error::MissingMap)?)?;
+                match self.map(crate::fcache::MAP_FC_GEN) {
+                    Some(gen) => table.with_fc_gen(gen),
+                    None => Ok(table),
+                }
             }
 
             /// Both conntrack tables: confirmed, then embryonic.

@@ -14,6 +14,7 @@
 //! | [`abi`] | the ABI version pinned beside the maps (`kw_meta`): reuse, create or refuse pins |
 //! | [`attach`] | attach / detach a role's program, pinned links |
 //! | [`variant`] | which build of the programs to load: the default, or the `-mcpu=v2` one upgrade tests select with `KOWABUNGA_BPF_VARIANT=v2` |
+//! | [`fcache`] | the established path's per-CPU flow cache: size, seed, generation |
 //! | [`conntrack`] | list and sweep `kw_ct4` (confirmed) and `kw_ct4_new` (embryonic), on a sweeper thread |
 //! | [`stats`] | per-CPU counters summed, with names |
 //! | [`events`] | sampled drop events from the ring buffer |
@@ -49,6 +50,7 @@ pub mod bpffs;
 pub mod caps;
 pub mod conntrack;
 pub mod events;
+pub mod fcache;
 pub mod kawaii;
 pub mod konvey;
 pub mod role;

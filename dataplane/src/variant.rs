@@ -32,11 +32,19 @@ static KONVEY_V2: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "
 static KONVEY_NOSTATS: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/konvey-nostats.o"));
 
+/// `kawaii.c` without the flow cache (`-DKW_NO_FCACHE`): every packet
+/// takes the slow path, the benches' baseline for the cache.
+static KAWAII_NOFCACHE: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kawaii-nofcache.o"));
+/// `konvey.c` without the flow cache (`-DKW_NO_FCACHE`).
+static KONVEY_NOFCACHE: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/konvey-nofcache.o"));
+
 /// Errors of this module.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// [`ENV`] names no build of this daemon.
-    #[error("{ENV}={0:?}: unknown program build (known: default, v2, nostats)")]
+    #[error("{ENV}={0:?}: unknown program build (known: default, v2, nostats, nofcache)")]
     Unknown(String),
 }
 
@@ -50,6 +58,8 @@ pub enum Variant {
     /// Konvey without its per-backend counters (the bench's baseline;
     /// Kawaii has none: its default build).
     NoBackendStats,
+    /// Both programs without the flow cache (the benches' baseline for it).
+    NoFlowCache,
 }
 
 impl Variant {
@@ -62,6 +72,7 @@ impl Variant {
             None | Some("" | "default") => Ok(Variant::Default),
             Some("v2") => Ok(Variant::McpuV2),
             Some("nostats") => Ok(Variant::NoBackendStats),
+            Some("nofcache") => Ok(Variant::NoFlowCache),
             Some(other) => Err(Error::Unknown(other.to_owned())),
         }
     }
@@ -87,6 +98,7 @@ impl Variant {
         match self {
             Variant::Default | Variant::NoBackendStats => default,
             Variant::McpuV2 => KAWAII_V2,
+            Variant::NoFlowCache => KAWAII_NOFCACHE,
         }
     }
 
@@ -96,6 +108,7 @@ impl Variant {
             Variant::Default => default,
             Variant::McpuV2 => KONVEY_V2,
             Variant::NoBackendStats => KONVEY_NOSTATS,
+            Variant::NoFlowCache => KONVEY_NOFCACHE,
         }
     }
 }
@@ -109,7 +122,7 @@ mod tests {
         let e = Variant::parse(Some("v9")).expect_err("must fail");
         assert_eq!(
             e.to_string(),
-            "KOWABUNGA_BPF_VARIANT=\"v9\": unknown program build (known: default, v2, nostats)"
+            "KOWABUNGA_BPF_VARIANT=\"v9\": unknown program build (known: default, v2, nostats, nofcache)"
         );
         assert_eq!(Variant::parse(Some("default")), Ok(Variant::Default));
     }
@@ -123,5 +136,9 @@ mod tests {
         assert_ne!(Variant::McpuV2.konvey(default), default);
         assert_ne!(Variant::NoBackendStats.konvey(default), default);
         assert_eq!(Variant::parse(Some("nostats")), Ok(Variant::NoBackendStats));
+        assert_ne!(Variant::NoFlowCache.konvey(default), default);
+        assert_eq!(Variant::parse(Some("nofcache")), Ok(Variant::NoFlowCache));
+        let default = crate::kawaii::KAWAII_OBJECT;
+        assert_ne!(Variant::NoFlowCache.kawaii(default), default);
     }
 }

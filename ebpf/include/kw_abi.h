@@ -316,6 +316,34 @@ struct kw_ct_value {
 	__u8 _pad2[6];
 };
 
+/*
+ * One slot of the per-CPU flow cache (kw_fcache.h): what the established
+ * path decided for a confirmed flow. Not pinned; user space reads it only
+ * to add the counters it holds to a conntrack entry's.
+ */
+#define KW_FC_WAYS 2
+
+struct kw_fc_slot {
+	struct kw_ct_key key; /* the flow's tuple as it arrives */
+	__be32 nat_saddr;     /* its translation */
+	__be32 nat_daddr;
+	__be16 nat_sport;
+	__be16 nat_dport;
+	__u32 ifindex; /* next hop: egress interface (0: empty slot) */
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u16 len_ok;   /* largest IP total length the FIB lookup accepted */
+	__u8 role;      /* ingress role of the entry */
+	__u8 flags;     /* the entry's KW_CT_F_* */
+	__u16 lb_slot;  /* with KW_CT_F_LB: the backend's counter slot */
+	__u16 pkts;     /* packets forwarded from the slot, not yet in the entry */
+	__u32 bytes;    /* their bytes */
+	__u32 since;    /* fill time, in KW_FC_UNIT_SHIFT units */
+	__u32 gen;      /* kw_fc_gen[0] when filled */
+};
+
+_Static_assert(sizeof(struct kw_fc_slot) == 64, "a flow cache slot is one cache line");
+
 /* Timeouts (RFC 5382 / RFC 4787), applied by the daemon's sweeper. */
 #define KW_CT_TIMEOUT_TCP_ESTABLISHED_S 7440
 #define KW_CT_TIMEOUT_TCP_TRANSITORY_S 240

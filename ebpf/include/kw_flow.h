@@ -11,6 +11,7 @@
 #include "kw_ct.h"
 #include "kw_nat.h"
 #include "kw_fwd.h"
+#include "kw_fcache.h"
 
 /* What flow creation needs from a program's configuration. */
 struct kw_flow_env {
@@ -48,18 +49,12 @@ static __always_inline int kw_ttl_path(struct xdp_md *ctx, const struct kw_pkt *
 	return kw_drop(ctx, p, KW_STAT_DROP_TTL, shift);
 }
 
-/* Translate (possibly to the same tuple) and forward a packet. */
-static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pkt *p,
-						const struct kw_nat *n, __u8 shift)
+/* What a FIB lookup other than success (rc) leaves for packet p, to be translated to n. */
+static __always_inline int kw_translate_failed(struct xdp_md *ctx, struct kw_pkt *p,
+					       const struct kw_nat *n, long rc, __u8 shift)
 {
 	void *data_end = (void *)(long)ctx->data_end;
-	struct bpf_fib_lookup fib;
-	long rc = kw_fib(ctx, p, n->saddr, n->daddr, &fib);
 
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		kw_rewrite(p, data_end, n);
-		return kw_fwd_commit(p, data_end, &fib);
-	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		/* the kernel resolves the neighbour and forwards it translated */
 		kw_rewrite(p, data_end, n);
@@ -75,21 +70,60 @@ static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pk
 	return kw_drop(ctx, p, KW_STAT_DROP_FIB, shift);
 }
 
-/* A packet of a tracked flow (v keyed p->key, emb: from kw_ct4_new). */
+/* Translate (possibly to the same tuple) and forward a packet. */
+static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pkt *p,
+						const struct kw_nat *n, __u8 shift)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct bpf_fib_lookup fib;
+	long rc = kw_fib(ctx, p, n->saddr, n->daddr, &fib);
+
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		kw_rewrite(p, data_end, n);
+		return kw_fwd_commit(p, data_end, &fib);
+	}
+	return kw_translate_failed(ctx, p, n, rc, shift);
+}
+
+/*
+ * A packet of a tracked flow (v keyed p->key, emb: from kw_ct4_new), on the
+ * slow path: the counters this CPU's flow cache holds for the flow are
+ * folded into v first; a confirmed, established flow forwarded without
+ * anything special is cached again (kw_fcache.h), a failing FIB lookup
+ * empties its slot.
+ */
 static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
 					  struct kw_ct_value *v, int emb, __u8 shift)
 {
+	void *data_end = (void *)(long)ctx->data_end;
+	struct kw_fc_slot *s = kw_fc_slot_of(&p->key, v->in_role);
 	struct kw_nat n = {
 		.saddr = v->nat_saddr,
 		.daddr = v->nat_daddr,
 		.sport = v->nat_sport,
 		.dport = v->nat_dport,
 	};
+	struct bpf_fib_lookup fib;
+	__u64 now;
+	long rc;
 
+	if (s)
+		kw_fc_fold(s, v);
 	kw_ct_touch(v, p, emb); /* may confirm the flow: n is copied already */
 	if (kw_ttl_expiring(p))
 		return kw_ttl_path(ctx, p, &n, shift);
-	return kw_translate_forward(ctx, p, &n, shift);
+	rc = kw_fib(ctx, p, n.saddr, n.daddr, &fib);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (!emb && v->state == KW_CT_ESTABLISHED && kw_fc_cacheable(p)) {
+			now = bpf_ktime_get_coarse_ns();
+			kw_fc_fill(s, p, v, &n, &fib, now);
+		}
+		kw_rewrite(p, data_end, &n);
+		return kw_fwd_commit(p, data_end, &fib);
+	}
+	if (s)
+		s->ifindex = 0;
+	return kw_translate_failed(ctx, p, &n, rc, shift);
 }
 
 /*

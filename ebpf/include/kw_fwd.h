@@ -34,9 +34,9 @@ static __always_inline long kw_fib(struct xdp_md *ctx, const struct kw_pkt *p, _
 	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 }
 
-/* After a successful lookup and the rewrite: TTL, MACs, redirect. */
-static __always_inline int kw_fwd_commit(const struct kw_pkt *p, void *data_end,
-					 const struct bpf_fib_lookup *fib)
+/* After the rewrite: TTL, MACs, redirect to the next hop (egress ifindex, MACs). */
+static __always_inline int kw_fwd_commit_to(const struct kw_pkt *p, void *data_end, __u32 ifindex,
+					    const __u8 *smac, const __u8 *dmac)
 {
 	struct iphdr *ip = p->ip;
 	struct ethhdr *eth = p->eth;
@@ -49,10 +49,17 @@ static __always_inline int kw_fwd_commit(const struct kw_pkt *p, void *data_end,
 	old = *(__u16 *)&ip->ttl;
 	ip->ttl--;
 	kw_csum_replace2(&ip->check, old, *(__u16 *)&ip->ttl);
-	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
 	kw_count(KW_STAT_FWD_REDIRECT, p->len);
-	return bpf_redirect(fib->ifindex, 0);
+	return bpf_redirect(ifindex, 0);
+}
+
+/* After a successful lookup and the rewrite: TTL, MACs, redirect. */
+static __always_inline int kw_fwd_commit(const struct kw_pkt *p, void *data_end,
+					 const struct bpf_fib_lookup *fib)
+{
+	return kw_fwd_commit_to(p, data_end, fib->ifindex, fib->smac, fib->dmac);
 }
 
 #endif /* KW_FWD_H */

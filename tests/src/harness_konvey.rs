@@ -24,10 +24,13 @@ pub struct KonveyHarness {
     pub model: KonveyModel,
 }
 
-/// The conntrack map of the program, in the model's terms.
+/// The conntrack map of the program, in the model's terms; each entry's
+/// packets and bytes include those its flow cache holds for it (the model
+/// counts every packet in the entry).
 pub fn bpf_conntrack(konvey: &Konvey) -> Result<BTreeMap<Tuple, CtEntry>> {
     let mut out = BTreeMap::new();
     for (k, v) in konvey.conntrack_entries()? {
+        let (pending_packets, pending_bytes) = konvey.flow_cache_pending(&k)?;
         let key = Tuple {
             saddr: u32::from_be(k.saddr),
             daddr: u32::from_be(k.daddr),
@@ -46,8 +49,8 @@ pub fn bpf_conntrack(konvey: &Konvey) -> Result<BTreeMap<Tuple, CtEntry>> {
             in_role: v.in_role,
             flags: v.flags,
             state: v.state,
-            packets: v.packets,
-            bytes: v.bytes,
+            packets: v.packets + pending_packets,
+            bytes: v.bytes + pending_bytes,
         };
         out.insert(key, entry);
     }

@@ -219,6 +219,40 @@ pub fn render(daemon: &mut Daemon, recorder: &Recorder) -> String {
             .set(2 * i64::from(per_table));
     }
 
+    // The established path's flow cache (kw_fcache.h).
+    let fc_hits = counter_family(
+        &mut registry,
+        "flow_cache_hits",
+        "Packets forwarded from the per-CPU flow cache (no conntrack or FIB lookup)",
+    );
+    let fc_fills = counter_family(
+        &mut registry,
+        "flow_cache_fills",
+        "Flow cache slots filled or refreshed on the slow path",
+    );
+    let fc_evictions = counter_family(
+        &mut registry,
+        "flow_cache_evictions",
+        "Flow cache fills that took over a slot holding another flow",
+    );
+    let mut fc_stats = Vec::new();
+    if let Some(kawaii) = daemon.role::<KawaiiRole>() {
+        if let Ok(s) = kawaii.engine().object().flow_cache_stats() {
+            fc_stats.push(("kawaii", s));
+        }
+    }
+    if let Some(konvey) = daemon.role::<KonveyRole>() {
+        if let Ok(s) = konvey.balancer().engine().object().flow_cache_stats() {
+            fc_stats.push(("konvey", s));
+        }
+    }
+    for (role, s) in &fc_stats {
+        let l = labels(&[("role", role)]);
+        fc_hits.get_or_create(&l).inc_by(s.hits);
+        fc_fills.get_or_create(&l).inc_by(s.fills);
+        fc_evictions.get_or_create(&l).inc_by(s.evictions);
+    }
+
     // One pass over each role's conntrack: SNAT ports and backend flows.
     let snat = gauge_family(
         &mut registry,

@@ -352,6 +352,8 @@ pub struct Kawaii {
     /// What the last apply wrote in the rule index of each bank (`None`:
     /// unknown, read from the tries when needed).
     pub(crate) rule_index: [Option<index::BankIndex>; KW_BANKS as usize],
+    /// The flow cache's size and seed, as loaded.
+    pub(crate) fc: crate::fcache::Params,
 }
 
 impl Kawaii {
@@ -390,9 +392,11 @@ impl Kawaii {
             None => Vec::new(),
         };
 
+        let fc = crate::fcache::Params::new(ct_entries);
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_CT4, ct_entries);
         loader.map_max_entries(MAP_CT4_NEW, ct_entries);
+        fc.apply(&mut loader);
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -408,6 +412,7 @@ impl Kawaii {
             },
             ebpf,
             rule_index: Default::default(),
+            fc,
         })
     }
 

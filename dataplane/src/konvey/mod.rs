@@ -229,6 +229,8 @@ fn map_specs(ct_entries: u32) -> [MapSpec; 10] {
 pub struct Konvey {
     pub(crate) links: Links<&'static str>,
     pub(crate) ebpf: Ebpf,
+    /// The flow cache's size and seed, as loaded.
+    pub(crate) fc: crate::fcache::Params,
 }
 
 impl Konvey {
@@ -253,9 +255,11 @@ impl Konvey {
         let object = crate::variant::Variant::from_env()
             .map_err(kw::Error::from)?
             .konvey(KONVEY_OBJECT);
+        let fc = crate::fcache::Params::new(ct_entries);
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(kw::MAP_CT4, ct_entries);
         loader.map_max_entries(kw::MAP_CT4_NEW, ct_entries);
+        fc.apply(&mut loader);
         let mut pins: Vec<(&'static str, PathBuf)> = Vec::new();
         if let Some(dir) = &options.pin_dir {
             fs::create_dir_all(dir).map_err(|source| kw::Error::CreatePinDir {
@@ -283,6 +287,7 @@ impl Konvey {
                 pin_dir: options.pin_dir.clone(),
             },
             ebpf,
+            fc,
         })
     }
 

@@ -1,0 +1,298 @@
+//! The per-CPU flow cache of the established path (`ebpf/include/kw_fcache.h`):
+//! its size per CPU, its hash seed, and its generation, which user space bumps
+//! whenever it changes conntrack so that no packet is forwarded from a slot
+//! whose entry was deleted or replaced.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use aya::maps::{Array, Map, MapData, MapError, PerCpuArray};
+use aya::EbpfLoader;
+use kowabunga_bindings::{kw_ct_key, kw_fc_slot};
+
+/// Reading the flow cache failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flow cache map is missing from the object.
+    #[error("flow cache maps not found in the loaded object")]
+    MissingMap,
+    /// A map operation failed.
+    #[error("flow cache: {what} failed")]
+    Map {
+        /// The operation.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+}
+
+/// The slots' map (not pinned: a restart starts it empty).
+pub const MAP_FCACHE: &str = "kw_fcache";
+/// Its generation, `kw_fc_gen[0]` (not pinned).
+pub const MAP_FC_GEN: &str = "kw_fc_gen";
+/// Its per-CPU counters (`enum kw_fc_stat`), not pinned.
+pub const MAP_FC_STATS: &str = "kw_fc_stats";
+/// Ways per set (`KW_FC_WAYS`).
+pub const WAYS: u32 = 2;
+/// Fewest sets per CPU.
+pub const MIN_SETS: u32 = 1024;
+/// Most sets per CPU (16 MiB of slots per CPU at 64 bytes a slot, 2 ways).
+pub const MAX_SETS: u32 = 131_072;
+
+/// Sets per CPU for `ct_entries` conntrack entries over `cpus` CPUs: twice
+/// the flows one CPU may hold (`ct_entries / 2 / cpus`), rounded up to a
+/// power of two, within [`MIN_SETS`]..=[`MAX_SETS`]. With two ways, a CPU
+/// holding its full share of flows, spread at random, finds about 9% of
+/// them in a set with more than two (those keep taking the slow path);
+/// with one set per flow it was about 26%.
+pub fn sets_per_cpu(ct_entries: u32, cpus: u32) -> u32 {
+    let flows = (ct_entries / 2 / cpus.max(1)).max(1);
+    flows
+        .saturating_mul(2)
+        .checked_next_power_of_two()
+        .unwrap_or(MAX_SETS)
+        .clamp(MIN_SETS, MAX_SETS)
+}
+
+/// What the loader sets in an object for its cache.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params {
+    cpus: u32,
+    slots: u32,
+    set_mask: u32,
+    seed: u64,
+}
+
+impl Params {
+    /// The cache for `ct_entries` conntrack entries on this machine's CPUs.
+    pub(crate) fn new(ct_entries: u32) -> Self {
+        let cpus = aya::util::nr_cpus().map_or(1, |n| n as u32);
+        let sets = sets_per_cpu(ct_entries, cpus);
+        Params {
+            cpus,
+            slots: cpus * sets * WAYS,
+            set_mask: sets - 1,
+            seed: seed(),
+        }
+    }
+
+    /// Sizes and seeds the cache of the object `loader` is about to load.
+    pub(crate) fn apply<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
+        loader.map_max_entries(MAP_FCACHE, self.slots);
+        loader.override_global("kw_fc_set_mask", &self.set_mask, true);
+        loader.override_global("kw_fc_seed", &self.seed, true);
+    }
+
+    /// The indexes of the slots that may hold `key`, on every CPU.
+    pub(crate) fn slots_of(&self, key: &kw_ct_key) -> impl Iterator<Item = u32> {
+        let sets = self.set_mask + 1;
+        let set = hash(key, self.seed) & self.set_mask;
+        (0..self.cpus).flat_map(move |cpu| {
+            let base = (cpu * sets + set) * WAYS;
+            [base, base + 1]
+        })
+    }
+}
+
+/// `kw_fc_hash()`: murmur3's 64-bit finalizer over the tuple, as the
+/// programs compute it (the fields hold network-order values, as in C).
+pub fn hash(k: &kw_ct_key, seed: u64) -> u32 {
+    let mut h = ((u64::from(k.saddr) << 32) | u64::from(k.daddr)) ^ seed;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= (u64::from(k.sport) << 32) | (u64::from(k.dport) << 16) | u64::from(k.proto);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h as u32
+}
+
+/// A random 64-bit seed (the flow cache's hash: a sender cannot aim at one
+/// set); a fixed one if the kernel's random source fails.
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is a valid, writable buffer of its length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == b.len() as isize {
+        u64::from_ne_bytes(b)
+    } else {
+        0x5eed_f10c_ac4e_0001
+    }
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut ElemAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a valid `union bpf_attr` prefix for the element
+    // commands; its key and value point to live 4-byte buffers, the sizes
+    // of kw_fc_gen's key and value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut ElemAttr as *mut libc::c_void,
+            std::mem::size_of::<ElemAttr>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Bumps `kw_fc_gen[0]` through `fd`: every cached flow takes the slow path
+/// again. Returns the new generation.
+///
+/// # Errors
+/// The map could not be read or written.
+pub fn bump(fd: &OwnedFd) -> io::Result<u32> {
+    let key = 0u32;
+    let mut gen = 0u32;
+    let mut attr = ElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: &key as *const u32 as u64,
+        value: &mut gen as *mut u32 as u64,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)?;
+    let next = gen.wrapping_add(1);
+    let mut attr = ElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: &key as *const u32 as u64,
+        value: &next as *const u32 as u64,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_UPDATE_ELEM, &mut attr)?;
+    Ok(next)
+}
+
+/// What the flow cache did, summed over the CPUs (since the object was loaded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets forwarded from a slot.
+    pub hits: u64,
+    /// Slots (re)filled on the slow path.
+    pub fills: u64,
+    /// Fills that took over a slot holding another flow.
+    pub evictions: u64,
+}
+
+/// Reads `kw_fc_stats` (`map`).
+///
+/// # Errors
+/// Not the per-CPU array the programs define, or a read failed.
+pub fn read_stats(map: &Map) -> Result<Stats, Error> {
+    let map: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(map).map_err(|source| Error::Map {
+            what: "open kw_fc_stats",
+            source,
+        })?;
+    let mut sums = [0u64; 3];
+    for (i, sum) in sums.iter_mut().enumerate() {
+        let per_cpu = map.get(&(i as u32), 0).map_err(|source| Error::Map {
+            what: "read kw_fc_stats",
+            source,
+        })?;
+        *sum = per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v));
+    }
+    Ok(Stats {
+        hits: sums[0],
+        fills: sums[1],
+        evictions: sums[2],
+    })
+}
+
+/// The flow cache methods of a loaded object (`Kawaii`, `Konvey`).
+macro_rules! fcache_api {
+    ($object:ty) => {
+        impl $object {
+            /// What the established path's flow cache did since the programs
+            /// were loaded ([`crate::fcache`]).
+            ///
+            /// # Errors
+            /// The counters could not be read.
+            pub fn flow_cache_stats(&self) -> Result<Stats, Error> {
+                read_stats(self.map(MAP_FC_STATS).ok_or(Error::MissingMap)?)
+            }
+
+            /// The packets and bytes of `key`'s flow forwarded from the flow
+            /// cache and not yet added to its conntrack entry, over all CPUs.
+            /// The entry's counters plus these are the flow's.
+            ///
+            /// # Errors
+            /// The cache could not be read.
+            pub fn flow_cache_pending(&self, key: &kw_ct_key) -> Result<(u64, u64), Error> {
+                let map = self.map(MAP_FCACHE).ok_or(Error::MissingMap)?;
+                let slots: Array<&MapData, kw_fc_slot> =
+                    Array::try_from(map).map_err(|source| Error::Map {
+                        what: "open kw_fcache",
+                        source,
+                    })?;
+                let mut out = (0u64, 0u64);
+                for i in self.fc.slots_of(key) {
+                    let s = slots.get(&i, 0).map_err(|source| Error::Map {
+                        what: "read kw_fcache",
+                        source,
+                    })?;
+                    if s.ifindex != 0 && s.key == *key {
+                        out.0 += u64::from(s.pkts);
+                        out.1 += u64::from(s.bytes);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+fcache_api!(crate::Kawaii);
+fcache_api!(crate::Konvey);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_spreads_tuples_that_differ_in_one_address_byte() {
+        // the last byte of a client address (network order: the u32's high byte)
+        let sets: std::collections::BTreeSet<u32> = (0..=255u32)
+            .map(|b| {
+                let k = kw_ct_key {
+                    saddr: u32::from_ne_bytes([10, 212, 0, b as u8]),
+                    daddr: u32::from_ne_bytes([10, 210, 5, 1]),
+                    sport: 20_000u16.to_be(),
+                    dport: 9u16.to_be(),
+                    proto: 17,
+                    ..Default::default()
+                };
+                hash(&k, 0) & 1023
+            })
+            .collect();
+        assert!(sets.len() > 200, "{} sets for 256 clients", sets.len());
+    }
+
+    #[test]
+    fn the_cache_holds_twice_the_flows_a_cpu_may_see_within_bounds() {
+        // the default table, 2 CPUs: 65,536 flows per CPU -> 131,072 sets (262,144 slots)
+        assert_eq!(sets_per_cpu(262_144, 2), 131_072);
+        // 64 CPUs: 2,048 flows each -> 4,096 sets
+        assert_eq!(sets_per_cpu(262_144, 64), 4_096);
+        assert_eq!(sets_per_cpu(3_000, 1), 4_096);
+        assert_eq!(sets_per_cpu(16, 4), MIN_SETS);
+        assert_eq!(sets_per_cpu(u32::MAX, 1), MAX_SETS);
+        assert_eq!(sets_per_cpu(262_144, 0), MAX_SETS);
+    }
+}
