@@ -4,7 +4,7 @@
 //! whose entry was deleted or replaced.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use aya::maps::{Array, Map, MapData, MapError, PerCpuArray};
 use aya::EbpfLoader;
@@ -24,6 +24,15 @@ pub enum Error {
         /// Why.
         #[source]
         source: MapError,
+    },
+    /// The route watch could not be started, or the generation read.
+    #[error("flow cache: {what} failed")]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
 }
 
@@ -153,12 +162,11 @@ fn bpf(cmd: libc::c_long, attr: &mut ElemAttr) -> io::Result<()> {
     }
 }
 
-/// Bumps `kw_fc_gen[0]` through `fd`: every cached flow takes the slow path
-/// again. Returns the new generation.
+/// `kw_fc_gen[0]` read through `fd`.
 ///
 /// # Errors
-/// The map could not be read or written.
-pub fn bump(fd: &OwnedFd) -> io::Result<u32> {
+/// The map could not be read.
+pub fn generation(fd: &OwnedFd) -> io::Result<u32> {
     let key = 0u32;
     let mut gen = 0u32;
     let mut attr = ElemAttr {
@@ -168,7 +176,17 @@ pub fn bump(fd: &OwnedFd) -> io::Result<u32> {
         ..Default::default()
     };
     bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)?;
-    let next = gen.wrapping_add(1);
+    Ok(gen)
+}
+
+/// Bumps `kw_fc_gen[0]` through `fd`: every cached flow takes the slow path
+/// again. Returns the new generation.
+///
+/// # Errors
+/// The map could not be read or written.
+pub fn bump(fd: &OwnedFd) -> io::Result<u32> {
+    let key = 0u32;
+    let next = generation(fd)?.wrapping_add(1);
     let mut attr = ElemAttr {
         map_fd: fd.as_raw_fd() as u32,
         key: &key as *const u32 as u64,
@@ -177,6 +195,134 @@ pub fn bump(fd: &OwnedFd) -> io::Result<u32> {
     };
     bpf(BPF_MAP_UPDATE_ELEM, &mut attr)?;
     Ok(next)
+}
+
+/// Empties the flow cache on every routing change of the namespace it was
+/// started in: a thread listening to rtnetlink's IPv4 route, neighbour,
+/// address and link groups bumps `kw_fc_gen[0]` after each batch of
+/// messages, so no packet leaves through a next hop (interface, MACs) the
+/// kernel no longer has. Stopped (and joined) when dropped.
+#[derive(Debug)]
+pub struct RouteWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// rtnetlink multicast groups watched (`RTMGRP_*`): link, neighbour, IPv4
+/// address, IPv4 route.
+const GROUPS: u32 = 0x1 | 0x4 | 0x10 | 0x40;
+
+impl RouteWatch {
+    /// Opens the rtnetlink socket (in the caller's network namespace) and
+    /// starts the thread, which bumps `kw_fc_gen[0]` through `gen`.
+    ///
+    /// # Errors
+    /// The socket could not be opened or bound, or the thread started.
+    pub fn spawn(gen: OwnedFd) -> io::Result<Self> {
+        // SAFETY: plain socket(2); the descriptor is owned right below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: a zeroed sockaddr_nl is valid; the fields set are plain integers.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups = GROUPS;
+        // SAFETY: `addr` is a valid sockaddr_nl of the size given.
+        let rc = unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: `timeout` is a valid timeval of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("kw-fc-routes".into())
+            .spawn(move || watch(&sock, &gen, &flag))?;
+        Ok(RouteWatch {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RouteWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread: one bump per batch of messages (a burst of route changes is
+/// one bump), until `stop`.
+fn watch(sock: &OwnedFd, gen: &OwnedFd, stop: &std::sync::atomic::AtomicBool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: `buf` is a valid, writable buffer of its length.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => continue,
+                // messages were lost: a change may be among them
+                Some(libc::ENOBUFS) => {}
+                _ => {
+                    tracing::warn!("flow cache route watch stopped: {e}");
+                    return;
+                }
+            }
+        }
+        // drain what else is queued, then one bump
+        loop {
+            // SAFETY: as above; MSG_DONTWAIT only makes this call non-blocking.
+            let more = unsafe {
+                libc::recv(
+                    sock.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if more <= 0 {
+                break;
+            }
+        }
+        if let Err(e) = bump(gen) {
+            tracing::warn!("flow cache generation not bumped after a route change: {e}");
+        }
+    }
 }
 
 /// What the flow cache did, summed over the CPUs (since the object was loaded).
@@ -226,6 +372,43 @@ macro_rules! fcache_api {
             /// The counters could not be read.
             pub fn flow_cache_stats(&self) -> Result<Stats, Error> {
                 read_stats(self.map(MAP_FC_STATS).ok_or(Error::MissingMap)?)
+            }
+
+            /// Starts a [`RouteWatch`] on this object's flow cache, in the
+            /// caller's network namespace (the daemon's: where the programs'
+            /// interfaces are).
+            ///
+            /// # Errors
+            /// The generation map is missing, or the watch could not start.
+            pub fn flow_cache_route_watch(&self) -> Result<RouteWatch, Error> {
+                RouteWatch::spawn(self.fc_gen_fd()?).map_err(|source| Error::Io {
+                    what: "starting the route watch",
+                    source,
+                })
+            }
+
+            /// The flow cache's generation now (`kw_fc_gen[0]`).
+            ///
+            /// # Errors
+            /// The generation map is missing or could not be read.
+            pub fn flow_cache_generation(&self) -> Result<u32, Error> {
+                generation(&self.fc_gen_fd()?).map_err(|source| Error::Io {
+                    what: "reading kw_fc_gen",
+                    source,
+                })
+            }
+
+            fn fc_gen_fd(&self) -> Result<OwnedFd, Error> {
+                let Some(Map::Array(data)) = self.map(MAP_FC_GEN) else {
+                    return Err(Error::MissingMap);
+                };
+                data.fd()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| Error::Io {
+                        what: "duplicating kw_fc_gen",
+                        source,
+                    })
             }
 
             /// The packets and bytes of `key`'s flow forwarded from the flow

@@ -482,3 +482,50 @@ fn attaches_pins_reuses_and_detaches_in_a_netns() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn a_routing_change_empties_the_flow_cache() {
+    if !privileged("a_routing_change_empties_the_flow_cache") {
+        return;
+    }
+    // A thread in a private network namespace: its routes and veths die with it.
+    std::thread::spawn(|| {
+        // SAFETY: unshare only changes this thread's namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        let kawaii = Kawaii::load(&LoadOptions {
+            pin_dir: None,
+            ct_entries: Some(1024),
+        })
+        .unwrap();
+        let watch = kawaii.flow_cache_route_watch().unwrap();
+        let before = kawaii.flow_cache_generation().unwrap();
+        ip(&[
+            "link", "add", "kwr0", "type", "veth", "peer", "name", "kwr1",
+        ]);
+        ip(&["link", "set", "kwr0", "up"]);
+        ip(&["addr", "add", "192.0.2.1/24", "dev", "kwr0"]);
+        ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
+        // bounded wait: the watch thread bumps after each batch of messages
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut now = before;
+        while now == before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            now = kawaii.flow_cache_generation().unwrap();
+        }
+        assert_ne!(now, before, "no new generation after route changes");
+        // and a route removed alone is seen too
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let settled = kawaii.flow_cache_generation().unwrap();
+        ip(&["route", "del", "198.51.100.0/24"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut after = settled;
+        while after == settled && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            after = kawaii.flow_cache_generation().unwrap();
+        }
+        assert_ne!(after, settled, "no new generation after a route removal");
+        drop(watch); // joins its thread
+    })
+    .join()
+    .unwrap();
+}

@@ -13,15 +13,17 @@
  * A slot is filled by kw_established() after a successful FIB lookup, only
  * for a confirmed entry in state ESTABLISHED. A packet takes it when its
  * tuple and ingress role match, the slot's generation is current, it is
- * younger than KW_FC_LIFE_MS, and the packet needs nothing the slow path
+ * younger than KW_FC_LIFE_UNITS (about 500 ms), and the packet needs nothing the slow path
  * does: no SYN, FIN or RST, TTL above 1, no longer than a packet the FIB
  * lookup accepted (MTU). Anything else takes the slow path, which folds the
  * slot's pending counters into the conntrack entry and refills it. So:
- *  - a route or neighbour change reaches a cached flow within KW_FC_LIFE_MS,
- *    and a failing FIB lookup empties the slot at once;
+ *  - the daemon bumps kw_fc_gen[0] on every rtnetlink route, neighbour,
+ *    address or link message (fcache::RouteWatch); without it a routing
+ *    change would reach a cached flow within the slot's life, and a failing
+ *    FIB lookup empties the slot at once;
  *  - the entry's packets and bytes lag by the packets counted in the slot
  *    (folded back at the next slow-path packet of the flow, or when the
- *    slot is evicted), and last_seen by at most KW_FC_LIFE_MS;
+ *    slot is evicted), and last_seen by at most about 1.5 s;
  *  - whatever changes conntrack from user space (the sweep's deletions,
  *    inserts) bumps kw_fc_gen[0], which empties every slot.
  */

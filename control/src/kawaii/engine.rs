@@ -47,7 +47,8 @@ impl Loaded<Kawaii> {
     /// another ABI version: see [`load_error`]).
     pub fn load(options: &LoadOptions) -> anyhow::Result<Self> {
         let kawaii = Kawaii::load(options).map_err(|e| load_error("Kawaii", e))?;
-        Ok(Loaded::new("kawaii", kawaii, Kawaii::drop_events))
+        Ok(Loaded::new("kawaii", kawaii, Kawaii::drop_events)
+            .watch_routes("kawaii", Kawaii::flow_cache_route_watch))
     }
 }
 

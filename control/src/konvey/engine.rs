@@ -66,7 +66,8 @@ impl Loaded<Konvey> {
             kowabunga_dataplane::konvey::Error::Load(e) => load_error("Konvey", e),
             e => anyhow::Error::new(e).context("cannot load the Konvey dataplane"),
         })?;
-        Ok(Loaded::new("konvey", konvey, Konvey::drop_events))
+        Ok(Loaded::new("konvey", konvey, Konvey::drop_events)
+            .watch_routes("konvey", Konvey::flow_cache_route_watch))
     }
 }
 

@@ -9,6 +9,7 @@ use std::fmt::Display;
 use anyhow::Context as _;
 use kowabunga_dataplane::{
     conntrack::{self, Sweeper},
+    fcache::{self, RouteWatch},
     kawaii, Counters, DropEvent, DropEvents, SweepReport,
 };
 use tracing::{debug, warn};
@@ -75,6 +76,7 @@ pub struct Loaded<T> {
     pub(crate) object: T,
     events: Option<DropEvents>,
     sweeper: Option<Sweeper>,
+    route_watch: Option<RouteWatch>,
 }
 
 impl<T> Loaded<T> {
@@ -97,7 +99,23 @@ impl<T> Loaded<T> {
             object,
             events,
             sweeper: None,
+            route_watch: None,
         }
+    }
+
+    /// Starts the flow cache's route watch (routing changes empty the
+    /// cache at once); one that cannot start is one warning: cached flows
+    /// then follow a routing change within a slot's life (about 500 ms).
+    pub fn watch_routes(
+        mut self,
+        role: &str,
+        start: impl FnOnce(&T) -> Result<RouteWatch, fcache::Error>,
+    ) -> Self {
+        match start(&self.object) {
+            Ok(w) => self.route_watch = Some(w),
+            Err(e) => warn!("{role} flow cache route watch unavailable: {e}"),
+        }
+        self
     }
 
     /// The loaded object.
