@@ -61,27 +61,11 @@ fn main() {
         let object = out_dir.join(format!("{stem}.o"));
         compile(&clang, &source, &object, &include, &sys_include, None);
         if VARIANT_SOURCES.contains(&stem) {
-            let object = out_dir.join(format!("{stem}-v2.o"));
-            compile(
-                &clang,
-                &source,
-                &object,
-                &include,
-                &sys_include,
-                Some("-mcpu=v2"),
-            );
-        }
-        if VARIANT_SOURCES.contains(&stem) {
-            // the flow cache compiled out: the benches' baseline
-            let object = out_dir.join(format!("{stem}-nofcache.o"));
-            compile(
-                &clang,
-                &source,
-                &object,
-                &include,
-                &sys_include,
-                Some("-DKW_NO_FCACHE"),
-            );
+            // -mcpu=v2: upgrade tests; -DKW_NO_FCACHE: the benches' baseline
+            for (suffix, flag) in [("v2", "-mcpu=v2"), ("nofcache", "-DKW_NO_FCACHE")] {
+                let object = out_dir.join(format!("{stem}-{suffix}.o"));
+                compile(&clang, &source, &object, &include, &sys_include, Some(flag));
+            }
         }
         if stem == "konvey" {
             // the per-backend counters compiled out: the bench's baseline

@@ -213,7 +213,8 @@ pub(crate) fn is_enoent(e: &MapError) -> bool {
     }
 }
 
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+pub(crate) const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+pub(crate) const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
@@ -223,12 +224,12 @@ const BATCH: usize = 8192;
 /// `union bpf_attr` for the element commands.
 #[repr(C)]
 #[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
+pub(crate) struct ElemAttr {
+    pub(crate) map_fd: u32,
+    pub(crate) _pad: u32,
+    pub(crate) key: u64,
+    pub(crate) value: u64,
+    pub(crate) flags: u64,
 }
 
 /// `union bpf_attr` for the batch commands.
@@ -245,7 +246,7 @@ struct BatchAttr {
     flags: u64,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
+pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
     // SAFETY: `attr` is a valid, writable `union bpf_attr` prefix of its size
     // for `cmd`; every pointer in it refers to live buffers of the sizes the
     // command reads or writes (checked by the callers).

@@ -8,6 +8,8 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use aya::maps::{Array, Map, MapData, MapError, PerCpuArray};
 use aya::EbpfLoader;
+
+use crate::conntrack::{bpf, ElemAttr, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM};
 use kowabunga_bindings::{kw_ct_key, kw_fc_slot};
 
 /// Reading the flow cache failed.
@@ -127,38 +129,6 @@ fn seed() -> u64 {
         u64::from_ne_bytes(b)
     } else {
         0x5eed_f10c_ac4e_0001
-    }
-}
-
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-
-#[repr(C)]
-#[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-fn bpf(cmd: libc::c_long, attr: &mut ElemAttr) -> io::Result<()> {
-    // SAFETY: `attr` is a valid `union bpf_attr` prefix for the element
-    // commands; its key and value point to live 4-byte buffers, the sizes
-    // of kw_fc_gen's key and value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut ElemAttr as *mut libc::c_void,
-            std::mem::size_of::<ElemAttr>() as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
