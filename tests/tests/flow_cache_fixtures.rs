@@ -295,3 +295,51 @@ fn a_packet_the_cache_cannot_take_goes_the_slow_path() {
         assert_eq!(stats(h).hits, after.hits + 1);
     });
 }
+
+#[test]
+fn a_third_flow_in_a_full_set_does_not_evict_live_flows() {
+    run(
+        "a_third_flow_in_a_full_set_does_not_evict_live_flows",
+        |h| {
+            // three source ports whose flows share one set (2 ways)
+            let mut by_set = std::collections::HashMap::<u32, Vec<u16>>::new();
+            let mut ports = Vec::new();
+            for sport in 1024..u16::MAX {
+                let same = by_set
+                    .entry(h.kawaii.flow_cache_set(&key(C1, sport, SERVER, 53, 17)))
+                    .or_default();
+                same.push(sport);
+                if same.len() == 3 {
+                    ports = same.clone();
+                    break;
+                }
+            }
+            assert_eq!(ports.len(), 3, "no three colliding ports");
+            let flows: Vec<_> = ports.iter().map(|&p| answered_udp(h, p)).collect();
+            let before = stats(h);
+            // the slow path fills a slot for the first two; the third finds both live
+            for (out, want) in &flows {
+                expect_fwd(&step(h, Role::Private, out), want);
+            }
+            let filled = stats(h);
+            assert_eq!(filled.fills, before.fills + 2, "{filled:?}");
+            assert_eq!(filled.set_full, before.set_full + 1, "{filled:?}");
+            assert_eq!(filled.evictions, before.evictions, "{filled:?}");
+            // round after round the first two hit; the third keeps the slow path
+            // and still forwards exactly what the model does
+            for round in 1..=3 {
+                for (out, want) in &flows {
+                    expect_fwd(&step(h, Role::Private, out), want);
+                }
+                let now = stats(h);
+                assert_eq!(now.hits, filled.hits + 2 * round, "{now:?}");
+                assert_eq!(now.set_full, filled.set_full + round, "{now:?}");
+                assert_eq!(now.evictions, before.evictions, "{now:?}");
+            }
+            // the third flow's packets are all in its entry: none wait in a slot
+            let k = key(C1, ports[2], SERVER, 53, 17);
+            let ((p, _), (total, _)) = counted(h, &k);
+            assert_eq!((p, total), (5, 5));
+        },
+    );
+}

@@ -235,6 +235,11 @@ pub fn render(daemon: &mut Daemon, recorder: &Recorder) -> String {
         "flow_cache_evictions",
         "Flow cache fills that took over a slot holding another flow",
     );
+    let fc_set_full = counter_family(
+        &mut registry,
+        "flow_cache_set_full",
+        "Flows not cached because both ways of their set held other live flows",
+    );
     let mut fc_stats = Vec::new();
     if let Some(kawaii) = daemon.role::<KawaiiRole>() {
         if let Ok(s) = kawaii.engine().object().flow_cache_stats() {
@@ -251,6 +256,7 @@ pub fn render(daemon: &mut Daemon, recorder: &Recorder) -> String {
         fc_hits.get_or_create(&l).inc_by(s.hits);
         fc_fills.get_or_create(&l).inc_by(s.fills);
         fc_evictions.get_or_create(&l).inc_by(s.evictions);
+        fc_set_full.get_or_create(&l).inc_by(s.set_full);
     }
 
     // One pass over each role's conntrack: SNAT ports and backend flows.

@@ -105,7 +105,7 @@ impl<T> Loaded<T> {
 
     /// Starts the flow cache's route watch (routing changes empty the
     /// cache at once); one that cannot start is one warning: cached flows
-    /// then follow a routing change within a slot's life (about 500 ms).
+    /// then follow a routing change within a slot's life (about 2 s).
     pub fn watch_routes(
         mut self,
         role: &str,
