@@ -13,7 +13,7 @@
  * Each CPU also keeps one bit per set (kw_fc_live): set when a slot of the
  * set is filled, cleared when a probe finds none of its slots usable. A
  * packet whose set has no bit skips the probe, so a flood of new flows does
- * not pay a cache miss on the slots per packet (the bitmap is 16 KiB per
+ * not pay a cache miss on the slots per packet (the bitmap is 32 KiB per
  * CPU at most: it stays in the CPU's cache). The slow path never trusts the
  * bit: it always looks for the flow's slot (pending counters).
  *
@@ -145,13 +145,16 @@ static __always_inline void kw_fc_pos_of(const struct kw_ct_key *k, struct kw_fc
 	pos->bit = 1ull << (set % 64);
 }
 
-/* Index of way 0 of k's set among this CPU's slots. */
-static __always_inline __u32 kw_fc_index(const struct kw_ct_key *k)
+/* The two ways of pos's set; 0 if either is out of the map. */
+static __always_inline int kw_fc_ways(const struct kw_fc_pos *pos, struct kw_fc_slot **a,
+				      struct kw_fc_slot **b)
 {
-	struct kw_fc_pos pos;
+	__u32 i = pos->slot;
 
-	kw_fc_pos_of(k, &pos);
-	return pos.slot;
+	*a = bpf_map_lookup_elem(&kw_fcache, &i);
+	i++;
+	*b = bpf_map_lookup_elem(&kw_fcache, &i);
+	return *a && *b;
 }
 
 static __always_inline int kw_fc_key_eq(const struct kw_ct_key *a, const struct kw_ct_key *b)
@@ -173,18 +176,25 @@ static __always_inline __u32 kw_fc_current_gen(void)
 	return g ? *g : 0;
 }
 
-/* The slot of this CPU holding (k, role), filled or stale; NULL if none. */
-static __always_inline struct kw_fc_slot *kw_fc_slot_of(const struct kw_ct_key *k, __u8 role)
+/* Whether slot s holds (k, role), filled or stale. */
+static __always_inline int kw_fc_holds(const struct kw_fc_slot *s, const struct kw_ct_key *k,
+				       __u8 role)
 {
-	__u32 i = kw_fc_index(k);
-	struct kw_fc_slot *s = bpf_map_lookup_elem(&kw_fcache, &i);
+	return s->ifindex && s->role == role && kw_fc_key_eq(&s->key, k);
+}
 
-	if (s && s->ifindex && s->role == role && kw_fc_key_eq(&s->key, k))
-		return s;
-	i++;
-	s = bpf_map_lookup_elem(&kw_fcache, &i);
-	if (s && s->ifindex && s->role == role && kw_fc_key_eq(&s->key, k))
-		return s;
+/* The slot of this CPU holding (k, role) in k's set pos, filled or stale; NULL if none. */
+static __always_inline struct kw_fc_slot *kw_fc_slot_of(const struct kw_fc_pos *pos,
+							const struct kw_ct_key *k, __u8 role)
+{
+	struct kw_fc_slot *a, *b;
+
+	if (!kw_fc_ways(pos, &a, &b))
+		return 0;
+	if (kw_fc_holds(a, k, role))
+		return a;
+	if (kw_fc_holds(b, k, role))
+		return b;
 	return 0;
 }
 
@@ -223,18 +233,15 @@ static __always_inline struct kw_fc_slot *kw_fc_find(const struct kw_pkt *p, __u
 	live = bpf_map_lookup_elem(&kw_fc_live, &pos.word);
 	if (!live || !(*live & pos.bit))
 		return 0;
-	a = bpf_map_lookup_elem(&kw_fcache, &pos.slot);
-	pos.slot++;
-	b = bpf_map_lookup_elem(&kw_fcache, &pos.slot);
-	if (!a || !b)
+	if (!kw_fc_ways(&pos, &a, &b))
 		return 0;
 	gen = kw_fc_current_gen();
 	t = kw_fc_now(now);
-	if (a->ifindex && a->role == role && kw_fc_key_eq(&a->key, &p->key))
+	if (kw_fc_holds(a, &p->key, role)) {
 		s = a;
-	else if (b->ifindex && b->role == role && kw_fc_key_eq(&b->key, &p->key))
+	} else if (kw_fc_holds(b, &p->key, role)) {
 		s = b;
-	else {
+	} else {
 		if (!kw_fc_usable(a, gen, t) && !kw_fc_usable(b, gen, t))
 			*live &= ~pos.bit;
 		return 0;
@@ -285,18 +292,18 @@ static __always_inline void kw_fc_evict(struct kw_fc_slot *s)
 }
 
 /*
- * Cache p's flow (entry v, translation n, next hop fib) on this CPU: in
- * `mine` (the slot that held the flow, its counters folded already), else
+ * Cache p's flow (entry v, translation n, next hop fib) on this CPU, in its
+ * set pos: in `mine` (the slot that held the flow, its counters folded already), else
  * in the set's empty way, else in a way no longer usable (the older if
  * both), whose counters are folded into its entry; not at all when both
  * ways hold live flows. Sets the set's bit.
  */
-static __always_inline void kw_fc_fill(struct kw_fc_slot *mine, const struct kw_pkt *p,
-				       const struct kw_ct_value *v, const struct kw_nat *n,
-				       const struct bpf_fib_lookup *fib, __u64 now)
+static __always_inline void kw_fc_fill(const struct kw_fc_pos *pos, struct kw_fc_slot *mine,
+				       const struct kw_pkt *p, const struct kw_ct_value *v,
+				       const struct kw_nat *n, const struct bpf_fib_lookup *fib,
+				       __u64 now)
 {
 	struct kw_fc_slot *s = mine, *a, *b;
-	struct kw_fc_pos pos;
 	__u32 gen, t;
 	__u64 *live;
 	int ua, ub;
@@ -306,15 +313,11 @@ static __always_inline void kw_fc_fill(struct kw_fc_slot *mine, const struct kw_
 #endif
 	gen = kw_fc_current_gen();
 	t = kw_fc_now(now);
-	kw_fc_pos_of(&p->key, &pos);
-	live = bpf_map_lookup_elem(&kw_fc_live, &pos.word);
+	live = bpf_map_lookup_elem(&kw_fc_live, &pos->word);
 	if (!live)
 		return;
 	if (!s) {
-		a = bpf_map_lookup_elem(&kw_fcache, &pos.slot);
-		pos.slot++;
-		b = bpf_map_lookup_elem(&kw_fcache, &pos.slot);
-		if (!a || !b)
+		if (!kw_fc_ways(pos, &a, &b))
 			return;
 		if (!a->ifindex) {
 			s = a;
@@ -354,7 +357,7 @@ static __always_inline void kw_fc_fill(struct kw_fc_slot *mine, const struct kw_
 	s->since = t;
 	s->gen = gen;
 	s->ifindex = fib->ifindex;
-	*live |= pos.bit;
+	*live |= pos->bit;
 }
 
 #endif /* KW_FCACHE_H */

@@ -90,13 +90,14 @@ static __always_inline int kw_translate_forward(struct xdp_md *ctx, struct kw_pk
  * slow path: the counters this CPU's flow cache holds for the flow are
  * folded into v first; a confirmed, established flow forwarded without
  * anything special is cached again (kw_fcache.h), a failing FIB lookup
- * empties its slot.
+ * empties its slot. The tuple is hashed once for both (pos).
  */
 static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
 					  struct kw_ct_value *v, int emb, __u8 shift)
 {
 	void *data_end = (void *)(long)ctx->data_end;
-	struct kw_fc_slot *s = kw_fc_slot_of(&p->key, v->in_role);
+	struct kw_fc_pos pos;
+	struct kw_fc_slot *s;
 	struct kw_nat n = {
 		.saddr = v->nat_saddr,
 		.daddr = v->nat_daddr,
@@ -107,6 +108,8 @@ static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
 	__u64 now;
 	long rc;
 
+	kw_fc_pos_of(&p->key, &pos);
+	s = kw_fc_slot_of(&pos, &p->key, v->in_role);
 	if (s)
 		kw_fc_fold(s, v);
 	kw_ct_touch(v, p, emb); /* may confirm the flow: n is copied already */
@@ -116,7 +119,7 @@ static __always_inline int kw_established(struct xdp_md *ctx, struct kw_pkt *p,
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		if (!emb && v->state == KW_CT_ESTABLISHED && kw_fc_cacheable(p)) {
 			now = bpf_ktime_get_coarse_ns();
-			kw_fc_fill(s, p, v, &n, &fib, now);
+			kw_fc_fill(&pos, s, p, v, &n, &fib, now);
 		}
 		kw_rewrite(p, data_end, &n);
 		return kw_fwd_commit(p, data_end, &fib);
